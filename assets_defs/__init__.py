@@ -1,0 +1,1 @@
+"""Dagster only: assets, checks, partitions, sensors, resources and the Definitions (code location)."""

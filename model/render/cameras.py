@@ -1,0 +1,55 @@
+"""Pinhole cameras in the OpenCV convention: K (3x3), world-to-camera Rt (3x4), x right, y down, z forward."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
+    """World-to-camera [R|t] (3x4) of a camera at `eye` looking at `target`, with image-up close to `up`."""
+    forward = np.asarray(target, float) - np.asarray(eye, float)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, np.asarray(up, float))
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    rot = np.stack([right, down, forward])  # rows: camera axes in world coordinates
+    return np.concatenate([rot, -rot @ np.asarray(eye, float)[:, None]], axis=1)
+
+
+def camera_center(rt: np.ndarray) -> np.ndarray:
+    """Camera centre in world coordinates, -R^T t."""
+    return -rt[:3, :3].T @ rt[:3, 3]
+
+
+def intrinsics(focal: float, width: int, height: int, cx: float | None = None, cy: float | None = None) -> np.ndarray:
+    return np.array([[focal, 0, (width - 1) / 2 if cx is None else cx],
+                     [0, focal, (height - 1) / 2 if cy is None else cy], [0, 0, 1.0]])
+
+
+def project(points: np.ndarray, k: np.ndarray, rt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (N, 2) and camera depths (N,) of world points (no lens distortion)."""
+    cam = points @ rt[:3, :3].T + rt[:3, 3]
+    uvw = cam @ k.T
+    return uvw[:, :2] / uvw[:, 2:3], cam[:, 2]
+
+
+def pixel_rays(k: np.ndarray, rt: np.ndarray, width: int, height: int,
+               distortion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """World-space origins and unit directions (H*W, 3) through every pixel centre of a (distorted) image.
+
+    Pixel (u, v) has its centre at integer coordinates, as in OpenCV. With `distortion` (k1 k2 p1 p2 k3) the rays
+    are those of the distorted image the camera records, found with cv2.undistortPoints.
+    """
+    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    pix = np.stack([u.ravel(), v.ravel()], -1)
+    if distortion is not None and np.any(distortion):
+        import cv2
+
+        norm = cv2.undistortPoints(pix.reshape(-1, 1, 2), k, np.asarray(distortion, np.float64)).reshape(-1, 2)
+    else:
+        norm = (pix - k[:2, 2]) / np.diag(k)[:2]
+    dirs_cam = np.concatenate([norm, np.ones((len(norm), 1))], 1)
+    rot = rt[:3, :3]
+    dirs = dirs_cam @ rot  # R^T d for row vectors
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    origins = np.broadcast_to(camera_center(rt), dirs.shape)
+    return origins, dirs

@@ -1,0 +1,1 @@
+"""One module per stage, plain Python, callable from the CLI, from tests and from an asset."""
