@@ -63,12 +63,16 @@ def direction_of(az: np.ndarray, el: np.ndarray) -> np.ndarray:
 def _bump(az: np.ndarray, el: np.ndarray, a0: float, e0: float, sa: float, se: float,
           mirror: bool = False) -> np.ndarray:
     """Anisotropic Gaussian in (azimuth, elevation); `mirror` adds the left/right twin at -a0."""
-    da = np.angle(np.exp(1j * (az - a0)))
-    g = np.exp(-0.5 * ((da / sa) ** 2 + ((el - e0) / se) ** 2))
+    de = ((el - e0) / se) ** 2
+    g = np.exp(-0.5 * ((wrap_angle(az - a0) / sa) ** 2 + de))
     if mirror:
-        db = np.angle(np.exp(1j * (az + a0)))
-        g = g + np.exp(-0.5 * ((db / sa) ** 2 + ((el - e0) / se) ** 2))
+        g = g + np.exp(-0.5 * ((wrap_angle(az + a0) / sa) ** 2 + de))
     return g
+
+
+def wrap_angle(a: np.ndarray) -> np.ndarray:
+    """Angles wrapped to [-pi, pi)."""
+    return (a + np.pi) % (2 * np.pi) - np.pi
 
 
 def _signed_side(az: np.ndarray) -> np.ndarray:

@@ -61,3 +61,9 @@ def interpolate(hits: RayHits, faces: np.ndarray, attribute: np.ndarray) -> np.n
     out = np.einsum("hwk,hwkc->hwc", hits.bary, vals)
     out[~hits.mask] = 0.0
     return out
+
+
+def interpolate_at_hits(hits: RayHits, faces: np.ndarray, attribute: np.ndarray) -> np.ndarray:
+    """Like `interpolate` but only for the hit pixels, in row-major order of `hits.mask`: (n_hits, C)."""
+    face = hits.face[hits.mask]
+    return np.einsum("nk,nkc->nc", hits.bary[hits.mask], attribute[faces[face]])

@@ -1,0 +1,77 @@
+"""Procedural albedo for the synthetic head and body: skin, hair, brows, lips and eyes; clothes on the body."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.bodies.synthetic_head import EYE_ANGLES, _bump, _smoothstep, angles_of, wrap_angle
+
+
+@dataclass(frozen=True)
+class Appearance:
+    skin: np.ndarray
+    hair: np.ndarray
+    lips: np.ndarray
+    iris: np.ndarray
+    shirt: np.ndarray
+    pants: np.ndarray
+    stripe: float  # stripe frequency of the shirt
+
+    @staticmethod
+    def sample(rng: np.random.Generator) -> "Appearance":
+        tone = rng.uniform(0.35, 0.85)
+        skin = np.array([0.55 + 0.4 * tone, 0.38 + 0.35 * tone, 0.28 + 0.3 * tone])
+        hair = np.array([0.08, 0.06, 0.05]) + rng.uniform(0, 0.35) * np.array([0.9, 0.6, 0.3])
+        return Appearance(skin=skin, hair=hair, lips=skin * np.array([0.95, 0.55, 0.55]),
+                          iris=rng.uniform(0.1, 0.5, 3), shirt=rng.uniform(0.1, 0.9, 3),
+                          pants=rng.uniform(0.05, 0.5, 3), stripe=float(rng.uniform(6, 14)))
+
+
+def head_albedo(directions: np.ndarray, app: Appearance) -> np.ndarray:
+    """(N, 3) albedo in [0, 1] at head-surface points given by their parametric unit directions."""
+    d = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    az, el = angles_of(d)
+    out = np.tile(app.skin, (len(d), 1)) * (1 + 0.03 * np.sin(40 * az) * np.sin(35 * el))[:, None]
+    out *= (1 - 0.08 * _smoothstep(-0.5, -0.9, d[:, 1]))[:, None]  # neck in shade
+    blush = 0.12 * _bump(az, el, 0.5, -0.2, 0.15, 0.1, mirror=True)
+    out = out * (1 - blush[:, None]) + blush[:, None] * np.array([0.85, 0.4, 0.4])
+    lips = np.clip(1.6 * (_bump(az, el, 0.0, -0.37, 0.17, 0.035) + _bump(az, el, 0.0, -0.47, 0.15, 0.035)), 0, 1)
+    out = out * (1 - lips[:, None]) + lips[:, None] * app.lips
+    brows = np.clip(2.0 * _bump(az, el, 0.37, 0.30, 0.14, 0.022, mirror=True) - 0.4, 0, 1)
+    out = out * (1 - brows[:, None]) + brows[:, None] * app.hair
+    hairline = np.maximum(_smoothstep(0.40, 0.52, el), _smoothstep(-1.7, -2.3, -np.abs(az)) * _smoothstep(-0.5, -0.2, el))
+    out = out * (1 - hairline[:, None]) + hairline[:, None] * app.hair * (1 + 0.15 * np.sin(60 * az))[:, None]
+    for a0, e0 in EYE_ANGLES:
+        r = np.hypot(wrap_angle(az - a0) / 1.6, el - e0)
+        sclera = _smoothstep(0.045, 0.035, r)
+        out = out * (1 - sclera[:, None]) + sclera[:, None] * np.array([0.92, 0.9, 0.88])
+        iris = _smoothstep(0.024, 0.02, r)
+        out = out * (1 - iris[:, None]) + iris[:, None] * app.iris
+        pupil = _smoothstep(0.011, 0.008, r)
+        out = out * (1 - pupil[:, None]) + pupil[:, None] * 0.03
+    return np.clip(out, 0, 1)
+
+
+def body_texture(kinds: list[str], tiles: np.ndarray, app: Appearance, size: int = 512) -> np.ndarray:
+    """(size, size, 3) uint8 atlas: each part's tile painted by its kind (shirt stripes, pants, shoes, skin, hair)."""
+    img = np.zeros((size, size, 3))
+    for kind, (u0, v0, du, dv) in zip(kinds, tiles):
+        x0, x1 = int(u0 * size), int(np.ceil((u0 + du) * size))
+        y0, y1 = int((1 - v0 - dv) * size), int(np.ceil((1 - v0) * size))
+        h, w = y1 - y0, x1 - x0
+        vv = np.linspace(1, 0, h)[:, None] * np.ones((1, w))  # texture v runs upwards
+        uu = np.ones((h, 1)) * np.linspace(0, 1, w)[None, :]
+        if kind == "shirt":
+            tex = app.shirt * (0.8 + 0.2 * (np.sin(vv * app.stripe * np.pi) > 0))[..., None]
+        elif kind == "pants":
+            tex = app.pants * (0.9 + 0.1 * np.sin(uu * 40))[..., None]
+        elif kind == "shoes":
+            tex = np.broadcast_to(np.array([0.12, 0.1, 0.1]), (h, w, 3))
+        elif kind == "head":
+            hair = _smoothstep(0.6, 0.7, vv)[..., None]
+            tex = app.skin * (1 - hair) + app.hair * hair
+        else:
+            tex = np.broadcast_to(app.skin, (h, w, 3))
+        img[y0:y1, x0:x1] = tex
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)

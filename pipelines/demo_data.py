@@ -1,0 +1,410 @@
+"""The synthetic stand-in: body-model files and FaceScape / THuman raw datasets in the real on-disk formats.
+
+`generate_demo_data(root, seed)` writes, deterministically for a seed:
+
+    body_models/flame/      generic_model.pkl (Python-2 pickle with chumpy shapedirs and an old-scipy sparse
+                            J_regressor, like the release), flame_static_embedding.pkl, flame_dynamic_embedding.npy,
+                            landmark_embedding.npy (DECA layout, torch tensors inside)
+    body_models/smplx/      SMPLX_{NEUTRAL,MALE,FEMALE}.npz (v1.1 key layout; loads in smplx unmodified)
+    facescape_bm/           facescape_bm_v1.6_847_50_52_id_front.npz
+    facescape_toolkit/predef/Rt_scale_dict.json, landmark_indices.npz
+    facescape/<id>/...      4 subjects x 3 expressions x 24 calibrated, distorted, lit, textured views with a
+                            studio background, params.json, multi-view scans (SfM frame), models_reg meshes
+    thuman/model/<uid>/...  4 textured, clothed, posed body scans (uid >= 0526 written z-up)
+    thuman/smplx/<uid>/     smplx_param.pkl (TrackedArray scale/translation, protocol 3) + mesh_smplx.obj
+    ground_truth/           every parameter used (never read by the raw-format readers)
+    MANIFEST.json           written last: the folder is complete only when it exists
+
+The folder is built in a temporary sibling and renamed into place, so a crash never leaves a partial stand-in.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.bodies import synthetic_body as body
+from model.bodies import synthetic_head as head
+from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
+from model.bodies.legacy_pickle import chumpy_array, dump_numpy1_pickle, dump_py2_pickle, old_scipy_csc
+from model.bodies.synthetic_appearance import Appearance, body_texture, head_albedo
+from model.render.cameras import camera_center, intrinsics, look_at
+from model.render.raycast import interpolate_at_hits, raycast_mesh
+from storage.atomic import atomic_directory, remove_stale_temporaries
+from storage.facescape import FaceScapeCamera, write_params
+from storage.hashing import hash_json
+from storage.images import write_jpeg
+from storage.meshes import Mesh, write_obj, write_ply
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "1"
+FACESCAPE_SUBJECTS = ("1", "2", "3", "122")
+#: expression folder -> (expression coefficients by component, jaw pose axis-angle)
+FACESCAPE_EXPRESSIONS: dict[str, tuple[dict[int, float], tuple[float, float, float]]] = {
+    "1_neutral": ({}, (0.0, 0.0, 0.0)),
+    "2_smile": ({0: 1.5, 8: 0.5}, (0.03, 0.0, 0.0)),
+    "6_jaw_right": ({1: 0.3}, (0.12, -0.16, 0.0)),
+}
+THUMAN_UIDS = ("0003", "0526", "1024", "2201")
+IMAGE_WIDTH, IMAGE_HEIGHT = 300, 400
+#: (azimuth, elevation) in degrees of the 24 cameras; azimuth 0 = frontal, positive = subject's left
+VIEW_ANGLES = ([(a, 5) for a in (-120, -100, -75, -60, -45, -30, -15, 0, 15, 30, 45, 60, 75, 100, 120)]
+               + [(a, 30) for a in (-60, -30, 0, 30, 60)] + [(a, -20) for a in (-40, 0, 40)] + [(0, 50)])
+INVALID_VIEW = 11  # one camera flagged valid=false, as the release has
+TINTED_VIEW = 17  # one camera with a strong colour cast (colour calibration should reject or fix it)
+MANIFEST = "MANIFEST.json"
+
+
+@dataclass(frozen=True)
+class DemoDataReport:
+    root: Path
+    created: bool
+    seconds: float
+    counts: dict[str, int]
+
+
+def is_complete(root: str | Path, seed: int) -> bool:
+    """True when `root` holds a finished stand-in of this generator version and seed."""
+    m = Path(root) / MANIFEST
+    if not m.is_file():
+        return False
+    try:
+        doc = json.loads(m.read_text())
+    except json.JSONDecodeError:
+        return False
+    return doc.get("generator_version") == GENERATOR_VERSION and doc.get("seed") == seed
+
+
+def ensure_demo_data(root: str | Path, seed: int = 0, force: bool = False) -> DemoDataReport:
+    """Generate the stand-in unless a complete one for the same seed is already there (idempotent)."""
+    root = Path(root)
+    if not force and is_complete(root, seed):
+        doc = json.loads((root / MANIFEST).read_text())
+        return DemoDataReport(root, False, 0.0, doc["counts"])
+    return generate_demo_data(root, seed)
+
+
+def generate_demo_data(root: str | Path, seed: int = 0) -> DemoDataReport:
+    root = Path(root)
+    t0 = time.perf_counter()
+    remove_stale_temporaries(root.parent, root.name) if root.parent.exists() else None
+    rng = np.random.default_rng(seed)
+    with atomic_directory(root) as out:
+        flame_model, flame_lmk = _write_flame(out / "body_models" / "flame")
+        tu_model, tu_sample = head.build_flame_format(head.TU_GRID)
+        scan_model, scan_sample = head.build_flame_format(head.SCAN_GRID)
+        _write_bilinear_and_toolkit(out, tu_model)
+        smplx_dir = _write_smplx(out / "body_models" / "smplx", seed)
+        alignment: dict[str, dict[str, list]] = {}
+        n_images = 0
+        for subject in FACESCAPE_SUBJECTS:
+            n_images += _write_facescape_subject(out, subject, rng, flame_model, flame_lmk, tu_model, tu_sample,
+                                                 scan_model, scan_sample, alignment)
+        (out / "facescape_toolkit" / "predef" / "Rt_scale_dict.json").write_text(json.dumps(alignment))
+        from model.bodies.smplx_body import load_thuman_smplx
+
+        thuman_model = load_thuman_smplx(smplx_dir)
+        for uid in THUMAN_UIDS:
+            _write_thuman_scan(out, uid, rng, thuman_model, smplx_dir)
+        counts = {"facescape_subjects": len(FACESCAPE_SUBJECTS), "facescape_expressions": len(FACESCAPE_EXPRESSIONS),
+                  "facescape_images": n_images, "thuman_scans": len(THUMAN_UIDS)}
+        files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+        manifest = {"generator_version": GENERATOR_VERSION, "seed": seed, "counts": counts,
+                    "content_hash": hash_json(files), "files": files}
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    seconds = time.perf_counter() - t0
+    log.info("synthetic stand-in written to %s in %.1f s", root, seconds)
+    return DemoDataReport(root, True, seconds, counts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# body-model files
+
+def _write_flame(folder: Path) -> tuple[FlameModelData, FlameLandmarkEmbedding]:
+    import torch
+
+    folder.mkdir(parents=True)
+    model, sample = head.build_flame_format(head.FLAME_GRID)
+    lmk = head.build_flame_landmarks(model, sample)
+    v = model.num_vertices
+    kintree = np.stack([model.parents, np.arange(5)]).astype(np.int64)
+    kintree[0, 0] = 4294967295
+    dump_py2_pickle({
+        "v_template": model.v_template, "f": model.faces.astype(np.uint32), "shapedirs": chumpy_array(model.shapedirs),
+        "posedirs": model.posedirs, "J_regressor": old_scipy_csc(model.j_regressor), "J": model.j_regressor @ model.v_template,
+        "weights": model.weights, "kintree_table": kintree, "bs_style": "lbs", "bs_type": "lrotmin",
+    }, folder / "generic_model.pkl")
+    assert v == len(model.v_template)
+    dump_py2_pickle({"lmk_face_idx": lmk.static_faces.astype(np.uint32), "lmk_b_coords": lmk.static_bary},
+                    folder / "flame_static_embedding.pkl")
+    dyn = {"lmk_face_idx": [r.astype(np.uint32) for r in lmk.dynamic_faces],
+           "lmk_b_coords": [r for r in lmk.dynamic_bary]}
+    np.save(folder / "flame_dynamic_embedding.npy", np.array(dyn, dtype=object), allow_pickle=True)
+    deca = {"static_lmk_faces_idx": lmk.static_faces, "static_lmk_bary_coords": lmk.static_bary,
+            "dynamic_lmk_faces_idx": torch.tensor(lmk.dynamic_faces),
+            "dynamic_lmk_bary_coords": torch.tensor(lmk.dynamic_bary, dtype=torch.float32),
+            "full_lmk_faces_idx": lmk.full_faces[None], "full_lmk_bary_coords": lmk.full_bary[None].astype(np.float32)}
+    np.save(folder / "landmark_embedding.npy", np.array(deca, dtype=object), allow_pickle=True)
+    return model, lmk
+
+
+def _write_bilinear_and_toolkit(out: Path, tu_model: FlameModelData) -> None:
+    bl_model, bl_sample = head.build_flame_format(head.BILINEAR_GRID)
+    core = head.bilinear_core(bl_sample, bl_model)
+    n_id = core.shape[2]
+    id_mean = np.zeros(n_id)
+    id_mean[0] = 1.0
+    id_var = np.r_[0.0, np.ones(head.N_IDENTITY), np.full(n_id - 1 - head.N_IDENTITY, 1e-6)]
+    lmk_points = head.landmark_points()
+    lm_v16 = np.argmin(np.linalg.norm(bl_sample.template[None] - lmk_points[:, None], axis=2), axis=1)
+    lm_v10 = np.argmin(np.linalg.norm(tu_model.v_template[None] - lmk_points[:, None], axis=2), axis=1)
+    front = np.where(bl_sample.grid.directions[:, 2] > 0.2)[0]
+    (out / "facescape_bm").mkdir(parents=True)
+    np.savez_compressed(
+        out / "facescape_bm" / "facescape_bm_v1.6_847_50_52_id_front.npz",
+        shape_bm_core=core, fv_indices=bl_model.faces + 1, ft_indices=bl_sample.grid.uv_faces + 1,
+        texcoords=bl_sample.grid.uv, id_mean=id_mean, id_var=id_var, lm_list_v16=lm_v16.astype(np.int64),
+        sym_dict=head.symmetry_map(head.BILINEAR_GRID), v_indices_front=front,
+        vert_num=np.int64(len(bl_sample.template)), face_num=np.int64(len(bl_model.faces)),
+        frontal_vert_num=np.int64(len(front)))
+    predef = out / "facescape_toolkit" / "predef"
+    predef.mkdir(parents=True)
+    np.savez(predef / "landmark_indices.npz", v10=lm_v10.astype(np.int64), v16=lm_v16.astype(np.int64))
+
+
+def _write_smplx(folder: Path, seed: int) -> Path:
+    folder.mkdir(parents=True)
+    arrays = body.build_smplx_arrays("neutral", seed)
+    for gender, params in body._GENDER_PARAMS.items():
+        a = dict(arrays)
+        a["v_template"] = arrays["v_template"] + arrays["shapedirs"][:, :, :body.N_BETAS] @ params
+        np.savez_compressed(folder / f"SMPLX_{gender.upper()}.npz", **a)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# FaceScape
+
+def _flame_vertices(model: FlameModelData, params: dict[str, np.ndarray]) -> np.ndarray:
+    import torch
+
+    layer = build_flame_layer(model, dtype=torch.float64)
+    t = {k: torch.tensor(v[None], dtype=torch.float64) for k, v in params.items()}
+    with torch.no_grad():
+        return layer(**t).vertices[0].numpy()
+
+
+def _shade(albedo: np.ndarray, normals: np.ndarray, view_dirs: np.ndarray | None = None) -> np.ndarray:
+    """Studio lighting: ambient + key + fill (Lambert) and a faint specular highlight along the view."""
+    n = normals / (np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-12)
+    key = np.array([0.45, 0.55, 0.70]) / np.linalg.norm([0.45, 0.55, 0.70])
+    fill = np.array([-0.6, 0.1, 0.5]) / np.linalg.norm([-0.6, 0.1, 0.5])
+    light = 0.38 + 0.62 * np.clip(n @ key, 0, None) + 0.25 * np.clip(n @ fill, 0, None)
+    out = albedo * light[..., None]
+    if view_dirs is not None:
+        half = key - view_dirs
+        half /= np.linalg.norm(half, axis=-1, keepdims=True)
+        out = out + 0.06 * np.clip(np.sum(n * half, -1), 0, 1)[..., None] ** 30
+    return out
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    u, v = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
+    c0, c1 = rng.uniform(0.25, 0.45, 3), rng.uniform(0.45, 0.7, 3)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    pattern = 0.04 * np.sin(9 * u + phase[0]) * np.sin(7 * v + phase[1])
+    return np.clip(c0 + (c1 - c0) * v[..., None] + pattern[..., None], 0, 1)
+
+
+def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    import trimesh
+
+    return np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals)
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    w, x, y, z = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, flame_model: FlameModelData,
+                             flame_lmk: FlameLandmarkEmbedding, tu_model: FlameModelData,
+                             tu_sample: head.HeadSample, scan_model: FlameModelData, scan_sample: head.HeadSample,
+                             alignment: dict[str, dict[str, list]]) -> int:
+    import torch
+
+    sdir = out / "facescape" / subject
+    (sdir / "models_reg").mkdir(parents=True)
+    gt_dir = out / "ground_truth" / "facescape" / subject
+    gt_dir.mkdir(parents=True)
+    app = Appearance.sample(rng)
+    shape = np.zeros(300)
+    shape[:head.N_IDENTITY] = rng.normal(size=head.N_IDENTITY)
+    tu_scale = float(rng.uniform(0.95, 1.05))
+    tex = _uv_texture(app, tu_sample)
+    n_images = 0
+    for expr_name, (psi_spec, jaw) in FACESCAPE_EXPRESSIONS.items():
+        k = expr_name.split("_")[0]
+        expression = np.zeros(100)
+        for comp, val in psi_spec.items():
+            expression[comp] = val
+        params = {"shape": shape, "expression": expression, "global_orient": rng.normal(scale=0.04, size=3),
+                  "neck_pose": rng.normal(scale=0.03, size=3), "jaw_pose": np.asarray(jaw, float),
+                  "eye_pose": rng.normal(scale=0.05, size=6), "transl": rng.normal(scale=0.003, size=3)}
+        flame_v = _flame_vertices(flame_model, params)
+        tu_v = 1000.0 * tu_scale * _flame_vertices(tu_model, params)
+        scan_v = 1000.0 * tu_scale * _flame_vertices(scan_model, params)
+        layer = build_flame_layer(flame_model, flame_lmk, dtype=torch.float64)
+        with torch.no_grad():
+            lmk68 = layer(**{kk: torch.tensor(vv[None]) for kk, vv in params.items()}).landmarks[0].numpy()
+        # registered TU mesh (mm, TU frame) with a baked texture
+        write_obj(sdir / "models_reg" / f"{expr_name}.obj",
+                  Mesh(tu_v, tu_model.faces, tu_sample.grid.uv, tu_sample.grid.uv_faces,
+                       material_file=f"{expr_name}.obj.mtl"))
+        (sdir / "models_reg" / f"{expr_name}.obj.mtl").write_text(
+            f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {expr_name}.jpg\n")
+        write_jpeg(sdir / "models_reg" / f"{expr_name}.jpg", tex)
+        # the tuple's SfM frame: v_TU = R (s v_mv) + t
+        sfm_scale = float(rng.uniform(0.004, 0.02))
+        sfm_rot = _random_rotation(rng)
+        sfm_t = rng.normal(scale=200.0, size=3)
+        alignment.setdefault(str(int(subject)), {})[str(int(k))] = [
+            sfm_scale, np.concatenate([sfm_rot, sfm_t[:, None]], 1).tolist()]
+
+        def to_sfm(x: np.ndarray) -> np.ndarray:
+            return (x - sfm_t) @ sfm_rot / sfm_scale  # R^T (x - t) / s for row vectors
+
+        # scan: dense, slightly noisy, vertex-coloured, in the SfM frame
+        scan_normals = _vertex_normals(scan_v, scan_model.faces)
+        albedo = head_albedo(scan_sample.grid.directions, app)
+        colors = np.clip(_shade(albedo, scan_normals) * 255, 0, 255).astype(np.uint8)
+        noisy = scan_v + rng.normal(scale=0.15, size=scan_v.shape)
+        write_ply(sdir / f"{expr_name}.ply", Mesh(to_sfm(noisy), scan_model.faces, vertex_colors=colors))
+        # calibrated views
+        folder = sdir / expr_name
+        folder.mkdir()
+        cams, gains = [], []
+        center = 1000.0 * tu_scale * np.array([0.0, 0.0, 0.0]) + rng.normal(scale=5.0, size=3)
+        for view, (az_deg, el_deg) in enumerate(VIEW_ANGLES):
+            az, el = np.deg2rad(az_deg + rng.normal(scale=2)), np.deg2rad(el_deg + rng.normal(scale=2))
+            eye = center + rng.uniform(870, 930) * np.array([np.cos(el) * np.sin(az), np.sin(el),
+                                                             np.cos(el) * np.cos(az)])
+            roll_up = np.array([rng.normal(scale=0.03), 1.0, 0.0])
+            rt_tu = look_at(eye, center + rng.normal(scale=8.0, size=3), roll_up)
+            kmat = intrinsics(rng.uniform(730, 770), IMAGE_WIDTH, IMAGE_HEIGHT,
+                              (IMAGE_WIDTH - 1) / 2 + rng.normal(scale=3), (IMAGE_HEIGHT - 1) / 2 + rng.normal(scale=3))
+            dist = np.array([rng.uniform(-0.08, 0.02), rng.uniform(-0.02, 0.05), rng.normal(scale=5e-4),
+                             rng.normal(scale=5e-4), 0.0])
+            hits = raycast_mesh(scan_v, scan_model.faces, kmat, rt_tu, IMAGE_WIDTH, IMAGE_HEIGHT, dist)
+            dirs = interpolate_at_hits(hits, scan_model.faces, scan_sample.grid.directions)
+            normals = interpolate_at_hits(hits, scan_model.faces, scan_normals)
+            img = _background(rng, IMAGE_WIDTH, IMAGE_HEIGHT)
+            img[hits.mask] = _shade(head_albedo(dirs, app), normals, hits.view_dirs[hits.mask])
+            gain = rng.uniform(0.93, 1.07, 3) if view != TINTED_VIEW else np.array([1.3, 0.92, 0.8])
+            img = img * gain
+            img = img + rng.normal(scale=1.5 / 255, size=img.shape)
+            write_jpeg(folder / f"{view}.jpg", np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
+            # world->camera in the SfM frame: x_cam/s = R_c R x_mv + (R_c t + t_c)/s
+            r_mv = rt_tu[:, :3] @ sfm_rot
+            t_mv = (rt_tu[:, :3] @ sfm_t + rt_tu[:, 3]) / sfm_scale
+            cams.append(FaceScapeCamera(view, kmat, np.concatenate([r_mv, t_mv[:, None]], 1), dist, IMAGE_WIDTH,
+                                        IMAGE_HEIGHT, view != INVALID_VIEW, int(rng.integers(2000, 9000)),
+                                        f"SN{10000 + view}", f"IMG_{view:04d}.JPG"))
+            gains.append(gain)
+            n_images += 1
+        write_params(folder / "params.json", cams)
+        np.savez(gt_dir / f"{expr_name}.npz", **params, tu_scale=tu_scale, flame_vertices=flame_v,
+                 flame_landmarks68=lmk68, tu_vertices=tu_v, sfm_scale=sfm_scale, sfm_rotation=sfm_rot,
+                 sfm_translation=sfm_t, view_gains=np.stack(gains),
+                 camera_centers_tu=np.stack([camera_center(c.Rt) * sfm_scale @ sfm_rot.T + sfm_t for c in cams]))
+    return n_images
+
+
+def _uv_texture(app: Appearance, sample: head.HeadSample, width: int = 512, height: int = 256) -> np.ndarray:
+    """Bake the head albedo into the sphere-grid UV layout (u = azimuth, v = 1 - polar angle / pi)."""
+    u, v = np.meshgrid((np.arange(width) + 0.5) / width, 1 - (np.arange(height) + 0.5) / height)
+    phi, theta = u * 2 * np.pi - np.pi, (1 - v) * np.pi
+    dirs = np.stack([np.sin(theta) * np.sin(phi), np.cos(theta), np.sin(theta) * np.cos(phi)], -1)
+    return (head_albedo(dirs.reshape(-1, 3), app).reshape(height, width, 3) * 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# THuman
+
+_CLOTH_OFFSET = {"shirt": 0.012, "pants": 0.010, "shoes": 0.004, "skin": 0.0008, "head": 0.002}
+
+
+def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, model: "smplx.SMPLX", smplx_dir: Path) -> None:
+    import torch
+    import trimesh
+
+    betas = rng.normal(scale=0.7, size=10)
+    body_pose = rng.normal(scale=0.05, size=63)
+    body_pose[15 * 3 + 2] = -rng.uniform(0.9, 1.3)  # left shoulder down
+    body_pose[16 * 3 + 2] = rng.uniform(0.9, 1.3)  # right shoulder down
+    body_pose[17 * 3 + 1] = -rng.uniform(0.1, 0.6)  # elbows
+    body_pose[18 * 3 + 1] = rng.uniform(0.1, 0.6)
+    body_pose[3 * 3] = rng.uniform(0.0, 0.3)  # knees
+    body_pose[4 * 3] = rng.uniform(0.0, 0.3)
+    params = {"betas": betas, "global_orient": np.array([rng.normal(scale=0.05), rng.uniform(-np.pi, np.pi),
+                                                         rng.normal(scale=0.05)]),
+              "body_pose": body_pose, "left_hand_pose": rng.normal(scale=0.5, size=12),
+              "right_hand_pose": rng.normal(scale=0.5, size=12), "jaw_pose": np.array([rng.uniform(0, 0.15), 0, 0]),
+              "leye_pose": np.zeros(3), "reye_pose": np.zeros(3), "expression": rng.normal(scale=0.5, size=10)}
+    with torch.no_grad():
+        verts = model(**{k: torch.tensor(v[None], dtype=torch.float32) for k, v in params.items()}).vertices[0]
+    verts = verts.numpy().astype(np.float64)
+    faces = model.faces.astype(np.int64)
+    scale = float(rng.uniform(0.3, 0.8))
+    translation = np.array([rng.uniform(-0.046, 0.067), rng.uniform(0.057, 0.262), rng.uniform(-0.08, 0.038)])
+    mesh = body.build_body_mesh()
+    order = body.keypoint_permutation(mesh, body.rest_joints())
+    kinds = np.array(body.KINDS)[mesh.part_kind[order]]
+    offset = np.array([_CLOTH_OFFSET[k] for k in kinds])
+    normals = np.asarray(trimesh.Trimesh(verts, faces, process=False).vertex_normals)
+    scan_y_up = (verts + normals * offset[:, None] + rng.normal(scale=0.0008, size=verts.shape)) * scale + translation
+    fit_y_up = verts * scale + translation
+    z_up = int(uid) >= 526
+    to_file = (lambda x: x[:, [2, 0, 1]]) if z_up else (lambda x: x)  # readers undo it with x[:, [1, 2, 0]]
+    with np.load(smplx_dir / "SMPLX_MALE.npz") as z:
+        uv, uv_faces = z["vt"], z["ft"]
+    sdir = out / "thuman" / "model" / uid
+    sdir.mkdir(parents=True)
+    write_obj(sdir / f"{uid}.obj", Mesh(to_file(scan_y_up), faces, uv, uv_faces, material_file="material0.mtl"))
+    (sdir / "material0.mtl").write_text(
+        "# https://github.com/mikedh/trimesh\nnewmtl material0\nKa 1.00000000 1.00000000 1.00000000\n"
+        "Kd 1.00000000 1.00000000 1.00000000\nKs 0.40000000 0.40000000 0.40000000\nNs 0.00000000\n"
+        "map_Kd material0.jpeg\n")
+    tile_kinds = _tile_kinds(mesh)
+    write_jpeg(sdir / "material0.jpeg", body_texture(tile_kinds, mesh.uv_tile, Appearance.sample(rng)))
+    fdir = out / "thuman" / "smplx" / uid
+    fdir.mkdir(parents=True)
+    fit = {k: v[None].astype(np.float32) for k, v in params.items()}
+    fit["scale"] = trimesh.caching.tracked_array(np.array(scale))
+    fit["translation"] = trimesh.caching.tracked_array(translation)
+    dump_numpy1_pickle(fit, fdir / "smplx_param.pkl")
+    write_obj(fdir / "mesh_smplx.obj", Mesh(to_file(fit_y_up), faces))
+    gt = out / "ground_truth" / "thuman"
+    gt.mkdir(parents=True, exist_ok=True)
+    np.savez(gt / f"{uid}.npz", **params, scale=scale, translation=translation, up_axis="z" if z_up else "y",
+             smplx_vertices_scan_frame=fit_y_up)
+
+
+def _tile_kinds(mesh: "body.BodyMesh") -> list[str]:
+    """Kind of each atlas tile, from the vertices that carry it."""
+    kinds = []
+    for tile in mesh.uv_tile:
+        inside = np.all((mesh.uv >= tile[:2]) & (mesh.uv <= tile[:2] + tile[2:]), axis=1)
+        tex_ids = np.where(inside)[0]
+        face = np.where(np.isin(mesh.uv_faces, tex_ids).any(1))[0][0]
+        kinds.append(body.KINDS[mesh.part_kind[mesh.faces[face, 0]]])
+    return kinds

@@ -1,0 +1,113 @@
+"""Mesh files (OBJ with UVs, PLY): small, fast readers that keep vertex order and validate the content."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from storage.errors import CorruptFileError, InvalidContentError, MissingFileError
+
+
+@dataclass(frozen=True)
+class Mesh:
+    vertices: np.ndarray  # (V, 3) float64
+    faces: np.ndarray  # (F, 3) int64, 0-based
+    uv: np.ndarray | None = None  # (T, 2)
+    uv_faces: np.ndarray | None = None  # (F, 3) int64, 0-based
+    vertex_colors: np.ndarray | None = None  # (V, 3) uint8
+    material_file: str | None = None  # mtllib name (OBJ)
+
+
+def _check(path: Path, mesh: Mesh) -> Mesh:
+    if len(mesh.vertices) == 0 or len(mesh.faces) == 0:
+        raise InvalidContentError(path, "mesh has no vertices or no faces", "re-extract the file")
+    if not np.all(np.isfinite(mesh.vertices)):
+        bad = int(np.sum(~np.isfinite(mesh.vertices).all(1)))
+        raise InvalidContentError(path, f"{bad} vertices are NaN or infinite", "re-extract or re-export the mesh")
+    if mesh.faces.min() < 0 or mesh.faces.max() >= len(mesh.vertices):
+        raise InvalidContentError(path, "face indices out of range", "re-extract or re-export the mesh")
+    if mesh.uv_faces is not None and mesh.uv is not None and (mesh.uv_faces.max() >= len(mesh.uv)):
+        raise InvalidContentError(path, "texture-coordinate indices out of range", "re-export the mesh")
+    return mesh
+
+
+def read_obj(path: str | Path) -> Mesh:
+    """Read v / vt / f (triangles, `v`, `v/vt`, `v/vt/vn` or `v//vn` forms) keeping the file's vertex order."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "mesh file not found", "restore the file from the dataset archive")
+    try:
+        lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
+    except (UnicodeDecodeError, OSError) as exc:
+        raise CorruptFileError(path, f"cannot read OBJ text ({exc})", "re-extract the file") from exc
+    v, vt, fv, ft, mtl = [], [], [], [], None
+    try:
+        for line in lines:
+            if line.startswith("v "):
+                v.append(line[2:].split()[:3])
+            elif line.startswith("vt "):
+                vt.append(line[3:].split()[:2])
+            elif line.startswith("f "):
+                corners = [c.split("/") for c in line[2:].split()]
+                if len(corners) != 3:
+                    raise ValueError(f"face with {len(corners)} corners (only triangles are supported)")
+                fv.append([c[0] for c in corners])
+                if len(corners[0]) > 1 and corners[0][1]:
+                    ft.append([c[1] for c in corners])
+            elif line.startswith("mtllib "):
+                mtl = line[7:].strip()
+        verts = np.asarray(v, dtype=np.float64)
+        faces = np.asarray(fv, dtype=np.int64)
+        faces = np.where(faces < 0, faces + len(verts), faces - 1)
+        uv = np.asarray(vt, dtype=np.float64) if vt else None
+        uv_faces = None
+        if ft:
+            if len(ft) != len(fv):
+                raise ValueError("some faces have texture coordinates and others do not")
+            uv_faces = np.asarray(ft, dtype=np.int64) - 1
+    except ValueError as exc:
+        raise CorruptFileError(path, f"malformed OBJ ({exc})", "re-extract or re-export the mesh") from exc
+    return _check(path, Mesh(verts.reshape(-1, 3), faces.reshape(-1, 3), uv, uv_faces, material_file=mtl))
+
+
+def write_obj(path: str | Path, mesh: Mesh, material_name: str | None = None) -> None:
+    """Write an OBJ (trimesh-like layout: mtllib/usemtl header, v, vt, f v/vt)."""
+    out = []
+    if mesh.material_file:
+        out.append(f"mtllib {mesh.material_file}")
+        out.append(f"usemtl {material_name or 'material0'}")
+    out += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in mesh.vertices]
+    if mesh.uv is not None:
+        out += [f"vt {u:.6f} {w:.6f}" for u, w in mesh.uv]
+        out += [f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}"
+                for (a, b, c), (ta, tb, tc) in zip(mesh.faces, mesh.uv_faces)]
+    else:
+        out += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in mesh.faces]
+    Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def read_ply(path: str | Path) -> Mesh:
+    """Read a PLY mesh (ASCII or binary) with trimesh, keeping vertex order; vertex colours when present."""
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "mesh file not found", "restore the file from the dataset archive")
+    try:
+        tm = trimesh.load(path, process=False, force="mesh")
+    except Exception as exc:  # trimesh raises many types for broken files
+        raise CorruptFileError(path, f"cannot parse PLY ({type(exc).__name__}: {exc})", "re-extract the file") from exc
+    colors = None
+    vc = getattr(tm.visual, "vertex_colors", None)
+    if vc is not None and len(vc) == len(tm.vertices):
+        colors = np.asarray(vc)[:, :3].astype(np.uint8)
+    return _check(path, Mesh(np.asarray(tm.vertices, np.float64), np.asarray(tm.faces, np.int64),
+                             vertex_colors=colors))
+
+
+def write_ply(path: str | Path, mesh: Mesh) -> None:
+    import trimesh
+
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=mesh.vertex_colors, process=False)
+    tm.export(path, file_type="ply")

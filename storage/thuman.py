@@ -1,0 +1,183 @@
+"""THuman 2.0 / 2.1 scans and their released SMPL-X fits.
+
+    <scans>/<uid>/<uid>.obj + material0.mtl + material0.jpeg      textured scan (per-scan units)
+    <fits>/<uid>/smplx_param.pkl (+ mesh_smplx.obj)                SMPL-X fit: scan = smplx(params) * scale + translation
+
+uids 0000-0525 are y-up; 0526 and above are z-up (consumers take verts[:, [1, 2, 0]] to get y-up). The fit pickles
+store `scale` and `translation` as `trimesh.caching.TrackedArray`; they are read with an allow-listed unpickler (no
+trimesh import, no arbitrary code) and returned as plain arrays.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storage.errors import CorruptFileError, InvalidContentError, MissingFileError
+from storage.ids import validate_subject_id
+from storage.images import read_rgb
+from storage.meshes import Mesh, read_obj
+
+Z_UP_FROM_UID = 526
+FIT_KEYS = {"betas": 10, "global_orient": 3, "body_pose": 63, "left_hand_pose": None, "right_hand_pose": None,
+            "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3, "expression": 10}
+
+
+class _FitUnpickler(pickle.Unpickler):
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("trimesh.caching", "TrackedArray")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in an SMPL-X fit file")
+        if (module, name) == ("trimesh.caching", "TrackedArray"):
+            return np.ndarray  # a TrackedArray is an ndarray subclass; the plain array is what we want
+        if name == "_reconstruct":
+            from numpy._core.multiarray import _reconstruct
+
+            return _reconstruct
+        if name == "scalar":
+            from numpy._core.multiarray import scalar
+
+            return scalar
+        return {"ndarray": np.ndarray, "dtype": np.dtype}[name]
+
+
+@dataclass(frozen=True)
+class SmplxFit:
+    """One released THuman SMPL-X fit; hand poses are PCA coefficients (12) or full axis-angle (45)."""
+
+    betas: np.ndarray
+    global_orient: np.ndarray
+    body_pose: np.ndarray
+    left_hand_pose: np.ndarray
+    right_hand_pose: np.ndarray
+    jaw_pose: np.ndarray
+    leye_pose: np.ndarray
+    reye_pose: np.ndarray
+    expression: np.ndarray
+    scale: float
+    translation: np.ndarray  # (3,)
+
+    def as_smplx_kwargs(self) -> dict[str, np.ndarray]:
+        """Keyword arguments for an SMPL-X forward pass (batch of one), without scale and translation."""
+        return {k: getattr(self, k)[None].astype(np.float32) for k in FIT_KEYS}
+
+
+@dataclass(frozen=True)
+class THumanScan:
+    uid: str
+    mesh: Mesh
+    texture: np.ndarray  # (H, W, 3) uint8
+    up_axis: str  # "y" for uid < 0526, "z" from 0526 on
+
+    def vertices_y_up(self) -> np.ndarray:
+        """Vertices in the y-up convention of the 2.0 scans and of the SMPL-X fits."""
+        v = self.mesh.vertices
+        return v[:, [1, 2, 0]] if self.up_axis == "z" else v
+
+
+def up_axis_of(uid: str) -> str:
+    return "z" if int(uid) >= Z_UP_FROM_UID else "y"
+
+
+def read_smplx_fit(path: str | Path) -> SmplxFit:
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "SMPL-X fit not found",
+                               "download the THuman SMPL-X fits and set thuman_smplx_fits to their folder")
+    try:
+        with path.open("rb") as fh:
+            data = _FitUnpickler(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise CorruptFileError(path, f"cannot read the fit pickle ({exc})", "re-extract smplx_param.pkl") from exc
+    if not isinstance(data, dict):
+        raise InvalidContentError(path, "expected a dict of parameters", "re-extract smplx_param.pkl")
+    missing = [k for k in list(FIT_KEYS) + ["scale", "translation"] if k not in data]
+    if missing:
+        raise InvalidContentError(path, f"missing keys {missing}", "use the released smplx_param.pkl")
+    vals: dict[str, Any] = {}
+    for key, width in FIT_KEYS.items():
+        arr = np.asarray(data[key], dtype=np.float64).reshape(-1)
+        if width is not None and arr.shape != (width,):
+            raise InvalidContentError(path, f"{key!r} has {arr.size} values, expected {width}",
+                                      "use the released smplx_param.pkl")
+        if width is None and arr.size not in (12, 45):
+            raise InvalidContentError(path, f"{key!r} has {arr.size} values, expected 12 (PCA) or 45",
+                                      "use the released smplx_param.pkl")
+        vals[key] = arr
+    scale = np.asarray(data["scale"], dtype=np.float64).reshape(-1)
+    transl = np.asarray(data["translation"], dtype=np.float64).reshape(-1)
+    if scale.size < 1 or transl.shape != (3,):
+        raise InvalidContentError(path, "scale must hold one value and translation three",
+                                  "use the released smplx_param.pkl")
+    for key, arr in list(vals.items()) + [("scale", scale), ("translation", transl)]:
+        if not np.all(np.isfinite(arr)):
+            raise InvalidContentError(path, f"{key!r} contains NaN or infinite values", "re-extract the fit")
+    if scale[0] <= 0:
+        raise InvalidContentError(path, f"scale must be positive, got {scale[0]}", "re-extract the fit")
+    return SmplxFit(**vals, scale=float(scale[0]), translation=transl)
+
+
+def _texture_of(obj_path: Path, mesh: Mesh) -> Path:
+    mtl = obj_path.parent / (mesh.material_file or "material0.mtl")
+    if not mtl.is_file():
+        raise MissingFileError(mtl, "material file not found", "restore material0.mtl next to the scan")
+    for line in mtl.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.strip().startswith("map_Kd"):
+            tex = obj_path.parent / line.split(None, 1)[1].strip()
+            if not tex.is_file():
+                raise MissingFileError(tex, "texture image named by the material file not found",
+                                       "restore material0.jpeg next to the scan")
+            return tex
+    raise InvalidContentError(mtl, "no map_Kd texture line", "restore the released material0.mtl")
+
+
+class THumanDataset:
+    def __init__(self, root: str | Path, fits_root: str | Path | None = None) -> None:
+        self.root = Path(root)
+        self.fits_root = Path(fits_root) if fits_root else None
+        if not self.root.is_dir():
+            raise MissingFileError(self.root, "THuman scan folder not found",
+                                   "set thuman_root in morphable.toml (or MORPHABLE_THUMAN_ROOT)")
+
+    def subjects(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def scan_path(self, uid: str) -> Path:
+        uid = validate_subject_id(str(uid))
+        path = self.root / uid / f"{uid}.obj"
+        if not path.is_file():
+            raise MissingFileError(path, f"THuman scan {uid!r} not found", f"choose one of {self.subjects()[:10]}")
+        return path
+
+    def read_scan(self, uid: str) -> THumanScan:
+        path = self.scan_path(uid)
+        mesh = read_obj(path)
+        if mesh.uv is None:
+            raise InvalidContentError(path, "scan has no texture coordinates (vt)", "re-extract the scan")
+        return THumanScan(str(uid), mesh, read_rgb(_texture_of(path, mesh)), up_axis_of(uid))
+
+    def fit_path(self, uid: str) -> Path:
+        if self.fits_root is None:
+            raise MissingFileError(None, "no SMPL-X fit folder configured", "set thuman_smplx_fits")
+        return self.fits_root / validate_subject_id(str(uid)) / "smplx_param.pkl"
+
+    def read_fit(self, uid: str) -> SmplxFit:
+        return read_smplx_fit(self.fit_path(uid))
+
+    def read_fit_mesh(self, uid: str) -> Mesh:
+        """The released `mesh_smplx.obj` (THuman 2.1), in the scan's frame."""
+        return read_obj(self.fit_path(uid).parent / "mesh_smplx.obj")
+
+    def file_list(self, uid: str) -> list[tuple[str, int]]:
+        files = [p for p in (self.root / validate_subject_id(str(uid))).rglob("*") if p.is_file()]
+        out = [(str(p.relative_to(self.root)), p.stat().st_size) for p in files]
+        if self.fits_root is not None and (self.fits_root / uid).is_dir():
+            out += [(f"fits/{p.relative_to(self.fits_root)}", p.stat().st_size)
+                    for p in (self.fits_root / uid).rglob("*") if p.is_file()]
+        return sorted(out)
