@@ -1,0 +1,136 @@
+"""`morphable`: the one command-line entry point for every stage, the demo and the UI.
+
+The stage commands call `pipelines` functions directly. `demo` and `ui` are the orchestration entry points and
+reach up into `assets_defs` (lazily), the only place where a `pipelines` module does so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipelines.settings import SettingsError, describe_keys, load_settings
+
+
+def _settings(args: argparse.Namespace):
+    return load_settings(getattr(args, "settings", None))
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from pipelines.demo_data import ensure_demo_data
+
+    s = _settings(args)
+    root = Path(args.root) if args.root else s.synthetic_root
+    seed = s.synthetic_seed if args.seed is None else args.seed
+    report = ensure_demo_data(root, seed, force=args.force)
+    verb = f"written in {report.seconds:.1f} s" if report.created else "already complete (use --force to rebuild)"
+    print(f"synthetic stand-in at {report.root}: {verb}")
+    print(json.dumps(report.counts))
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if args.json:
+        print(json.dumps(s.as_dict(), indent=2))
+        return 0
+    print(f"settings source: {s.source}")
+    for key, env, desc in describe_keys():
+        print(f"  {key:28s} = {getattr(s, key)}\n      ({env}; {desc})")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipelines.ingest import DATASETS, validate_body_models, validate_dataset
+
+    s = _settings(args)
+    datasets = DATASETS if args.dataset == "all" else (args.dataset,)
+    subjects = [args.subject] if args.subject else None
+    reports = [r for d in datasets for r in validate_dataset(s, d, subjects, decode_images=args.decode_images)]
+    body = validate_body_models(s) if args.body_models else None
+    if args.json:
+        print(json.dumps({"subjects": [r.as_dict() for r in reports], "body_models": body}, indent=2, default=str))
+    else:
+        for r in reports:
+            status = "ok" if r.ok else f"ERROR {r.error}"
+            print(f"{r.dataset:9s} {r.subject:6s} files={r.n_files:4d} version={r.data_version}  {status}")
+        if body:
+            for name, info in body.items():
+                print(f"{name:9s} {info}")
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from assets_defs.demo import run_demo
+
+    result = run_demo(args.settings or "")
+    print(f"\nmain job finished in {result.seconds:.1f} s; materialized {len(result.materialized)} assets:")
+    for key in result.materialized:
+        print(f"  {key}")
+    print(f"subject partitions: {result.subject_partitions}")
+    for name, passed in sorted(result.checks.items()):
+        print(f"  check {name}: {'passed' if passed else 'FAILED'}")
+    print("open the UI with `make ui` to browse the assets and their metadata")
+    return 0 if all(result.checks.values()) else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from assets_defs.instance import prepare_home
+
+    home = prepare_home()
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "assets_defs.definitions", "-h", "127.0.0.1",
+           "-p", str(args.port)]
+    print(f"DAGSTER_HOME={home}\nstarting the Dagster UI on http://127.0.0.1:{args.port}")
+    os.execv(sys.executable, cmd)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="morphable", description=__doc__.splitlines()[0])
+    p.add_argument("--settings", help="settings TOML (default: $MORPHABLE_SETTINGS, ./morphable.toml, embedded)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo-data", help="write the synthetic stand-in in the real dataset formats")
+    s.add_argument("--root", help="output folder (default: synthetic_root from the settings)")
+    s.add_argument("--seed", type=int, help="generator seed (default: synthetic_seed from the settings)")
+    s.add_argument("--force", action="store_true", help="rebuild even if a complete stand-in is there")
+    s.set_defaults(func=cmd_demo_data)
+
+    s = sub.add_parser("settings", help="show the resolved settings and their environment variables")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_settings)
+
+    s = sub.add_parser("validate", help="open raw subjects (and body models) through the readers")
+    s.add_argument("--dataset", choices=["facescape", "thuman", "all"], default="all")
+    s.add_argument("--subject", help="one subject id (default: all)")
+    s.add_argument("--decode-images", action="store_true", help="also decode every image (slower)")
+    s.add_argument("--body-models", action="store_true", help="also load FLAME / SMPL-X / bilinear models")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("demo", help="the main job: materialize the whole asset graph in the embedded instance")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
+    s.add_argument("--port", type=int, default=3000)
+    s.set_defaults(func=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (SettingsError, ValueError, FileNotFoundError) as exc:
+        # reader errors (storage.errors.DataError) and body-model errors are ValueErrors with a readable message
+        print(f"morphable: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
