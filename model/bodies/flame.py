@@ -242,15 +242,16 @@ def build_flame_layer(model: FlameModelData, landmarks: FlameLandmarkEmbedding |
             lmk = full = None
             if self.has_landmarks:
                 faces_idx = self.static_faces.unsqueeze(0).expand(batch, -1)
-                bary = self.static_bary.unsqueeze(0).expand(batch, -1, -1)
+                bary = self.static_bary.unsqueeze(0).expand(batch, -1, -1)  # smplx views these: keep contiguous
                 dyn_faces, dyn_bary = find_dynamic_lmk_idx_and_bcoords(
                     vertices, pose, self.dynamic_faces, self.dynamic_bary, self.neck_kin_chain, pose2rot=True)
-                faces_idx = torch.cat([dyn_faces, faces_idx], dim=1)
-                bary = torch.cat([dyn_bary, bary], dim=1)
+                faces_idx = torch.cat([dyn_faces, faces_idx], dim=1).contiguous()
+                bary = torch.cat([dyn_bary, bary], dim=1).contiguous()
                 lmk = vertices2landmarks(vertices, self.faces, faces_idx, bary)
                 if self.has_full:
-                    full = vertices2landmarks(vertices, self.faces, self.full_faces.unsqueeze(0).expand(batch, -1),
-                                              self.full_bary.unsqueeze(0).expand(batch, -1, -1))
+                    full = vertices2landmarks(vertices, self.faces,
+                                              self.full_faces.unsqueeze(0).expand(batch, -1).contiguous(),
+                                              self.full_bary.unsqueeze(0).expand(batch, -1, -1).contiguous())
             return FlameOutput(vertices, joints, lmk, full)
 
     return _Flame()
