@@ -15,7 +15,7 @@ main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.assets(*M
 #: One observation job per dataset (their partition sets differ): records each raw subject's data version.
 OBSERVE_JOBS = {
     src.key.path[0]: dg.define_asset_job(f"observe_{src.key.path[0]}_subjects",
-                                         selection=dg.AssetSelection.keys(src.key),
+                                         selection=dg.AssetSelection.assets(src.key),
                                          description=f"Record the data version (file-list hash) of every "
                                                      f"{src.key.path[0]} subject.")
     for src in SOURCES

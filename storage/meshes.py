@@ -41,34 +41,43 @@ def read_obj(path: str | Path) -> Mesh:
         lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
     except (UnicodeDecodeError, OSError) as exc:
         raise CorruptFileError(path, f"cannot read OBJ text ({exc})", "re-extract the file") from exc
-    v, vt, fv, ft, mtl = [], [], [], [], None
     try:
-        for line in lines:
-            if line.startswith("v "):
-                v.append(line[2:].split()[:3])
-            elif line.startswith("vt "):
-                vt.append(line[3:].split()[:2])
-            elif line.startswith("f "):
-                corners = [c.split("/") for c in line[2:].split()]
-                if len(corners) != 3:
-                    raise ValueError(f"face with {len(corners)} corners (only triangles are supported)")
-                fv.append([c[0] for c in corners])
-                if len(corners[0]) > 1 and corners[0][1]:
-                    ft.append([c[1] for c in corners])
-            elif line.startswith("mtllib "):
-                mtl = line[7:].strip()
-        verts = np.asarray(v, dtype=np.float64)
-        faces = np.asarray(fv, dtype=np.int64)
-        faces = np.where(faces < 0, faces + len(verts), faces - 1)
-        uv = np.asarray(vt, dtype=np.float64) if vt else None
-        uv_faces = None
-        if ft:
-            if len(ft) != len(fv):
-                raise ValueError("some faces have texture coordinates and others do not")
-            uv_faces = np.asarray(ft, dtype=np.int64) - 1
+        verts, faces, uv, uv_faces, mtl = _parse_obj_lines(lines)
     except ValueError as exc:
         raise CorruptFileError(path, f"malformed OBJ ({exc})", "re-extract or re-export the mesh") from exc
     return _check(path, Mesh(verts.reshape(-1, 3), faces.reshape(-1, 3), uv, uv_faces, material_file=mtl))
+
+
+def _numbers(rows: list[str], width: int, dtype: type) -> np.ndarray:
+    """Parse whitespace-separated rows with a fixed number of fields in one vectorised call."""
+    flat = np.array(" ".join(rows).split(), dtype=dtype)
+    if flat.size != len(rows) * width:
+        raise ValueError(f"expected {width} values per line")
+    return flat.reshape(len(rows), width)
+
+
+def _parse_obj_lines(lines: list[str]):
+    v = [ln[2:] for ln in lines if ln.startswith("v ")]
+    vt = [ln[3:] for ln in lines if ln.startswith("vt ")]
+    f = [ln[2:] for ln in lines if ln.startswith("f ")]
+    mtl = next((ln[7:].strip() for ln in lines if ln.startswith("mtllib ")), None)
+    if not v or not f:
+        raise ValueError("no vertices or no faces")
+    v_width = len(v[0].split())  # 3, or 6 with vertex colours
+    verts = _numbers(v, v_width, np.float64)[:, :3]
+    uv = _numbers(vt, len(vt[0].split()), np.float64)[:, :2] if vt else None
+    first = f[0].split()
+    if len(first) != 3:
+        raise ValueError(f"face with {len(first)} corners (only triangles are supported)")
+    per_corner = first[0].replace("//", "/0/").count("/") + 1  # v, v/vt, v/vt/vn or v//vn
+    rows = [r.replace("//", "/0/").replace("/", " ") for r in f]
+    idx = _numbers(rows, 3 * per_corner, np.int64).reshape(len(f), 3, per_corner)
+    faces = idx[:, :, 0]
+    faces = np.where(faces < 0, faces + len(verts), faces - 1)
+    uv_faces = None
+    if per_corner >= 2 and uv is not None and idx[:, :, 1].min() > 0:
+        uv_faces = idx[:, :, 1] - 1
+    return verts, faces, uv, uv_faces, mtl
 
 
 def write_obj(path: str | Path, mesh: Mesh, material_name: str | None = None) -> None:
