@@ -1,1 +1,1 @@
-"""One module per stage, plain Python, callable from the CLI, from tests and from an asset."""
+"""Stages as plain Python, callable from the CLI, tests and assets: settings, demo_data, ingest, cli."""

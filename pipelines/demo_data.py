@@ -92,7 +92,8 @@ def ensure_demo_data(root: str | Path, seed: int = 0, force: bool = False) -> De
 def generate_demo_data(root: str | Path, seed: int = 0) -> DemoDataReport:
     root = Path(root)
     t0 = time.perf_counter()
-    remove_stale_temporaries(root.parent, root.name) if root.parent.exists() else None
+    if root.parent.exists():
+        remove_stale_temporaries(root.parent, root.name)
     rng = np.random.default_rng(seed)
     with atomic_directory(root) as out:
         flame_model, flame_lmk = _write_flame(out / "body_models" / "flame")
@@ -131,7 +132,6 @@ def _write_flame(folder: Path) -> tuple[FlameModelData, FlameLandmarkEmbedding]:
     folder.mkdir(parents=True)
     model, sample = head.build_flame_format(head.FLAME_GRID)
     lmk = head.build_flame_landmarks(model, sample)
-    v = model.num_vertices
     kintree = np.stack([model.parents, np.arange(5)]).astype(np.int64)
     kintree[0, 0] = 4294967295
     dump_py2_pickle({
@@ -139,7 +139,6 @@ def _write_flame(folder: Path) -> tuple[FlameModelData, FlameLandmarkEmbedding]:
         "posedirs": model.posedirs, "J_regressor": old_scipy_csc(model.j_regressor), "J": model.j_regressor @ model.v_template,
         "weights": model.weights, "kintree_table": kintree, "bs_style": "lbs", "bs_type": "lrotmin",
     }, folder / "generic_model.pkl")
-    assert v == len(model.v_template)
     dump_py2_pickle({"lmk_face_idx": lmk.static_faces.astype(np.uint32), "lmk_b_coords": lmk.static_bary},
                     folder / "flame_static_embedding.pkl")
     dyn = {"lmk_face_idx": [r.astype(np.uint32) for r in lmk.dynamic_faces],
@@ -293,7 +292,7 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
         folder = sdir / expr_name
         folder.mkdir()
         cams, gains = [], []
-        center = 1000.0 * tu_scale * np.array([0.0, 0.0, 0.0]) + rng.normal(scale=5.0, size=3)
+        center = rng.normal(scale=5.0, size=3)  # the head sits near the TU origin
         for view, (az_deg, el_deg) in enumerate(VIEW_ANGLES):
             az, el = np.deg2rad(az_deg + rng.normal(scale=2)), np.deg2rad(el_deg + rng.normal(scale=2))
             eye = center + rng.uniform(870, 930) * np.array([np.cos(el) * np.sin(az), np.sin(el),

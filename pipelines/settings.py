@@ -159,11 +159,13 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     for key in list(PATH_KEYS) + list(SCALAR_KEYS):
         default = PATH_KEYS[key][0] if key in PATH_KEYS else SCALAR_KEYS[key][0]
         value = default
-        if key in from_file:
-            value, _ = from_file[key], overridden.append(key)
         env_key = f"{ENV_PREFIX}{key.upper()}"
         if env.get(env_key, "") != "":
-            value, _ = env[env_key], overridden.append(key)
+            value = env[env_key]
+        elif key in from_file:
+            value = from_file[key]
+        if value is not default:
+            overridden.append(key)
         raw[key] = value
     known: dict[str, Path] = {}
     resolved: dict[str, Any] = {}
