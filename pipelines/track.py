@@ -1,0 +1,127 @@
+"""Stage `track`: body-model meshes per subject in the model frame, written to the track store.
+
+    facescape / flame     FLAME fitted to the registered TU meshes (one identity, per-expression everything else)
+    facescape / bilinear  the registered TU (bilinear-topology) meshes themselves, converted to the model frame
+    thuman / smplx        the released SMPL-X fit, posed and normalised like the release's Blender renders
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from model import frames
+from model.tracking.flame_fit import TRACKER_VERSION as FLAME_TRACKER_VERSION
+from model.tracking.flame_fit import FitTarget, FlameFitConfig, fit_flame
+from pipelines.settings import Settings
+from storage.errors import InvalidContentError, MissingFileError
+from storage.facescape import FaceScapeDataset
+from storage.hashing import hash_json
+from storage.thuman import THumanDataset
+from storage.tracks import TrackRecord, write_track
+
+log = logging.getLogger(__name__)
+
+BILINEAR_TRACKER_VERSION = "bilinear-tu-1"
+SMPLX_TRACKER_VERSION = "smplx-release-1"
+TRACKERS: dict[str, dict[str, str]] = {
+    "facescape": {"flame": FLAME_TRACKER_VERSION, "bilinear": BILINEAR_TRACKER_VERSION},
+    "thuman": {"smplx": SMPLX_TRACKER_VERSION},
+}
+DEFAULT_TOPOLOGY = {"facescape": "flame", "thuman": "smplx"}
+
+
+@dataclass
+class TrackOutcome:
+    record: TrackRecord
+    seconds: float
+
+
+def _landmark_indices(settings: Settings, n_vertices: int) -> np.ndarray:
+    path = settings.facescape_landmark_indices
+    if not path.is_file():
+        raise MissingFileError(path, "FaceScape landmark_indices.npz not found",
+                               "copy toolkit/predef/landmark_indices.npz and set facescape_landmark_indices")
+    with np.load(path) as z:
+        idx = z["v10"].astype(np.int64)
+    if idx.shape != (68,) or idx.max() >= n_vertices:
+        raise InvalidContentError(path, f"v10 landmark indices do not fit a {n_vertices}-vertex TU mesh",
+                                  "use the toolkit file that matches the registered meshes (v1.0 topology)")
+    return idx
+
+
+def track_facescape(settings: Settings, subject: str, topology: str = "flame",
+                    config: FlameFitConfig | None = None) -> TrackOutcome:
+    t0 = time.perf_counter()
+    ds = FaceScapeDataset(settings.facescape_root, settings.facescape_rt_scale_dict)
+    meshes = {e: ds.read_registered_mesh(ds.tuple(subject, e)) for e in ds.expressions(subject)}
+    if topology == "bilinear":
+        verts = {e: frames.tu_to_model_points(m.vertices) for e, m in meshes.items()}
+        params = {e: {"vertices_hash": hash_json(np.round(m.vertices, 2).tolist())} for e, m in meshes.items()}
+        faces = next(iter(meshes.values())).faces
+        record = TrackRecord("facescape", subject, BILINEAR_TRACKER_VERSION, params, verts, faces,
+                             {e: {"vertices": len(m.vertices)} for e, m in meshes.items()})
+        return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
+    if topology != "flame":
+        raise ValueError(f"unknown FaceScape topology {topology!r}; choose 'flame' or 'bilinear'")
+    from model.bodies.flame import load_flame_landmarks, load_flame_model
+
+    model = load_flame_model(settings.flame_model_dir)
+    lmk = load_flame_landmarks(settings.flame_model_dir)
+    targets = []
+    for e, m in meshes.items():
+        idx = _landmark_indices(settings, len(m.vertices))
+        v = m.vertices / frames.TU_UNITS_PER_METRE
+        targets.append(FitTarget(e, v, m.faces, v[idx[17:]]))
+    cfg = config or FlameFitConfig()
+    fit = fit_flame(model, lmk, targets, cfg)
+    params: dict = {"_subject": {"shape": fit.shape}}
+    params.update(fit.expressions)
+    record = TrackRecord("facescape", subject, FLAME_TRACKER_VERSION, params,
+                         {e: frames.flame_to_model_points(v) for e, v in fit.vertices.items()}, model.faces,
+                         {**fit.errors, "_config": cfg.as_dict()})
+    return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
+
+
+def track_thuman(settings: Settings, uid: str) -> TrackOutcome:
+    """SMPL-X from the released fit, in the model (Blender) frame, with the scan-to-mesh error."""
+    import torch
+
+    from model.bodies.smplx_body import load_thuman_smplx
+    from model.tracking.geometry import SurfaceQuery
+
+    t0 = time.perf_counter()
+    ds = THumanDataset(settings.thuman_root, settings.thuman_smplx_fits)
+    fit = ds.read_fit(uid)
+    scan = ds.read_scan(uid)
+    model = load_thuman_smplx(settings.smplx_model_dir)
+    with torch.no_grad():
+        v = model(**{k: torch.tensor(x) for k, x in fit.as_smplx_kwargs().items()}).vertices[0].numpy()
+    fit_file = frames.y_up_to_thuman_file(v.astype(np.float64) * fit.scale + fit.translation, uid)
+    s, centre = frames.thuman_normalization(fit_file, uid, fit.scale)
+    verts = frames.thuman_file_to_model_points(fit_file, uid, s, centre)
+    scan_model = frames.thuman_file_to_model_points(scan.mesh.vertices, uid, s, centre)
+    faces = model.faces.astype(np.int64)
+    dist = SurfaceQuery(verts, faces).distance(scan_model)
+    mm_per_unit = 1000.0 / frames.THUMAN_TARGET_SCALE  # model units = 0.6 x SMPL-X metres
+    metrics = {"scan": {"scan_to_mesh_mean_mm": float(dist.mean() * mm_per_unit),
+                        "scan_to_mesh_p95_mm": float(np.percentile(dist, 95) * mm_per_unit),
+                        "up_axis": scan.up_axis}}
+    params = {"scan": {**{k: getattr(fit, k) for k in ("betas", "global_orient", "body_pose", "left_hand_pose",
+                                                        "right_hand_pose", "jaw_pose", "leye_pose", "reye_pose",
+                                                        "expression")},
+                       "fit_scale": fit.scale, "fit_translation": fit.translation,
+                       "normalization": [s, *(-centre)]}}
+    record = TrackRecord("thuman", str(uid), SMPLX_TRACKER_VERSION, params, {"scan": verts}, faces, metrics)
+    return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
+
+
+def track(settings: Settings, dataset: str, subject: str, topology: str | None = None) -> TrackOutcome:
+    topology = topology or DEFAULT_TOPOLOGY.get(dataset, "")
+    if dataset == "facescape":
+        return track_facescape(settings, subject, topology)
+    if dataset == "thuman":
+        return track_thuman(settings, subject)
+    raise ValueError(f"unknown dataset {dataset!r}; choose facescape or thuman")
