@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets_defs import raw
-from assets_defs.definitions import OBSERVE_JOBS, defs
+from assets_defs.definitions import OBSERVE_JOBS, TRACK_JOBS, defs
 from assets_defs.instance import get_instance
 from assets_defs.partitions import SUBJECT_PARTITIONS
 from assets_defs.resources import SettingsResource
@@ -44,10 +44,20 @@ def run_demo(settings_file: str = "", log=print) -> DemoResult:
     observed = [defs.resolve_job_def(job.name).execute_in_process(instance=instance, run_config=QUIET)
                 for job in OBSERVE_JOBS.values()]
     result = main.execute_in_process(instance=instance, run_config=QUIET)
-    checks = {f"{c.asset_key.to_user_string()}:{c.check_name}": c.passed
-              for c in result.get_asset_check_evaluations()}
-    materialized = sorted({m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
-                           for m in [m.event_specific_data.materialization]})
+    results = [result]
+    for dataset, job in TRACK_JOBS.items():
+        for key in instance.get_dynamic_partitions(SUBJECT_PARTITIONS[dataset].name):
+            log(f"tracking {dataset} subject {key}")
+            results.append(defs.resolve_job_def(job.name).execute_in_process(
+                instance=instance, partition_key=key, run_config=QUIET))
+    checks: dict[str, bool] = {}
+    materialized: set[str] = set()
+    for r in results:
+        for c in r.get_asset_check_evaluations():
+            name = f"{c.asset_key.to_user_string()}:{c.check_name}"
+            checks[name] = checks.get(name, True) and c.passed
+        materialized |= {e.event_specific_data.materialization.asset_key.to_user_string()
+                         for e in r.get_asset_materialization_events()}
     partitions = {d: len(instance.get_dynamic_partitions(p.name)) for d, p in SUBJECT_PARTITIONS.items()}
-    return DemoResult(time.perf_counter() - t0, materialized, partitions, checks,
-                      [first.run_id, *(o.run_id for o in observed), result.run_id])
+    return DemoResult(time.perf_counter() - t0, sorted(materialized), partitions, checks,
+                      [first.run_id, *(o.run_id for o in observed), *(r.run_id for r in results)])

@@ -63,6 +63,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
+def cmd_track(args: argparse.Namespace) -> int:
+    from pipelines.track import track
+
+    outcome = track(_settings(args), args.dataset, args.subject, args.topology)
+    rec = outcome.record
+    summary = {"dataset": rec.dataset, "subject": rec.subject, "tracker_version": rec.tracker_version,
+               "data_version": rec.data_version, "seconds": round(outcome.seconds, 2),
+               "metrics": {k: v for k, v in rec.metrics.items() if not k.startswith("_")}}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=float))
+    else:
+        print(f"{rec.dataset}/{rec.subject}: {rec.tracker_version}, data version {rec.data_version}, "
+              f"{outcome.seconds:.1f} s")
+        for item, m in summary["metrics"].items():
+            print(f"  {item:14s} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                                 for k, v in m.items()))
+    return 0
+
+
+def cmd_fit_image(args: argparse.Namespace) -> int:
+    from pipelines.fit_image import fit_image
+
+    out = fit_image(_settings(args), args.image, args.out)
+    print(f"mesh: {out.mesh_path}\nparams: {out.params_path}\noverlay: {out.overlay_path}")
+    print(f"landmark reprojection error: {out.fit.pixel_error:.2f} px "
+          f"({100 * out.fit.relative_error:.2f} % of the image size)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from assets_defs.demo import run_demo
 
@@ -112,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_validate)
 
+    s = sub.add_parser("track", help="fit / convert the body-model meshes of one subject into the track store")
+    s.add_argument("--dataset", choices=["facescape", "thuman"], required=True)
+    s.add_argument("--subject", required=True)
+    s.add_argument("--topology", choices=["flame", "bilinear", "smplx"],
+                   help="facescape: flame (default) or bilinear; thuman: smplx")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_track)
+
+    s = sub.add_parser("fit-image", help="single-image FLAME fit (dlib 68 landmarks) for inference")
+    s.add_argument("--image", required=True)
+    s.add_argument("--out", required=True, help="output folder (mesh.obj, params.json, landmarks.png)")
+    s.set_defaults(func=cmd_fit_image)
+
     s = sub.add_parser("demo", help="the main job: materialize the whole asset graph in the embedded instance")
     s.set_defaults(func=cmd_demo)
 
@@ -126,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
-    except (SettingsError, ValueError, FileNotFoundError) as exc:
+    except (SettingsError, ValueError, FileNotFoundError) as exc:  # NoFaceError and DataError are ValueErrors
         # reader errors (storage.errors.DataError) and body-model errors are ValueErrors with a readable message
         print(f"morphable: error: {exc}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ from storage.meshes import Mesh, write_obj, write_ply
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 FACESCAPE_SUBJECTS = ("1", "2", "3", "122")
 #: expression folder -> (expression coefficients by component, jaw pose axis-angle)
 FACESCAPE_EXPRESSIONS: dict[str, tuple[dict[int, float], tuple[float, float, float]]] = {
@@ -96,10 +96,10 @@ def generate_demo_data(root: str | Path, seed: int = 0) -> DemoDataReport:
         remove_stale_temporaries(root.parent, root.name)
     rng = np.random.default_rng(seed)
     with atomic_directory(root) as out:
-        flame_model, flame_lmk = _write_flame(out / "body_models" / "flame")
         tu_model, tu_sample = head.build_flame_format(head.TU_GRID)
         scan_model, scan_sample = head.build_flame_format(head.SCAN_GRID)
-        _write_bilinear_and_toolkit(out, tu_model)
+        flame_model, flame_lmk, lmk_points = _write_flame(out / "body_models" / "flame", scan_sample)
+        _write_bilinear_and_toolkit(out, tu_model, lmk_points)
         smplx_dir = _write_smplx(out / "body_models" / "smplx", seed)
         alignment: dict[str, dict[str, list]] = {}
         n_images = 0
@@ -126,12 +126,15 @@ def generate_demo_data(root: str | Path, seed: int = 0) -> DemoDataReport:
 # ---------------------------------------------------------------------------------------------------------------
 # body-model files
 
-def _write_flame(folder: Path) -> tuple[FlameModelData, FlameLandmarkEmbedding]:
+def _write_flame(folder: Path, dense: head.HeadSample
+                 ) -> tuple[FlameModelData, FlameLandmarkEmbedding, np.ndarray]:
     import torch
 
+    from model.bodies.synthetic_landmarks import calibrated_landmarks
+
     folder.mkdir(parents=True)
-    model, sample = head.build_flame_format(head.FLAME_GRID)
-    lmk = head.build_flame_landmarks(model, sample)
+    model, _sample = head.build_flame_format(head.FLAME_GRID)
+    lmk, points68 = calibrated_landmarks(model, dense)
     kintree = np.stack([model.parents, np.arange(5)]).astype(np.int64)
     kintree[0, 0] = 4294967295
     dump_py2_pickle({
@@ -149,17 +152,16 @@ def _write_flame(folder: Path) -> tuple[FlameModelData, FlameLandmarkEmbedding]:
             "dynamic_lmk_bary_coords": torch.tensor(lmk.dynamic_bary, dtype=torch.float32),
             "full_lmk_faces_idx": lmk.full_faces[None], "full_lmk_bary_coords": lmk.full_bary[None].astype(np.float32)}
     np.save(folder / "landmark_embedding.npy", np.array(deca, dtype=object), allow_pickle=True)
-    return model, lmk
+    return model, lmk, points68
 
 
-def _write_bilinear_and_toolkit(out: Path, tu_model: FlameModelData) -> None:
+def _write_bilinear_and_toolkit(out: Path, tu_model: FlameModelData, lmk_points: np.ndarray) -> None:
     bl_model, bl_sample = head.build_flame_format(head.BILINEAR_GRID)
     core = head.bilinear_core(bl_sample, bl_model)
     n_id = core.shape[2]
     id_mean = np.zeros(n_id)
     id_mean[0] = 1.0
     id_var = np.r_[0.0, np.ones(head.N_IDENTITY), np.full(n_id - 1 - head.N_IDENTITY, 1e-6)]
-    lmk_points = head.landmark_points()
     lm_v16 = np.argmin(np.linalg.norm(bl_sample.template[None] - lmk_points[:, None], axis=2), axis=1)
     lm_v10 = np.argmin(np.linalg.norm(tu_model.v_template[None] - lmk_points[:, None], axis=2), axis=1)
     front = np.where(bl_sample.grid.directions[:, 2] > 0.2)[0]

@@ -199,25 +199,6 @@ def landmark_points() -> np.ndarray:
     return _base_surface(direction_of(LANDMARKS_ANGLES[:, 0], LANDMARKS_ANGLES[:, 1]))[0]
 
 
-def _support_contour(vertices: np.ndarray, directions: np.ndarray, yaw: float) -> np.ndarray:
-    """17 contour vertex ids: the face's silhouette points when the head is turned by `yaw` (radians, about +y).
-
-    Contour point k is the support point of the (front, non-ear, non-neck) face region in the image-plane direction
-    fanning from the subject's right (k = 0) through the chin (k = 8) to the left (k = 16).
-    """
-    az, el = angles_of(directions)
-    c, s = np.cos(yaw), np.sin(yaw)
-    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-    p = (vertices - joint_positions()[1]) @ rot.T
-    candidates = np.where((np.abs(az) < 1.3) & (el > -0.9) & (el < 0.05) & (p[:, 2] > -0.01))[0]
-    out = np.empty(17, np.int64)
-    for k, t in enumerate(np.linspace(-1, 1, 17)):
-        ang = t * np.pi / 2
-        u = np.array([np.sin(ang), -np.cos(ang) * 1.3, 0.0])  # towards -x (k=0), down (k=8), +x (k=16)
-        out[k] = candidates[np.argmax(p[candidates] @ u)]
-    return out
-
-
 def build_flame_format(grid_spec: tuple[int, int, float] = FLAME_GRID) -> tuple["FlameModelData", HeadSample]:
     """The head as a FLAME-format model (300+100 shape/expression columns, 5 joints) on a sphere grid."""
     from model.bodies.flame import FlameModelData
@@ -233,24 +214,6 @@ def build_flame_format(grid_spec: tuple[int, int, float] = FLAME_GRID) -> tuple[
         j_regressor=regressor_for(h.template, joint_positions()), weights=h.weights, parents=JOINT_PARENTS.copy(),
         n_shape=300, n_expression=100)
     return model, h
-
-
-def build_flame_landmarks(model: "FlameModelData", sample: HeadSample) -> "FlameLandmarkEmbedding":
-    """Static (51), dynamic contour (79 x 17, rows indexed like FLAME's neck-yaw look-up) and full-68 embeddings."""
-    from model.bodies.flame import FlameLandmarkEmbedding
-    from model.bodies.rigging import embed_points, vertex_embedding
-
-    full_f, full_b = embed_points(model.v_template, model.faces, landmark_points())
-    contour0 = _support_contour(model.v_template, sample.grid.directions, 0.0)
-    c0_f, c0_b = vertex_embedding(model.faces, contour0)
-    full_f[:17], full_b[:17] = c0_f, c0_b
-    dyn_f = np.zeros((79, 17), np.int64)
-    dyn_b = np.zeros((79, 17, 3))
-    for row in range(79):
-        angle = row if row <= 39 else 39 - row  # smplx/FLAME: row a for a >= 0, 39 - a for a < 0 (degrees)
-        ids = _support_contour(model.v_template, sample.grid.directions, np.deg2rad(-angle))
-        dyn_f[row], dyn_b[row] = vertex_embedding(model.faces, ids)
-    return FlameLandmarkEmbedding(full_f[17:], full_b[17:], dyn_f, dyn_b, full_f, full_b)
 
 
 def bilinear_core(sample: HeadSample, flame_tu: "FlameModelData", n_id: int = 50) -> np.ndarray:
