@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("track", help="fit / convert the body-model meshes of one subject into the track store")
     s.add_argument("--dataset", choices=["facescape", "thuman"], required=True)
     s.add_argument("--subject", required=True)
-    s.add_argument("--topology", choices=["flame", "bilinear", "smplx"],
-                   help="facescape: flame (default) or bilinear; thuman: smplx")
+    s.add_argument("--topology", choices=["flame", "bilinear", "smplx", "smplx_refined"],
+                   help="facescape: flame (default) or bilinear; thuman: smplx (default) or smplx_refined "
+                        "(adds a rigid ICP onto the scan)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_track)
 

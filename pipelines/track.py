@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 BILINEAR_TRACKER_VERSION = "bilinear-tu-1"
 SMPLX_TRACKER_VERSION = "smplx-release-1"
+SMPLX_REFINED_TRACKER_VERSION = "smplx-rigid-refined-1"
 TRACKERS: dict[str, dict[str, str]] = {
     "facescape": {"flame": FLAME_TRACKER_VERSION, "bilinear": BILINEAR_TRACKER_VERSION},
-    "thuman": {"smplx": SMPLX_TRACKER_VERSION},
+    "thuman": {"smplx": SMPLX_TRACKER_VERSION, "smplx_refined": SMPLX_REFINED_TRACKER_VERSION},
 }
 DEFAULT_TOPOLOGY = {"facescape": "flame", "thuman": "smplx"}
 
@@ -85,8 +86,12 @@ def track_facescape(settings: Settings, subject: str, topology: str = "flame",
     return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
 
 
-def track_thuman(settings: Settings, uid: str) -> TrackOutcome:
-    """SMPL-X from the released fit, in the model (Blender) frame, with the scan-to-mesh error."""
+def track_thuman(settings: Settings, uid: str, refine: bool = False) -> TrackOutcome:
+    """SMPL-X from the released fit, in the model (Blender) frame, with the scan-to-mesh error.
+
+    `refine` adds a rigid ICP of the SMPL-X mesh onto the scan (correspondences trimmed at 30 mm), for fits that
+    are misaligned with their scans (as some THuman 2.1 fits were before their re-release).
+    """
     import torch
 
     from model.bodies.smplx_body import load_thuman_smplx
@@ -104,17 +109,28 @@ def track_thuman(settings: Settings, uid: str) -> TrackOutcome:
     verts = frames.thuman_file_to_model_points(fit_file, uid, s, centre)
     scan_model = frames.thuman_file_to_model_points(scan.mesh.vertices, uid, s, centre)
     faces = model.faces.astype(np.int64)
-    dist = SurfaceQuery(verts, faces).distance(scan_model)
     mm_per_unit = 1000.0 / frames.THUMAN_TARGET_SCALE  # model units = 0.6 x SMPL-X metres
+    refinement: dict = {}
+    if refine:
+        from model.tracking.geometry import rigid_icp
+
+        before = SurfaceQuery(verts, faces).distance(scan_model).mean() * mm_per_unit
+        rot, t = rigid_icp(verts, SurfaceQuery(scan_model, scan.mesh.faces), trim=30.0 / mm_per_unit)
+        verts = verts @ rot.T + t
+        refinement = {"refine_rotation": rot, "refine_translation": t}
+    dist = SurfaceQuery(verts, faces).distance(scan_model)
     metrics = {"scan": {"scan_to_mesh_mean_mm": float(dist.mean() * mm_per_unit),
                         "scan_to_mesh_p95_mm": float(np.percentile(dist, 95) * mm_per_unit),
                         "up_axis": scan.up_axis}}
+    if refine:
+        metrics["scan"]["before_refinement_mean_mm"] = float(before)
     params = {"scan": {**{k: getattr(fit, k) for k in ("betas", "global_orient", "body_pose", "left_hand_pose",
                                                         "right_hand_pose", "jaw_pose", "leye_pose", "reye_pose",
                                                         "expression")},
                        "fit_scale": fit.scale, "fit_translation": fit.translation,
-                       "normalization": [s, *(-centre)]}}
-    record = TrackRecord("thuman", str(uid), SMPLX_TRACKER_VERSION, params, {"scan": verts}, faces, metrics)
+                       "normalization": [s, *(-centre)], **refinement}}
+    version = SMPLX_REFINED_TRACKER_VERSION if refine else SMPLX_TRACKER_VERSION
+    record = TrackRecord("thuman", str(uid), version, params, {"scan": verts}, faces, metrics)
     return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
 
 
@@ -123,5 +139,7 @@ def track(settings: Settings, dataset: str, subject: str, topology: str | None =
     if dataset == "facescape":
         return track_facescape(settings, subject, topology)
     if dataset == "thuman":
-        return track_thuman(settings, subject)
+        if topology not in ("smplx", "smplx_refined"):
+            raise ValueError(f"unknown THuman topology {topology!r}; choose 'smplx' or 'smplx_refined'")
+        return track_thuman(settings, subject, refine=topology == "smplx_refined")
     raise ValueError(f"unknown dataset {dataset!r}; choose facescape or thuman")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity dst ~ s R src + t (Umeyama 1991); returns (s, R, t)."""
+def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity dst ~ s R src + t (Umeyama 1991; rigid when `with_scale` is False)."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
     xs, xd = src - mu_s, dst - mu_d
     cov = xd.T @ xs / len(src)
@@ -14,7 +14,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         d[2] = -1
     rot = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum() / xs.var(0).sum())
+    scale = float((sig * d).sum() / xs.var(0).sum()) if with_scale else 1.0
     return scale, rot, mu_d - scale * rot @ mu_s
 
 
@@ -43,3 +43,21 @@ def surface_error_mm(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray
     """Mean and 95th percentile distance (mm) from `points` to the mesh surface."""
     d = SurfaceQuery(vertices, faces).distance(points) / units_per_mm
     return {"mean_mm": float(d.mean()), "p95_mm": float(np.percentile(d, 95)), "max_mm": float(d.max())}
+
+
+def rigid_icp(source: np.ndarray, target: SurfaceQuery, iters: int = 15, trim: float = np.inf
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid (rotation, translation) moving `source` points onto the `target` surface by iterative closest points.
+
+    Correspondences farther than `trim` are ignored. Returns (R, t) with aligned = source @ R.T + t.
+    """
+    rot, t = np.eye(3), np.zeros(3)
+    for _ in range(iters):
+        moved = source @ rot.T + t
+        closest, _ = target.closest(moved)
+        keep = np.linalg.norm(closest - moved, axis=1) < trim
+        if keep.sum() < 3:
+            break
+        _, r_step, t_step = umeyama(moved[keep], closest[keep], with_scale=False)
+        rot, t = r_step @ rot, r_step @ t + t_step
+    return rot, t
