@@ -1,0 +1,1 @@
+"""Geometry shared by stages: mesh voxelisation for the sparse conditioning."""

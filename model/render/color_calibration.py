@@ -1,0 +1,93 @@
+"""Per-view colour calibration against per-vertex mean colours (spec §1.3), vectorised over vertices.
+
+For every view, scan vertices are projected, tested for visibility against the view's depth, and sampled. A view
+whose colours differ too much from the multi-view mean (L1 > 0.085, or a red-outlier ratio > 0.03) is rejected;
+otherwise an affine colour map (3x4) fitted with a Huber loss (sklearn's HuberRegressor, as the release) is applied
+if it brings the view closer to the mean.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SPECULAR = 0.7
+VISIBILITY_M = 0.003
+MAX_L1 = 0.085
+RED_DELTA, RED_DARK, MAX_RED_RATIO = 0.3, 50 / 255, 0.03
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    images: list[np.ndarray | None]  # calibrated uint8 RGB per view; None = rejected
+    l1_before: np.ndarray
+    l1_after: np.ndarray
+    red_ratio: np.ndarray
+    applied: np.ndarray  # bool: the affine map was applied
+
+
+def _bilinear(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Sample (H, W, C) float image at pixel coordinates (N, 2) with border clamping."""
+    h, w = img.shape[:2]
+    x = np.clip(uv[:, 0], 0, w - 1)
+    y = np.clip(uv[:, 1], 0, h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    return ((1 - fx) * (1 - fy) * img[y0, x0] + fx * (1 - fy) * img[y0, x1]
+            + (1 - fx) * fy * img[y1, x0] + fx * fy * img[y1, x1])
+
+
+def calibrate_views(images: list[np.ndarray], depths: list[np.ndarray], ks: list[np.ndarray], rts: list[np.ndarray],
+                    vertices: np.ndarray, units_per_metre: float) -> CalibrationResult:
+    """`depths`: per-view camera-z maps of the mesh (0 = background), in the same units as `vertices`."""
+    from sklearn.linear_model import HuberRegressor
+
+    n_views, n_vert = len(images), len(vertices)
+    colours = np.zeros((n_views, n_vert, 3))
+    visible = np.zeros((n_views, n_vert), bool)
+    for i, (img, depth, k, rt) in enumerate(zip(images, depths, ks, rts)):
+        cam = vertices @ rt[:, :3].T + rt[:, 3]
+        uv = (cam @ k.T)[:, :2] / cam[:, 2:3]
+        h, w = depth.shape
+        px, py = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+        inside = (px >= 0) & (px < w) & (py >= 0) & (py < h) & (cam[:, 2] > 0)
+        d = np.zeros(n_vert)
+        d[inside] = depth[py[inside], px[inside]]
+        col = _bilinear(img.astype(np.float64) / 255.0, uv)
+        visible[i] = inside & (d > 0) & (np.abs(d - cam[:, 2]) < VISIBILITY_M * units_per_metre) \
+            & (col.mean(1) < SPECULAR)
+        colours[i] = col
+    count = visible.sum(0)
+    mean = (colours * visible[..., None]).sum(0) / (count[:, None] + 1e-4)
+    out: list[np.ndarray | None] = []
+    l1_before, l1_after, red, applied = (np.zeros(n_views) for _ in range(4))
+    applied = applied.astype(bool)
+    for i in range(n_views):
+        vis = visible[i] & (count > 1)
+        if vis.sum() < 20:
+            out.append(images[i])
+            continue
+        c, m = colours[i][vis], mean[vis]
+        l1_before[i] = np.abs(c - m).mean()
+        red[i] = np.mean((np.abs(c[:, 0] - m[:, 0]) > RED_DELTA) & np.all(c < RED_DARK, axis=1))
+        if l1_before[i] > MAX_L1 or red[i] > MAX_RED_RATIO:
+            out.append(None)
+            continue
+        x = np.concatenate([c, np.ones((len(c), 1))], 1)
+        a = np.zeros((3, 4))
+        for ch in range(3):
+            reg = HuberRegressor(epsilon=1.0, alpha=0.0, max_iter=1000, tol=1e-6, fit_intercept=False)
+            a[ch] = reg.fit(x, m[:, ch] - c[:, ch]).coef_
+        a[:, :3] += np.eye(3)
+        corrected = np.clip(x @ a.T, 0, 1)
+        l1_after[i] = np.abs(corrected - m).mean()
+        if l1_after[i] >= l1_before[i]:
+            l1_after[i] = l1_before[i]
+            out.append(images[i])
+            continue
+        flat = images[i].reshape(-1, 3).astype(np.float64) / 255.0
+        res = np.clip(np.concatenate([flat, np.ones((len(flat), 1))], 1) @ a.T, 0, 1)
+        out.append((res.reshape(images[i].shape) * 255 + 0.5).astype(np.uint8))
+        applied[i] = True
+    return CalibrationResult(out, l1_before, l1_after, red, applied)

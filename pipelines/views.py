@@ -1,0 +1,152 @@
+"""Stage `views`: training views per subject, from raw data and tracked meshes, into the zarr view store.
+
+FaceScape (per expression): valid views with |azimuth| <= 90 deg; undistort; silhouette of the aligned scan by ray
+casting; the released square crop; resize to 256 (area / nearest); K updated; per-view colour calibration (rejected
+views are dropped). THuman: 16 fixed orthographic target views + N random-elevation input views of the textured scan.
+Both: the tracked mesh of each item in the model frame, voxelised for the sparse conditioning.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from model import frames
+from model.geometry.voxels import voxelize
+from pipelines.settings import Settings
+from pipelines.track import DEFAULT_TOPOLOGY, TRACKERS
+from storage.tracks import read_track
+from storage.views import ItemGeometry, ViewSet, write_views
+
+RENDER_VERSION = "views-1"
+IMAGE_SIZE = 256
+MAX_ABS_AZIMUTH = 90.0
+THUMAN_INPUT_VIEWS = 16
+THUMAN_INPUT_MAX_ELEVATION = 20.0
+
+
+@dataclass
+class ViewsOutcome:
+    path: object
+    n_views: int
+    seconds: float
+    per_view_seconds: float
+    rejected: dict[str, list[int]]
+    track_data_version: str
+
+
+def _geometry(vertices: np.ndarray) -> ItemGeometry:
+    vox = voxelize(vertices)
+    return ItemGeometry(vertices.astype(np.float32), vox.coord, vox.out_sh, vox.bounds)
+
+
+def _k4(k3: np.ndarray) -> np.ndarray:
+    k = np.eye(4)
+    k[:3, :3] = k3
+    return k
+
+
+def facescape_expression_views(ds, subject: str, expression: str, size: int = IMAGE_SIZE) -> dict:
+    """Crops, masks, cameras (model frame) and calibration of one expression; rejected views left out."""
+    import cv2
+
+    from model.render.color_calibration import calibrate_views
+    from model.render.crops import crop_and_resize, silhouette_crop
+    from model.render.raycast import raycast_mesh
+
+    tup = ds.tuple(subject, expression)
+    scale, align = ds.alignment(subject, tup.expression_index)
+    scan = ds.read_scan(tup)
+    scan_model = frames.sfm_to_model_points(scan.vertices, scale, align)
+    kept: dict[str, list] = {k: [] for k in ("rgb", "mask", "K", "RT", "angles", "view_id", "depth")}
+    for view in tup.valid_views:
+        cam = tup.cameras[view]
+        rt = frames.sfm_to_model_extrinsics(cam.Rt, scale, align)
+        az, el = frames.camera_angles_model(rt)
+        if abs(float(az)) > MAX_ABS_AZIMUTH:
+            continue
+        image = cv2.undistort(ds.read_image(tup, view), cam.K, cam.distortion)
+        hits = raycast_mesh(scan_model, scan.faces, cam.K, rt, cam.width, cam.height)
+        if not hits.mask.any():
+            continue
+        centre_x = float((-rt[:, :3].T @ rt[:, 3])[0])  # camera centre x: which silhouette edge anchors the crop
+        top, left, crop = silhouette_crop(hits.mask, centre_x)
+        rgb, mask, k = crop_and_resize(image, hits.mask, cam.K, top, left, crop, size)
+        depth = raycast_mesh(scan_model, scan.faces, k, rt, size, size).depth
+        for key, val in (("rgb", rgb), ("mask", mask * 255), ("K", _k4(k)), ("RT", rt), ("angles", [az, el]),
+                         ("view_id", view), ("depth", depth)):
+            kept[key].append(np.asarray(val))
+    cal = calibrate_views(kept["rgb"], kept["depth"], [k[:3, :3] for k in kept["K"]], kept["RT"], scan_model,
+                          frames.FACE_SCALE)
+    keep = [i for i, img in enumerate(cal.images) if img is not None]
+    out = {key: np.stack([kept[key][i] for i in keep]) for key in ("mask", "K", "RT", "angles", "view_id")}
+    out["rgb"] = np.stack([cal.images[i] for i in keep])
+    out["rejected"] = [int(kept["view_id"][i]) for i in range(len(cal.images)) if cal.images[i] is None]
+    out["calibrated"] = int(cal.applied.sum())
+    return out
+
+
+def facescape_views(settings: Settings, subject: str, topology: str | None = None) -> ViewsOutcome:
+    from storage.facescape import FaceScapeDataset
+
+    t0 = time.perf_counter()
+    topology = topology or DEFAULT_TOPOLOGY["facescape"]
+    track = read_track(settings.storage_root, "facescape", subject, TRACKERS["facescape"][topology])
+    ds = FaceScapeDataset(settings.facescape_root, settings.facescape_rt_scale_dict)
+    parts, items, rejected = [], {}, {}
+    for i, expr in enumerate(ds.expressions(subject)):
+        v = facescape_expression_views(ds, subject, expr)
+        v["item"] = np.full(len(v["view_id"]), i)
+        parts.append(v)
+        items[expr] = _geometry(track.vertices[expr])
+        rejected[expr] = v["rejected"]
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in ("rgb", "mask", "K", "RT", "angles", "view_id", "item")}
+    views = ViewSet(**cat, role=np.zeros(len(cat["item"]), np.int8), items=items, attrs={
+        "projection": "perspective", "tracker_version": track.tracker_version,
+        "track_data_version": track.data_version, "render_version": RENDER_VERSION, "rejected_views": rejected})
+    path = write_views(settings.storage_root, "facescape", subject, views)
+    seconds = time.perf_counter() - t0
+    n_raw = sum(len(p["view_id"]) + len(p["rejected"]) for p in parts)
+    return ViewsOutcome(path, len(cat["item"]), seconds, seconds / max(n_raw, 1), rejected, track.data_version)
+
+
+def thuman_views(settings: Settings, uid: str, n_input: int = THUMAN_INPUT_VIEWS, seed: int = 0) -> ViewsOutcome:
+    from model.render.orthographic import ortho_projection, orbit_extrinsics, render_textured_ortho, target_cameras
+    from storage.thuman import THumanDataset
+
+    t0 = time.perf_counter()
+    track = read_track(settings.storage_root, "thuman", uid, TRACKERS["thuman"]["smplx"])
+    norm = track.params["scan"]["normalization"]
+    s, centre = float(norm[0]), -np.asarray(norm[1:], np.float64)
+    scan = THumanDataset(settings.thuman_root, settings.thuman_smplx_fits).read_scan(uid)
+    verts = frames.thuman_file_to_model_points(scan.mesh.vertices, uid, s, centre)
+    az_t, el_t, rt_t = target_cameras()
+    rng = np.random.default_rng([seed, int(uid)])
+    az_i = np.arange(n_input) * 2 * np.pi / max(n_input, 1)
+    el_i = np.deg2rad(rng.uniform(-THUMAN_INPUT_MAX_ELEVATION, THUMAN_INPUT_MAX_ELEVATION, n_input))
+    rt_all = np.concatenate([rt_t, orbit_extrinsics(az_i, el_i)]) if n_input else rt_t
+    az_all, el_all = np.concatenate([az_t, az_i]), np.concatenate([el_t, el_i])
+    rgbs, masks = [], []
+    for rt in rt_all:
+        rgb, mask = render_textured_ortho(verts, scan.mesh.faces, scan.mesh.uv, scan.mesh.uv_faces, scan.texture, rt)
+        rgbs.append(rgb)
+        masks.append(mask.astype(np.uint8) * 255)
+    n = len(rt_all)
+    views = ViewSet(rgb=np.stack(rgbs), mask=np.stack(masks), K=np.repeat(ortho_projection()[None], n, 0), RT=rt_all,
+                    angles=np.degrees(np.stack([az_all, el_all], -1)), view_id=np.arange(n), item=np.zeros(n),
+                    role=np.r_[np.zeros(len(rt_t)), np.ones(n_input)].astype(np.int8),
+                    items={"scan": _geometry(track.vertices["scan"])},
+                    attrs={"projection": "orthographic", "tracker_version": track.tracker_version,
+                           "track_data_version": track.data_version, "render_version": RENDER_VERSION})
+    path = write_views(settings.storage_root, "thuman", uid, views)
+    seconds = time.perf_counter() - t0
+    return ViewsOutcome(path, n, seconds, seconds / n, {}, track.data_version)
+
+
+def views(settings: Settings, dataset: str, subject: str) -> ViewsOutcome:
+    if dataset == "facescape":
+        return facescape_views(settings, subject)
+    if dataset == "thuman":
+        return thuman_views(settings, subject)
+    raise ValueError(f"unknown dataset {dataset!r}; choose facescape or thuman")

@@ -1,0 +1,179 @@
+"""Training-view store: one zarr v3 store per subject, `<root>/views/<dataset>/<subject>.zarr`.
+
+    rgb      (N, H, W, 3) uint8, one chunk per view, blosc-zstd
+    mask     (N, H, W) uint8 (0/255), one chunk per view
+    K        (N, 4, 4) float32   pinhole K in the top-left 3x3 (FaceScape) or the orthographic 4x4 (THuman)
+    RT       (N, 3, 4) float32   world-to-camera, model frame (OpenCV)
+    angles   (N, 2) float32      azimuth, elevation (degrees)
+    view_id  (N,) int32          camera index in the raw data
+    item     (N,) int32          index into attrs["items"] (expression or "scan")
+    role     (N,) int8           0 = target view, 1 = input-only view (THuman random-elevation renders)
+    items/<name>/{vertices (Nv,3) f32, coord (Nv,3) i32, out_sh (3,) i32, bounds (2,3) f32}
+attrs: dataset, subject, items, projection, tracker_version, track_data_version, render_version, image_size.
+
+Written into a temporary sibling and renamed into place; `manifest.json` (content hash, counts) is the last file
+written, so a store without it - or still carrying a temporary name - is never accepted by `ViewStore.open`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storage.atomic import atomic_directory, remove_stale_temporaries
+from storage.errors import CorruptFileError, MissingFileError
+from storage.ids import validate_subject_id
+
+MANIFEST = "manifest.json"
+STORE_FORMAT = "morphable-views-1"
+
+
+@dataclass
+class ItemGeometry:
+    vertices: np.ndarray
+    coord: np.ndarray
+    out_sh: np.ndarray
+    bounds: np.ndarray
+
+
+@dataclass
+class ViewSet:
+    """Everything one subject's store holds, in memory (what the renderers produce)."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    K: np.ndarray
+    RT: np.ndarray
+    angles: np.ndarray
+    view_id: np.ndarray
+    item: np.ndarray
+    role: np.ndarray
+    items: dict[str, ItemGeometry]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def store_path(root: str | Path, dataset: str, subject: str) -> Path:
+    return Path(root) / "views" / dataset / f"{validate_subject_id(subject)}.zarr"
+
+
+def _compressor():
+    import zarr.codecs
+
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+def write_views(root: str | Path, dataset: str, subject: str, views: ViewSet, slow_write_s: float = 0.0) -> Path:
+    """Write the store atomically and return its path. `slow_write_s` (tests only) sleeps after each view."""
+    import zarr
+
+    target = store_path(root, dataset, subject)
+    if target.parent.exists():
+        remove_stale_temporaries(target.parent, target.name)
+    n, h, w = views.mask.shape
+    digest = hashlib.sha256()
+    with atomic_directory(target) as tmp:
+        g = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        rgb = g.create_array("rgb", shape=(n, h, w, 3), chunks=(1, h, w, 3), dtype="uint8", compressors=_compressor())
+        mask = g.create_array("mask", shape=(n, h, w), chunks=(1, h, w), dtype="uint8", compressors=_compressor())
+        for i in range(n):
+            rgb[i] = views.rgb[i]
+            mask[i] = views.mask[i]
+            digest.update(views.rgb[i].tobytes())
+            digest.update(views.mask[i].tobytes())
+            if slow_write_s:
+                time.sleep(slow_write_s)
+        small = {"K": views.K.astype(np.float32), "RT": views.RT.astype(np.float32),
+                 "angles": views.angles.astype(np.float32), "view_id": views.view_id.astype(np.int32),
+                 "item": views.item.astype(np.int32), "role": views.role.astype(np.int8)}
+        for name, arr in small.items():
+            g.create_array(name, data=arr)
+            digest.update(arr.tobytes())
+        items = g.create_group("items")
+        for name, geo in views.items.items():
+            ig = items.create_group(name)
+            for key, arr in (("vertices", geo.vertices.astype(np.float32)), ("coord", geo.coord.astype(np.int32)),
+                             ("out_sh", geo.out_sh.astype(np.int32)), ("bounds", geo.bounds.astype(np.float32))):
+                ig.create_array(key, data=arr)
+                digest.update(arr.tobytes())
+        g.attrs.update({**views.attrs, "dataset": dataset, "subject": subject, "items": list(views.items),
+                        "format": STORE_FORMAT, "image_size": [h, w]})
+        (tmp / MANIFEST).write_text(json.dumps({"format": STORE_FORMAT, "n_views": int(n),
+                                                "items": list(views.items), "content_hash": digest.hexdigest()[:32]}))
+    return target
+
+
+class ViewStore:
+    """Lazy reader: arrays are read per view on access; the zarr group is opened once per process."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        import zarr
+
+        self.path = path
+        self.manifest = manifest
+        self.group = zarr.open_group(str(path), mode="r", zarr_format=3)
+        self.attrs = dict(self.group.attrs)
+        self._small = {k: self.group[k][:] for k in ("K", "RT", "angles", "view_id", "item", "role")}
+
+    @classmethod
+    def open(cls, path: str | Path) -> "ViewStore":
+        path = Path(path)
+        manifest = path / MANIFEST
+        if ".tmp-" in path.name or not path.is_dir():
+            raise MissingFileError(path, "view store not found", "materialize the views asset or run "
+                                                                  "`morphable views` for this subject")
+        if not manifest.is_file():
+            raise CorruptFileError(path, "view store is incomplete (no manifest.json: its writer did not finish)",
+                                   "delete it and run `morphable views` again")
+        doc = json.loads(manifest.read_text())
+        if doc.get("format") != STORE_FORMAT:
+            raise CorruptFileError(path, f"unknown store format {doc.get('format')!r}", "re-create the store")
+        return cls(path, doc)
+
+    def __len__(self) -> int:
+        return int(self.manifest["n_views"])
+
+    @property
+    def items(self) -> list[str]:
+        return list(self.attrs["items"])
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        small = self.__dict__.get("_small", {})
+        if name in small:
+            return small[name]
+        raise AttributeError(name)
+
+    def rgb(self, index: int | np.ndarray) -> np.ndarray:
+        return self.group["rgb"][index]
+
+    def mask(self, index: int | np.ndarray) -> np.ndarray:
+        return self.group["mask"][index]
+
+    def geometry(self, item: str) -> ItemGeometry:
+        g = self.group["items"][item]
+        return ItemGeometry(g["vertices"][:], g["coord"][:], g["out_sh"][:], g["bounds"][:])
+
+    def views_of(self, item: str, role: int | None = None) -> np.ndarray:
+        """Indices of the views of an item (optionally only targets (0) or inputs (1))."""
+        sel = self._small["item"] == self.items.index(item)
+        if role is not None:
+            sel &= self._small["role"] == role
+        return np.nonzero(sel)[0]
+
+    def verify(self) -> bool:
+        """Recompute the content hash (slow: reads every view)."""
+        digest = hashlib.sha256()
+        for i in range(len(self)):
+            digest.update(self.rgb(i).tobytes())
+            digest.update(self.mask(i).tobytes())
+        for k in ("K", "RT", "angles", "view_id", "item", "role"):
+            digest.update(self._small[k].tobytes())
+        for name in self.items:
+            geo = self.geometry(name)
+            for arr in (geo.vertices, geo.coord, geo.out_sh, geo.bounds):
+                digest.update(np.ascontiguousarray(arr).tobytes())
+        return digest.hexdigest()[:32] == self.manifest["content_hash"]
