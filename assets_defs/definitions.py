@@ -1,8 +1,11 @@
 """The code location: `dagster dev -m assets_defs.definitions` (or `morphable ui`)."""
+import os
+
 import dagster as dg
 
 from assets_defs import raw
 from assets_defs.tracking import TRACK_ASSETS
+from assets_defs.views import VIEW_ASSETS
 from assets_defs.resources import SettingsResource
 from assets_defs.sensors import raw_subject_discovery
 
@@ -13,10 +16,16 @@ SOURCES = [raw.facescape_raw_subject, raw.thuman_raw_subject]
 main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.assets(*MATERIALIZABLE),
                                description="Every asset of the graph on the configured data (embedded default: "
                                            "the synthetic stand-in).")
-#: Tracked meshes, one job per dataset (partitioned by subject).
-TRACK_JOBS = {d: dg.define_asset_job(f"track_{d}", selection=dg.AssetSelection.assets(*assets),
-                                     description=f"Track every selected {d} subject partition.")
-              for d, assets in TRACK_ASSETS.items()}
+#: Per subject: tracked meshes then training views, one job per dataset (partitioned by subject).
+SUBJECT_JOBS = {d: dg.define_asset_job(f"subjects_{d}", selection=dg.AssetSelection.assets(*assets, VIEW_ASSETS[d]),
+                                       description=f"Track and render the views of {d} subject partitions.")
+                for d, assets in TRACK_ASSETS.items()}
+
+#: Declarative automation for the views (re-render when a track's data version changes); on when MORPHABLE_SENSORS=on.
+views_automation = dg.AutomationConditionSensorDefinition(
+    "views_automation", target=dg.AssetSelection.assets(*VIEW_ASSETS.values()),
+    default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on"
+    else dg.DefaultSensorStatus.STOPPED)
 
 #: One observation job per dataset (their partition sets differ): records each raw subject's data version.
 OBSERVE_JOBS = {
@@ -28,8 +37,9 @@ OBSERVE_JOBS = {
 }
 
 defs = dg.Definitions(
-    assets=MATERIALIZABLE + SOURCES + [a for assets in TRACK_ASSETS.values() for a in assets],
-    jobs=[main_job, *OBSERVE_JOBS.values(), *TRACK_JOBS.values()],
-    sensors=[raw_subject_discovery],
+    assets=MATERIALIZABLE + SOURCES + [a for assets in TRACK_ASSETS.values() for a in assets]
+    + list(VIEW_ASSETS.values()),
+    jobs=[main_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values()],
+    sensors=[raw_subject_discovery, views_automation],
     resources={"settings": SettingsResource()},
 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets_defs import raw
-from assets_defs.definitions import OBSERVE_JOBS, TRACK_JOBS, defs
+from assets_defs.definitions import OBSERVE_JOBS, SUBJECT_JOBS, defs
 from assets_defs.instance import get_instance
 from assets_defs.partitions import SUBJECT_PARTITIONS
 from assets_defs.resources import SettingsResource
@@ -45,9 +45,9 @@ def run_demo(settings_file: str = "", log=print) -> DemoResult:
                 for job in OBSERVE_JOBS.values()]
     result = main.execute_in_process(instance=instance, run_config=QUIET)
     results = [result]
-    for dataset, job in TRACK_JOBS.items():
+    for dataset, job in SUBJECT_JOBS.items():
         for key in instance.get_dynamic_partitions(SUBJECT_PARTITIONS[dataset].name):
-            log(f"tracking {dataset} subject {key}")
+            log(f"tracking and rendering {dataset} subject {key}")
             results.append(defs.resolve_job_def(job.name).execute_in_process(
                 instance=instance, partition_key=key, run_config=QUIET))
     checks: dict[str, bool] = {}

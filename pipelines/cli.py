@@ -82,6 +82,17 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_views(args: argparse.Namespace) -> int:
+    from pipelines.views import views
+
+    out = views(_settings(args), args.dataset, args.subject)
+    print(f"{args.dataset}/{args.subject}: {out.n_views} views in {out.seconds:.1f} s "
+          f"({out.per_view_seconds:.3f} s per view) -> {out.path}")
+    if any(out.rejected.values()):
+        print(f"  rejected by colour calibration: {out.rejected}")
+    return 0
+
+
 def cmd_fit_image(args: argparse.Namespace) -> int:
     from pipelines.fit_image import fit_image
 
@@ -149,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(adds a rigid ICP onto the scan)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_track)
+
+    s = sub.add_parser("views", help="render / preprocess the training views of one subject into its zarr store "
+                                     "(needs its track: run `morphable track` first)")
+    s.add_argument("--dataset", choices=["facescape", "thuman"], required=True)
+    s.add_argument("--subject", required=True)
+    s.set_defaults(func=cmd_views)
 
     s = sub.add_parser("fit-image", help="single-image FLAME fit (dlib 68 landmarks) for inference")
     s.add_argument("--image", required=True)

@@ -19,7 +19,7 @@ from pipelines.track import DEFAULT_TOPOLOGY, TRACKERS
 from storage.tracks import read_track
 from storage.views import ItemGeometry, ViewSet, write_views
 
-RENDER_VERSION = "views-1"
+RENDER_VERSION = "views-2"
 IMAGE_SIZE = 256
 MAX_ABS_AZIMUTH = 90.0
 THUMAN_INPUT_VIEWS = 16
@@ -34,6 +34,12 @@ class ViewsOutcome:
     per_view_seconds: float
     rejected: dict[str, list[int]]
     track_data_version: str
+
+
+def _white_background(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pixels outside the mask become white: training composites onto white anyway (spec §2.2), the studio
+    background is never used, and uniform pixels cost nothing in the store."""
+    return np.where(mask[..., None] > 0, rgb, np.uint8(255)).astype(np.uint8)
 
 
 def _geometry(vertices: np.ndarray) -> ItemGeometry:
@@ -81,7 +87,7 @@ def facescape_expression_views(ds, subject: str, expression: str, size: int = IM
                           frames.FACE_SCALE)
     keep = [i for i, img in enumerate(cal.images) if img is not None]
     out = {key: np.stack([kept[key][i] for i in keep]) for key in ("mask", "K", "RT", "angles", "view_id")}
-    out["rgb"] = np.stack([cal.images[i] for i in keep])
+    out["rgb"] = np.stack([cal.images[i] for i in keep])  # still with the studio background, as the release keeps
     out["rejected"] = [int(kept["view_id"][i]) for i in range(len(cal.images)) if cal.images[i] is None]
     out["calibrated"] = int(cal.applied.sum())
     return out
@@ -102,6 +108,7 @@ def facescape_views(settings: Settings, subject: str, topology: str | None = Non
         items[expr] = _geometry(track.vertices[expr])
         rejected[expr] = v["rejected"]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in ("rgb", "mask", "K", "RT", "angles", "view_id", "item")}
+    cat["rgb"] = _white_background(cat["rgb"], cat["mask"])
     views = ViewSet(**cat, role=np.zeros(len(cat["item"]), np.int8), items=items, attrs={
         "projection": "perspective", "tracker_version": track.tracker_version,
         "track_data_version": track.data_version, "render_version": RENDER_VERSION, "rejected_views": rejected})
@@ -133,7 +140,7 @@ def thuman_views(settings: Settings, uid: str, n_input: int = THUMAN_INPUT_VIEWS
         rgbs.append(rgb)
         masks.append(mask.astype(np.uint8) * 255)
     n = len(rt_all)
-    views = ViewSet(rgb=np.stack(rgbs), mask=np.stack(masks), K=np.repeat(ortho_projection()[None], n, 0), RT=rt_all,
+    views = ViewSet(rgb=_white_background(np.stack(rgbs), np.stack(masks)), mask=np.stack(masks), K=np.repeat(ortho_projection()[None], n, 0), RT=rt_all,
                     angles=np.degrees(np.stack([az_all, el_all], -1)), view_id=np.arange(n), item=np.zeros(n),
                     role=np.r_[np.zeros(len(rt_t)), np.ones(n_input)].astype(np.int8),
                     items={"scan": _geometry(track.vertices["scan"])},

@@ -81,7 +81,7 @@ def test_main_job_materializes_everything(embedded):
     result = run_demo()
     assert set(result.materialized) == {"raw/synthetic_standin", "raw/body_models", "facescape/raw_inventory",
                                         "thuman/raw_inventory", "facescape/flame_tracks", "facescape/bilinear_tracks",
-                                        "thuman/smplx_tracks"}
+                                        "thuman/smplx_tracks", "facescape/views", "thuman/views"}
     assert result.checks and all(result.checks.values())
     assert result.subject_partitions == {"facescape": 4, "thuman": 4}
     instance = get_instance()
@@ -105,13 +105,13 @@ def _data_versions(instance, key, partition):
 
 def test_retracking_keeps_data_versions(embedded):
     """A second track run with the same tracker records the same data version (nothing downstream is stale)."""
-    from assets_defs.definitions import TRACK_JOBS, defs
+    from assets_defs.definitions import SUBJECT_JOBS, defs
     from assets_defs.instance import get_instance
     from assets_defs.partitions import facescape_subjects
 
     instance = get_instance()
     instance.add_dynamic_partitions(facescape_subjects.name, ["3"])
-    job = defs.resolve_job_def(TRACK_JOBS["facescape"].name)
+    job = defs.resolve_job_def(SUBJECT_JOBS["facescape"].name)
     for _ in range(2):
         result = job.execute_in_process(instance=instance, partition_key="3")
         assert result.success

@@ -1,0 +1,186 @@
+"""The training / validation dataset over view stores: yields exactly the batch dict of spec §2.3.
+
+FaceScape item = (subject, target expression): 16 target views sampled without replacement among the expression's
+views with |azimuth| <= 90 (and the release's upside-down filter), an input view with |azimuth| <= 40 taken from a
+*different* expression when `shuffled_expression` (never a held-out one), and the target expression's mesh.
+THuman item = one scan: its 16 fixed target views in random order, one random-elevation input view.
+Images are on white (the stores keep the background white) and mapped to [-1, 1], HWC. Stores are opened once per worker process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from storage.views import ViewStore, store_path
+
+N_TARGETS = 16
+FACESCAPE_TEST_SUBJECTS = tuple(["122", "212"] + [str(i) for i in range(326, 360)])
+FACESCAPE_HELDOUT_EXPRESSIONS = (6,)
+THUMAN_FIRST_VAL_UID = 2201
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Paper defaults: FaceScape test subjects 122, 212, 326-359 and held-out expression 6 (jaw_right);
+    THuman validation uids from 2201."""
+
+    split: str = "train"  # "train" or "val"
+    facescape_test_subjects: tuple[str, ...] = FACESCAPE_TEST_SUBJECTS
+    heldout_expressions: tuple[int, ...] = FACESCAPE_HELDOUT_EXPRESSIONS
+    thuman_first_val_uid: int = THUMAN_FIRST_VAL_UID
+    shuffled_expression: bool = True
+    input_max_abs_azimuth: float = 40.0
+    target_max_abs_azimuth: float = 90.0
+    upside_down_euler_deg: float = 90.0
+    image_size: int = 256
+    subjects: tuple[str, ...] | None = None  # restrict to these subjects (None: every store of the split)
+
+
+def expression_index(name: str) -> int:
+    return int(name.split("_")[0])
+
+
+def _upright(rt_model: np.ndarray, limit: float) -> np.ndarray:
+    """The release's filter: |Euler 'xyz'[2]| of the CAPSTUDIO rotation within `limit` degrees."""
+    from scipy.spatial.transform import Rotation
+
+    from model.frames import model_to_cap_extrinsics
+
+    r = model_to_cap_extrinsics(rt_model)[..., :3, :3]
+    return np.abs(Rotation.from_matrix(r).as_euler("xyz", degrees=True)[..., 2]) <= limit
+
+
+@dataclass
+class _Item:
+    dataset: str
+    subject: str
+    target: str  # expression name or "scan"
+    target_views: np.ndarray
+    input_views: dict[str, np.ndarray] = field(default_factory=dict)  # input expression -> view indices
+
+
+class MultiViewDataset:
+    """A torch-style map dataset (no torch import needed to build it): `len()`, `ds[i]` -> dict of numpy arrays."""
+
+    def __init__(self, storage_root: str | Path, dataset: str, config: SplitConfig = SplitConfig(),
+                 seed: int = 6033) -> None:
+        self.root, self.dataset, self.config, self.seed = Path(storage_root), dataset, config, seed
+        self._stores: dict[str, ViewStore] = {}
+        self._pid = os.getpid()
+        self.items: list[_Item] = []
+        self.skipped: list[str] = []
+        folder = self.root / "views" / dataset
+        subjects = sorted(p.name[:-5] for p in folder.glob("*.zarr") if ".tmp-" not in p.name) if folder.is_dir() \
+            else []
+        if config.subjects is not None:
+            subjects = [s for s in subjects if s in config.subjects]
+        for subject in subjects:
+            if self._in_split(subject):
+                self._index(subject)
+        if not self.items:
+            raise ValueError(f"no {config.split} items for {dataset} under {folder} (subjects found: {subjects}); "
+                             "materialize the views assets or run `morphable views`")
+
+    def _in_split(self, subject: str) -> bool:
+        val = (subject in self.config.facescape_test_subjects if self.dataset == "facescape"
+               else int(subject) >= self.config.thuman_first_val_uid)
+        return val if self.config.split == "val" else not val
+
+    def store(self, subject: str) -> ViewStore:
+        if os.getpid() != self._pid:  # a DataLoader worker: open fresh handles once in this process
+            self._stores, self._pid = {}, os.getpid()
+        if subject not in self._stores:
+            self._stores[subject] = ViewStore.open(store_path(self.root, self.dataset, subject))
+        return self._stores[subject]
+
+    def _index(self, subject: str) -> None:
+        st = self.store(subject)
+        cfg = self.config
+        if self.dataset == "thuman":
+            targets, inputs = st.views_of("scan", role=0), st.views_of("scan", role=1)
+            inputs = inputs if len(inputs) else targets
+            self.items.append(_Item("thuman", subject, "scan", targets, {"scan": inputs}))
+            return
+        upright = _upright(st.RT, cfg.upside_down_euler_deg)
+        az = np.abs(st.angles[:, 0])
+        inputs = {}
+        for name in st.items:
+            views = st.views_of(name)
+            ok = views[upright[views] & (az[views] <= cfg.input_max_abs_azimuth)]
+            if len(ok) and expression_index(name) not in cfg.heldout_expressions:
+                inputs[name] = ok
+        for name in st.items:
+            held = expression_index(name) in cfg.heldout_expressions
+            if held != (cfg.split == "val"):
+                continue
+            views = st.views_of(name)
+            cand = views[upright[views] & (az[views] <= cfg.target_max_abs_azimuth)]
+            choices = {k: v for k, v in inputs.items() if k != name} if cfg.shuffled_expression else \
+                ({name: inputs[name]} if name in inputs else {})
+            if len(cand) < N_TARGETS or not choices:
+                self.skipped.append(f"{subject}/{name}: {len(cand)} target candidates, inputs from {list(choices)}")
+                continue
+            self.items.append(_Item("facescape", subject, name, cand, choices))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _images(self, st: ViewStore, indices: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) float32 in [-1, 1] on a white background (stores keep the background white already)."""
+        img = st.rgb_many(indices)
+        size = self.config.image_size
+        if img.shape[1] != size:
+            import cv2
+
+            img = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in img])
+        out = img.astype(np.float32)
+        out *= 2.0 / 255.0
+        out -= 1.0
+        return out
+
+    def _scaled_k(self, k: np.ndarray) -> np.ndarray:
+        k = np.array(k, np.float32)
+        if self.dataset == "facescape" and self.config.image_size != 256:
+            k[:2] *= self.config.image_size / 256.0  # pixel intrinsics follow the resize; NDC (THuman) does not
+        return k
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        item = self.items[i]
+        rng = np.random.default_rng([self.seed, i, int(os.environ.get("MORPHABLE_EPOCH", "0"))])
+        st = self.store(item.subject)
+        if item.dataset == "thuman":
+            targets = rng.permutation(item.target_views)[:N_TARGETS]
+        else:
+            targets = rng.choice(item.target_views, N_TARGETS, replace=False)
+        in_name = list(item.input_views)[rng.integers(len(item.input_views))]
+        in_view = int(rng.choice(item.input_views[in_name]))
+        geo = st.geometry(item.target)
+        return {
+            "target_image": self._images(st, targets),
+            "input_image": self._images(st, np.array([in_view]))[0],
+            "input_elevation": np.zeros(1, np.float32), "input_azimuth": np.zeros(1, np.float32),
+            "target_elevation": np.zeros(N_TARGETS, np.float32), "target_azimuth": np.zeros(N_TARGETS, np.float32),
+            "input_K": self._scaled_k(st.K[in_view])[:3, :3] if item.dataset == "facescape"
+            else self._scaled_k(st.K[in_view]), "input_RT": st.RT[in_view].astype(np.float32),
+            "target_K": np.stack([self._scaled_k(st.K[v]) for v in targets]),
+            "target_RT": st.RT[targets].astype(np.float32),
+            "vertices": geo.vertices.astype(np.float32), "coord": geo.coord.astype(np.int32),
+            "out_sh": geo.out_sh.astype(np.int32), "bounds": geo.bounds.astype(np.float32),
+        }
+
+    def describe(self, i: int) -> str:
+        it = self.items[i]
+        return f"{it.dataset}/{it.subject}/{it.target}"
+
+
+def torch_dataset(storage_root: str | Path, dataset: str, config: SplitConfig = SplitConfig(), seed: int = 6033):
+    """The same dataset as a `torch.utils.data.Dataset` (for DataLoader workers and samplers)."""
+    import torch.utils.data
+
+    class _TorchMultiView(MultiViewDataset, torch.utils.data.Dataset):
+        pass
+
+    return _TorchMultiView(storage_root, dataset, config, seed)

@@ -1,0 +1,184 @@
+"""Training views: geometric consistency, the released THuman cameras, atomic stores, and the batch dict."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from model.geometry.voxels import voxelize
+from pipelines.track import track
+from pipelines.training_data import MultiViewDataset, SplitConfig
+from pipelines.views import views
+from storage.errors import CorruptFileError, MissingFileError
+from storage.views import ViewStore, store_path
+from tests.conftest import SHARED_TESTDATA, settings_for
+
+
+@pytest.fixture(scope="module")
+def view_settings(standin_root, tmp_path_factory):
+    s = settings_for(standin_root, tmp_path_factory.mktemp("views"))
+    for subject in ("1", "122"):
+        track(s, "facescape", subject, "flame")
+        views(s, "facescape", subject)
+    for uid in ("0003", "0526", "2201"):
+        track(s, "thuman", uid)
+        views(s, "thuman", uid)
+    return s
+
+
+def _inside_fraction(store: ViewStore, item: str, index: int, orthographic: bool) -> float:
+    v = store.geometry(item).vertices.astype(np.float64)
+    rt, k = store.RT[index].astype(np.float64), store.K[index].astype(np.float64)
+    cam = v @ rt[:, :3].T + rt[:, 3]
+    if orthographic:
+        ndc = (np.concatenate([cam, np.ones((len(cam), 1))], 1) @ k.T)[:, :2]
+        pix = (ndc + 1) / 2 * 256 - 0.5
+    else:
+        uvw = cam @ k[:3, :3].T
+        pix = uvw[:, :2] / uvw[:, 2:]
+    px, py = np.round(pix[:, 0]).astype(int), np.round(pix[:, 1]).astype(int)
+    ok = (px >= 0) & (px < 256) & (py >= 0) & (py < 256)
+    # vertices on the occluding contour project onto the silhouette's edge: allow one pixel (the nearest-neighbour
+    # resize of the mask moves its edge by up to a pixel)
+    from scipy.ndimage import binary_dilation
+
+    mask = binary_dilation(store.mask(index) > 0, np.ones((3, 3), bool))
+    inside = np.zeros(len(v), bool)
+    inside[ok] = mask[py[ok], px[ok]] > 0
+    return float(inside.mean())
+
+
+@pytest.mark.parametrize("dataset,subject", [("facescape", "1"), ("facescape", "122"), ("thuman", "0003"),
+                                             ("thuman", "0526")])
+def test_stored_vertices_project_into_the_masks(view_settings, dataset, subject):
+    store = ViewStore.open(store_path(view_settings.storage_root, dataset, subject))
+    for i in range(len(store)):
+        item = store.items[int(store.item[i])]
+        frac = _inside_fraction(store, item, i, dataset == "thuman")
+        assert frac >= 0.95, (dataset, subject, i, frac)
+
+
+def test_thuman_target_cameras_match_the_release(view_settings):
+    path = SHARED_TESTDATA / "thuman_meta.pkl"
+    if not path.is_file():
+        pytest.skip("shared/testdata is not beside the checkout")
+    with open(path, "rb") as fh:
+        k4, az, el, dist, poses = pickle.load(fh)
+    store = ViewStore.open(store_path(view_settings.storage_root, "thuman", "0526"))
+    targets = store.views_of("scan", role=0)
+    np.testing.assert_allclose(store.RT[targets], poses, atol=1e-5)
+    np.testing.assert_allclose(store.K[targets][0], k4, atol=1e-5)
+    np.testing.assert_allclose(np.deg2rad(store.angles[targets, 0]), az, atol=1e-5)
+    inputs = store.views_of("scan", role=1)
+    assert len(inputs) == 16 and np.all(np.abs(store.angles[inputs, 1]) <= 20)
+
+
+def test_store_attrs_and_hash(view_settings):
+    store = ViewStore.open(store_path(view_settings.storage_root, "facescape", "1"))
+    assert store.attrs["tracker_version"] == "flame-fit-1" and store.attrs["render_version"] == "views-2"
+    assert store.rgb(0).shape == (256, 256, 3) and store.group["rgb"].chunks == (1, 3, 256, 256)
+    assert store.verify()
+    # the direct chunk decoder equals zarr's own reader
+    assert store._fast
+    idx = np.array([5, 0, 3])
+    from storage.views import decode_rgb
+
+    np.testing.assert_array_equal(store.rgb_many(idx), decode_rgb(store.group["rgb"].get_orthogonal_selection(
+        (np.sort(idx),)))[np.argsort(np.argsort(idx))])
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    from storage.views import encode_rgb
+
+    np.testing.assert_array_equal(decode_rgb(encode_rgb(rgb)), rgb)
+    np.testing.assert_array_equal(store.mask_many(idx), store.group["mask"][:][idx])
+    geo = store.geometry("2_smile")
+    ref = voxelize(geo.vertices)
+    np.testing.assert_array_equal(geo.coord, ref.coord)
+    assert np.all(geo.out_sh % 4 == 0)
+
+
+def test_voxelize_closed_form():
+    v = np.array([[0.0, 0.0, 0.0], [0.1, 0.05, 0.021], [0.0125, 0.0, 0.0]])
+    g = voxelize(v)
+    np.testing.assert_array_equal(g.out_sh, [8, 12, 24])  # ceil(extent/0.005) = (5, 10, 20) -> next multiple of 4 above
+    np.testing.assert_array_equal(g.coord[1], [4, 10, 20])  # (z, y, x)
+    np.testing.assert_array_equal(g.coord[2], [0, 0, 2])  # 0.0125/0.005 = 2.5 rounds to even
+    np.testing.assert_allclose(g.bounds, [[0, 0, 0], [0.1, 0.05, 0.021]], atol=1e-7)
+
+
+def test_killed_writer_leaves_no_store_the_reader_accepts(view_settings, tmp_path):
+    """SIGKILL the writer mid-store: nothing is accepted; a rerun succeeds."""
+    code = f"""
+import sys
+from storage.views import ViewStore, write_views, store_path
+src = ViewStore.open(store_path({str(view_settings.storage_root)!r}, "thuman", "0003"))
+from storage.views import ViewSet
+n = len(src)
+vs = ViewSet(rgb=src.rgb(slice(0, n)), mask=src.mask(slice(0, n)), K=src.K, RT=src.RT, angles=src.angles,
+             view_id=src.view_id, item=src.item, role=src.role, items={{"scan": src.geometry("scan")}}, attrs={{}})
+write_views({str(tmp_path)!r}, "thuman", "0003", vs, slow_write_s=float(sys.argv[1]))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code, "0.25"], cwd=str(view_settings.storage_root.parent))
+    target = store_path(tmp_path, "thuman", "0003")
+    deadline = time.time() + 60
+    while not list(target.parent.glob("0003.zarr.tmp-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with pytest.raises((MissingFileError, CorruptFileError)):
+        ViewStore.open(target)
+    for tmp in target.parent.glob("0003.zarr.tmp-*"):
+        with pytest.raises((MissingFileError, CorruptFileError)):
+            ViewStore.open(tmp)
+    assert subprocess.run([sys.executable, "-c", code, "0"], cwd=str(view_settings.storage_root.parent)).returncode == 0
+    assert len(ViewStore.open(target)) == 32
+    assert not list(target.parent.glob("0003.zarr.tmp-*"))  # the rerun cleaned the leftovers
+
+
+def test_facescape_batch_dict(view_settings):
+    ds = MultiViewDataset(view_settings.storage_root, "facescape")
+    assert [ds.describe(i) for i in range(len(ds))] == ["facescape/1/1_neutral", "facescape/1/2_smile"]
+    b = ds[1]
+    shapes = {"target_image": (16, 256, 256, 3), "input_image": (256, 256, 3), "input_elevation": (1,),
+              "target_azimuth": (16,), "input_K": (3, 3), "input_RT": (3, 4), "target_K": (16, 4, 4),
+              "target_RT": (16, 3, 4), "vertices": (1922, 3), "coord": (1922, 3), "out_sh": (3,), "bounds": (2, 3)}
+    for key, shape in shapes.items():
+        assert b[key].shape == shape, key
+    assert b["coord"].dtype == np.int32 and b["target_image"].dtype == np.float32
+    assert b["target_image"].min() >= -1 and b["target_image"].max() <= 1
+    assert not b["target_azimuth"].any() and not b["input_elevation"].any()
+    store = ds.store("1")
+    # the input view comes from the other (non-held-out) expression and is near-frontal
+    in_idx = [i for i in range(len(store)) if np.allclose(store.RT[i], b["input_RT"])][0]
+    assert store.items[store.item[in_idx]] == "1_neutral" and abs(store.angles[in_idx, 0]) <= 40
+    # white composite: outside the silhouette the target image is exactly white
+    t0 = [i for i in range(len(store)) if np.allclose(store.RT[i], b["target_RT"][0])][0]
+    assert np.all(b["target_image"][0][store.mask(t0) == 0] == 1.0)
+    assert len(set(map(tuple, b["target_RT"].reshape(16, -1).round(5).tolist()))) == 16  # without replacement
+
+
+def test_val_split_and_thuman(view_settings):
+    val = MultiViewDataset(view_settings.storage_root, "facescape", SplitConfig(split="val"))
+    assert [val.describe(i) for i in range(len(val))] == ["facescape/122/6_jaw_right"]
+    th = MultiViewDataset(view_settings.storage_root, "thuman")
+    assert [th.describe(i) for i in range(len(th))] == ["thuman/0003/scan", "thuman/0526/scan"]
+    b = th[0]
+    assert b["target_K"].shape == (16, 4, 4) and b["input_K"].shape == (4, 4) and b["vertices"].shape[1] == 3
+    th_val = MultiViewDataset(view_settings.storage_root, "thuman", SplitConfig(split="val"))
+    assert [th_val.describe(i) for i in range(len(th_val))] == ["thuman/2201/scan"]
+    small = MultiViewDataset(view_settings.storage_root, "facescape", SplitConfig(image_size=64))
+    assert small[0]["target_image"].shape == (16, 64, 64, 3)
+
+
+def test_dataloader_workers(view_settings):
+    import torch
+
+    from pipelines.training_data import torch_dataset
+
+    ds = torch_dataset(view_settings.storage_root, "facescape")
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)))
+    assert batch["target_image"].shape == (2, 16, 256, 256, 3) and batch["out_sh"].shape == (2, 3)
