@@ -89,7 +89,9 @@ def facescape_expression_views(ds, subject: str, expression: str, size: int = IM
     out = {key: np.stack([kept[key][i] for i in keep]) for key in ("mask", "K", "RT", "angles", "view_id")}
     out["rgb"] = np.stack([cal.images[i] for i in keep])  # still with the studio background, as the release keeps
     out["rejected"] = [int(kept["view_id"][i]) for i in range(len(cal.images)) if cal.images[i] is None]
-    out["calibrated"] = int(cal.applied.sum())
+    out["calibrated"] = [int(kept["view_id"][i]) for i in range(len(cal.images)) if cal.applied[i]]
+    out["l1"] = {int(kept["view_id"][i]): (float(cal.l1_before[i]), float(cal.l1_after[i]))
+                 for i in range(len(cal.images))}
     return out
 
 

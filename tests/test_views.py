@@ -182,3 +182,19 @@ def test_dataloader_workers(view_settings):
     ds = torch_dataset(view_settings.storage_root, "facescape")
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)))
     assert batch["target_image"].shape == (2, 16, 256, 256, 3) and batch["out_sh"].shape == (2, 3)
+
+
+def test_colour_calibration_fixes_the_tinted_camera(view_settings):
+    """The stand-in's camera 17 has a strong colour cast: calibration corrects (or rejects) it and brings every
+    corrected view closer to the multi-view mean colour."""
+    from pipelines.demo_data import TINTED_VIEW
+    from pipelines.views import facescape_expression_views
+    from storage.facescape import FaceScapeDataset
+
+    ds = FaceScapeDataset(view_settings.facescape_root, view_settings.facescape_rt_scale_dict)
+    out = facescape_expression_views(ds, "1", "1_neutral")
+    assert TINTED_VIEW in out["calibrated"] or TINTED_VIEW in out["rejected"]
+    before, after = out["l1"][TINTED_VIEW]
+    assert TINTED_VIEW in out["rejected"] or after < 0.7 * before
+    for view in out["calibrated"]:
+        assert out["l1"][view][1] < out["l1"][view][0]

@@ -3,7 +3,8 @@
 For every view, scan vertices are projected, tested for visibility against the view's depth, and sampled. A view
 whose colours differ too much from the multi-view mean (L1 > 0.085, or a red-outlier ratio > 0.03) is rejected;
 otherwise an affine colour map (3x4) fitted with a Huber loss (sklearn's HuberRegressor, as the release) is applied
-if it brings the view closer to the mean.
+if it brings the view closer to the mean (where the Huber solver fails to converge, ordinary least squares
+stands in; the "apply only if L1 improves" rule still guards the result).
 """
 from __future__ import annotations
 
@@ -77,8 +78,12 @@ def calibrate_views(images: list[np.ndarray], depths: list[np.ndarray], ks: list
         x = np.concatenate([c, np.ones((len(c), 1))], 1)
         a = np.zeros((3, 4))
         for ch in range(3):
-            reg = HuberRegressor(epsilon=1.0, alpha=0.0, max_iter=1000, tol=1e-6, fit_intercept=False)
-            a[ch] = reg.fit(x, m[:, ch] - c[:, ch]).coef_
+            target = m[:, ch] - c[:, ch]
+            try:
+                reg = HuberRegressor(epsilon=1.0, alpha=0.0, max_iter=1000, tol=1e-6, fit_intercept=False)
+                a[ch] = reg.fit(x, target).coef_
+            except ValueError:  # l-BFGS can stop "ABNORMAL" on near-degenerate colours: least squares instead
+                a[ch] = np.linalg.lstsq(x, target, rcond=None)[0]
         a[:, :3] += np.eye(3)
         corrected = np.clip(x @ a.T, 0, 1)
         l1_after[i] = np.abs(corrected - m).mean()
