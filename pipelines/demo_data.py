@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from storage.facescape import FaceScapeCamera, write_params
 from storage.hashing import hash_json
 from storage.images import write_jpeg
 from storage.meshes import Mesh, write_obj, write_ply
+
+if TYPE_CHECKING:
+    import smplx
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from model.tracking.single_image import SingleImageConfig, SingleImageFit, fit_flame_to_image
 from pipelines.settings import Settings
 from storage.atomic import atomic_write_text

@@ -43,3 +43,13 @@ def broken_copy(standin_root: Path, tmp_path: Path):
     for name in ("facescape_toolkit", "facescape_bm", "body_models"):
         os.symlink(standin_root / name, dst / name)
     return dst
+
+
+@pytest.fixture
+def embedded(tmp_path, monkeypatch, standin_root):
+    """A persistent Dagster instance in a temporary DAGSTER_HOME, settings pointing at the session's stand-in."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MORPHABLE_SYNTHETIC_ROOT", str(standin_root))
+    monkeypatch.setenv("MORPHABLE_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.delenv("MORPHABLE_SETTINGS", raising=False)
+    return tmp_path

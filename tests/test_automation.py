@@ -1,15 +1,5 @@
 """Declarative automation: views re-render only for subjects whose tracked-mesh data version changed."""
 import dagster as dg
-import pytest
-
-
-@pytest.fixture
-def embedded(tmp_path, monkeypatch, standin_root):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MORPHABLE_SYNTHETIC_ROOT", str(standin_root))
-    monkeypatch.setenv("MORPHABLE_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.delenv("MORPHABLE_SETTINGS", raising=False)
-    return tmp_path
 
 
 def _report_track(instance, uid: str, data_version: str) -> None:

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,16 +46,6 @@ def test_repository_dagster_yaml_configures_the_instance(tmp_path):
         assert instance.run_monitoring_enabled
         instance.event_log_storage.set_concurrency_slots("gpu_heavy", 2)
         assert instance.event_log_storage.get_concurrency_info("gpu_heavy").slot_count == 2
-
-
-@pytest.fixture
-def embedded(tmp_path, monkeypatch, standin_root):
-    """A persistent instance in a temporary DAGSTER_HOME, with settings pointing at the session's stand-in."""
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MORPHABLE_SYNTHETIC_ROOT", str(standin_root))
-    monkeypatch.setenv("MORPHABLE_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.delenv("MORPHABLE_SETTINGS", raising=False)
-    return tmp_path
 
 
 def test_discovery_sensor_adds_subject_partitions(embedded):

@@ -9,13 +9,16 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import scipy.sparse
 
 from model.bodies.errors import BodyModelError, require_array, require_file
 from model.bodies.legacy_pickle import load_legacy_pickle, load_object_npy
+
+if TYPE_CHECKING:
+    import torch
 
 FLAME_NUM_JOINTS = 5  # global (root), neck, jaw, left eye, right eye
 FLAME_MODEL_FILE = "generic_model.pkl"

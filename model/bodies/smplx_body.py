@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model.bodies.errors import BodyModelError, require_array, require_file
+
+if TYPE_CHECKING:
+    import smplx
 
 SMPLX_NUM_JOINTS = 55
 SMPLX_PARENTS = np.array(

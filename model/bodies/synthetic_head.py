@@ -9,10 +9,14 @@ other can be checked against the parameters that produced it. Units: metres, y u
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model.bodies.surface_grid import SphereGrid, sphere_grid
+
+if TYPE_CHECKING:
+    from model.bodies.flame import FlameModelData
 
 HEAD_CENTER = np.array([0.0, 0.02, 0.0])
 HEAD_AXES = np.array([0.076, 0.104, 0.094])  # half width, half height, half depth

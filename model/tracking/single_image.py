@@ -6,10 +6,14 @@ The camera is weak-perspective (scale in pixels per metre, image translation), a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
+
+if TYPE_CHECKING:
+    import torch
 
 SINGLE_IMAGE_TRACKER_VERSION = "flame-image-1"
 
