@@ -1,0 +1,1 @@
+"""The Morphable Diffusion network, its noise schedule and the DDIM sampler (framework-free: torch only)."""

@@ -1,0 +1,88 @@
+"""DDIM sampling with classifier-free guidance over jointly denoised views (spec §3.17).
+
+Released behaviour by default (so released checkpoints reproduce): timesteps offset by +1 ([1, 21, ..., 981] for
+50 steps), eta = 1, and the final step's "previous" alpha is alphas_cumprod[0] (not 1). Flags fix the latter two.
+The model is called through `MultiViewDenoiser`: one `begin_step` per step (the spatial volume is built from all
+views' latents there), then `eps` per chunk of `batch_view_num` views.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DDIMConfig:
+    steps: int = 50
+    eta: float = 1.0
+    cfg_scale: float = 2.0
+    batch_view_num: int = 8
+    timestep_offset: int = 1  # released: tau = [0, c, 2c, ...] + 1
+    final_alpha_is_one: bool = False  # released: the last step moves to alphas_cumprod[0], not 1
+    seed: int = 6033
+
+
+class MultiViewDenoiser(Protocol):
+    def begin_step(self, x_t: "torch.Tensor", t: "torch.Tensor") -> Any:
+        """Per-step state computed from all views' current latents (B, N, C, h, w), e.g. the spatial volume."""
+
+    def eps(self, state: Any, x_t: "torch.Tensor", t: "torch.Tensor", views: "torch.Tensor",
+            conditional: bool) -> "torch.Tensor":
+        """Predicted noise for the selected views (B, n, C, h, w); `conditional=False` is the null condition."""
+
+
+def ddim_timesteps(steps: int, total: int = 1000, offset: int = 1) -> np.ndarray:
+    c = total // steps
+    return np.arange(0, total, c)[:steps] + offset
+
+
+def ddim_coefficients(alphas_cumprod: np.ndarray, config: DDIMConfig) -> dict[str, np.ndarray]:
+    tau = ddim_timesteps(config.steps, len(alphas_cumprod), config.timestep_offset)
+    a = alphas_cumprod[tau].astype(np.float64)
+    a_prev = np.concatenate([[1.0 if config.final_alpha_is_one else alphas_cumprod[0]],
+                             alphas_cumprod[tau[:-1]]]).astype(np.float64)
+    sigma = config.eta * np.sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))
+    return {"timesteps": tau, "alpha": a, "alpha_prev": a_prev, "sigma": sigma}
+
+
+def ddim_step(x: "torch.Tensor", eps: "torch.Tensor", alpha: float, alpha_prev: float, sigma: float,
+              noise: "torch.Tensor | None") -> "torch.Tensor":
+    """One update: x0 = (x - sqrt(1-a) eps) / sqrt(a); x' = sqrt(a') x0 + sqrt(max(1-a'-s^2, 1e-7)) eps + s z."""
+    x0 = (x - (1 - alpha) ** 0.5 * eps) / alpha ** 0.5
+    out = alpha_prev ** 0.5 * x0 + max(1 - alpha_prev - sigma ** 2, 1e-7) ** 0.5 * eps
+    return out if noise is None else out + sigma * noise
+
+
+def guided_eps(model: MultiViewDenoiser, state: Any, x: "torch.Tensor", t: "torch.Tensor",
+               views: "torch.Tensor", cfg_scale: float) -> "torch.Tensor":
+    """eps_u + s (eps_c - eps_u); a single conditional pass when s == 1."""
+    eps_c = model.eps(state, x, t, views, True)
+    if cfg_scale == 1.0:
+        return eps_c
+    eps_u = model.eps(state, x, t, views, False)
+    return eps_u + cfg_scale * (eps_c - eps_u)
+
+
+def sample(model: MultiViewDenoiser, shape: tuple[int, ...], alphas_cumprod: np.ndarray,
+           config: DDIMConfig = DDIMConfig(), device: str = "cpu", dtype=None,
+           generator: "torch.Generator | None" = None) -> "torch.Tensor":
+    """Sample latents of `shape` = (B, N, C, h, w) from N(0, I) with DDIM + CFG; deterministic for a seed."""
+    import torch
+
+    gen = generator or torch.Generator(device=device).manual_seed(config.seed)
+    dtype = dtype or torch.float32
+    coef = ddim_coefficients(np.asarray(alphas_cumprod, np.float64), config)
+    x = torch.randn(shape, generator=gen, device=device, dtype=dtype)
+    n_views = shape[1]
+    for i in range(config.steps - 1, -1, -1):
+        t = torch.full((shape[0],), int(coef["timesteps"][i]), device=device, dtype=torch.long)
+        state = model.begin_step(x, t)
+        eps = torch.empty_like(x)
+        for start in range(0, n_views, config.batch_view_num):
+            views = torch.arange(start, min(start + config.batch_view_num, n_views), device=device)
+            eps[:, views] = guided_eps(model, state, x[:, views], t, views, config.cfg_scale)
+        noise = torch.randn(shape, generator=gen, device=device, dtype=dtype) if i > 0 else None
+        x = ddim_step(x, eps, float(coef["alpha"][i]), float(coef["alpha_prev"][i]), float(coef["sigma"][i]), noise)
+    return x
