@@ -1,0 +1,181 @@
+"""The whole Morphable Diffusion model with the released state-dict layout (spec §3.1, manifests/)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.diffusion.clip import FrozenCLIPImageEmbedder
+from model.diffusion.config import ModelConfig
+from model.diffusion.schedule import schedule_arrays
+from model.diffusion.unet import DepthWiseAttention, timestep_embedding
+from model.diffusion.vae import AutoencoderKL
+from model.diffusion.volume import SpatialVolumeNet
+
+
+class UNetWrapper(nn.Module):
+    """`model.diffusion_model`: input = [x_t, x_concat / 0.18215] (Zero123 quirk kept for the checkpoints)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.diffusion_model = DepthWiseAttention(cfg.unet, cfg.volume.frustum_dims, cfg.volume.groups)
+        self.concat_scale = 1.0 / cfg.vae.scale_factor if cfg.concat_unscaled_input_latent else 1.0
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, clip: torch.Tensor, frustum: dict[int, torch.Tensor],
+                x_concat: torch.Tensor) -> torch.Tensor:
+        return self.diffusion_model(torch.cat([x, x_concat * self.concat_scale], 1), t, clip, frustum)
+
+
+class MorphableDiffusion(nn.Module):
+    def __init__(self, cfg: ModelConfig, multiview_buffers: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        vc = cfg.volume
+        self.model = UNetWrapper(cfg)
+        self.spatial_volume = SpatialVolumeNet(cfg)
+        self.time_embed = nn.Sequential(nn.Linear(vc.time_embed_dim, vc.time_embed_dim), nn.SiLU(True),
+                                        nn.Linear(vc.time_embed_dim, vc.time_embed_dim))
+        self.first_stage_model = AutoencoderKL(cfg.vae)
+        self.clip_image_encoder = FrozenCLIPImageEmbedder(cfg.clip)
+        for name, arr in schedule_arrays().items():
+            self.register_buffer(name, torch.tensor(arr))
+        if multiview_buffers:  # written by every released MD training checkpoint, never read (spec §3.1)
+            self.register_buffer("poses", torch.zeros(vc.num_views, 3, 4))
+            self.register_buffer("Ks", torch.zeros(vc.num_views, 3, 3))
+            self.register_buffer("azimuth", torch.zeros(vc.num_views))
+        for frozen in (self.first_stage_model, self.clip_image_encoder):
+            frozen.eval()
+            frozen.requires_grad_(False)
+
+    # --- conditioning -------------------------------------------------------------------------------------------
+    def view_embedding(self, b: int, n: int, device, dtype) -> torch.Tensor:
+        """[d_el, sin d_az, cos d_az, 0] with every angle 0 in the release: constant [0, 0, 1, 0] (spec §3.6)."""
+        v = torch.zeros(b, n, 4, device=device, dtype=dtype)
+        v[..., 2] = 1.0
+        return v
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(..., 3, H, W) in [-1, 1] -> posterior samples x 0.18215 (..., 4, H/8, W/8)."""
+        lead = images.shape[:-3]
+        z = self.first_stage_model.encode(images.reshape(-1, *images.shape[-3:]), True, generator)
+        return (z * self.cfg.vae.scale_factor).reshape(*lead, *z.shape[1:])
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-3]
+        x = self.first_stage_model.decode(z.reshape(-1, *z.shape[-3:]) / self.cfg.vae.scale_factor)
+        return x.reshape(*lead, *x.shape[1:])
+
+    @torch.no_grad()
+    def clip_embedding(self, images: torch.Tensor) -> torch.Tensor:
+        return self.clip_image_encoder(images)
+
+    def t_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        return self.time_embed(timestep_embedding(t, self.cfg.volume.time_embed_dim))
+
+    # --- denoising ----------------------------------------------------------------------------------------------
+    def spatial(self, x_t: torch.Tensor, t: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t_embed, spatial volume) from all views' latents (B, N, 4, L, L)."""
+        b, n = x_t.shape[:2]
+        t_embed = self.t_embedding(t).to(x_t.dtype)
+        v = self.view_embedding(b, n, x_t.device, x_t.dtype)
+        volume = self.spatial_volume.construct(x_t, t_embed, v, batch["target_K"].to(x_t.dtype),
+                                               batch["target_RT"].to(x_t.dtype), batch["vertices"].to(x_t.dtype),
+                                               batch["coord"], batch["out_sh"], batch["bounds"].to(x_t.dtype))
+        return t_embed, volume
+
+    def eps_views(self, x_views: torch.Tensor, t: torch.Tensor, t_embed: torch.Tensor, volume: torch.Tensor,
+                  views: torch.Tensor, clip: torch.Tensor, x_concat: torch.Tensor, batch: dict,
+                  drop: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Predicted noise (B, n, 4, L, L) of the views `views` whose latents are `x_views` (B, n, 4, L, L);
+        `drop` holds per-sample 0/1 keep masks for clip / volume / concat (all zeros = the null condition)."""
+        x_t = x_views
+        b, n = x_t.shape[0], len(views)
+        k = batch["target_K"][:, views].reshape(b * n, 4, 4).to(x_t.dtype)
+        rt = batch["target_RT"][:, views].reshape(b * n, 3, 4).to(x_t.dtype)
+        v = self.view_embedding(b, n, x_t.device, x_t.dtype).reshape(b * n, 4)
+        vol = volume.repeat_interleave(n, 0)
+        frustum = self.spatial_volume.frustum(vol, t_embed.repeat_interleave(n, 0), v, k, rt)
+        ctx = clip.repeat_interleave(n, 0)
+        concat = x_concat.repeat_interleave(n, 0)
+        if drop is not None:
+            keep_clip, keep_vol, keep_cat = (drop[key].repeat_interleave(n, 0) for key in ("clip", "volume", "concat"))
+            ctx = ctx * keep_clip.view(-1, 1, 1)
+            frustum = {s: f * keep_vol.view(-1, 1, 1, 1, 1) for s, f in frustum.items()}
+            concat = concat * keep_cat.view(-1, 1, 1, 1)
+        eps = self.model(x_t.reshape(b * n, *x_t.shape[2:]), t.repeat_interleave(n, 0), ctx, frustum, concat)
+        return eps.reshape(b, n, *eps.shape[1:])
+
+    def training_loss(self, batch: dict, generator: torch.Generator | None = None,
+                      drop_probability: float = 0.0) -> torch.Tensor:
+        """Spec §3.15: eps-MSE on one random target view per sample; the volume sees all 16 noisy views."""
+        tgt = batch["target_image"].permute(0, 1, 4, 2, 3)  # (B, N, 3, H, W)
+        inp = batch["input_image"].permute(0, 3, 1, 2)
+        b, n = tgt.shape[:2]
+        dev = tgt.device
+        x0 = self.encode_images(tgt, generator)
+        x_concat = self.encode_images(inp, generator)
+        clip = self.clip_embedding(inp)
+        t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator, device=dev)
+        noise = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype)
+        a = self.alphas_cumprod[t].view(b, 1, 1, 1, 1).to(x0.dtype)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        t_embed, volume = self.spatial(x_t, t, batch)
+        view = torch.randint(0, n, (b,), generator=generator, device=dev)
+        drop = None
+        if drop_probability > 0:  # spec §3.14 split: clip / volume / concat / all, each `drop_probability`
+            r = torch.rand(b, generator=generator, device=dev)
+            p = drop_probability
+            all_ = r <= p
+            drop = {"concat": (~(all_ | ((r > p) & (r <= 2 * p)))).to(x0.dtype),
+                    "volume": (~(all_ | ((r > 2 * p) & (r <= 3 * p)))).to(x0.dtype),
+                    "clip": (~(all_ | ((r > 3 * p) & (r <= 4 * p)))).to(x0.dtype)}
+        losses = []
+        for i in range(b):  # one chosen view per sample
+            sel = {k2: (v2[i:i + 1] if torch.is_tensor(v2) else v2) for k2, v2 in batch.items()}
+            d = None if drop is None else {k2: v2[i:i + 1] for k2, v2 in drop.items()}
+            eps = self.eps_views(x_t[i:i + 1, view[i:i + 1]], t[i:i + 1], t_embed[i:i + 1], volume[i:i + 1],
+                                 view[i:i + 1], clip[i:i + 1], x_concat[i:i + 1], sel, d)
+            losses.append(F.mse_loss(eps[0, 0], noise[i, view[i]]))
+        return torch.stack(losses).mean()
+
+
+class ConditionedDenoiser:
+    """Adapter for `model.diffusion.ddim.sample`: one spatial volume per step, CFG's null condition = zeros for the
+    CLIP embedding, every frustum scale and the input latent (spec §3.14)."""
+
+    def __init__(self, model: MorphableDiffusion, batch: dict, clip: torch.Tensor, x_concat: torch.Tensor) -> None:
+        self.model, self.batch, self.clip, self.x_concat = model, batch, clip, x_concat
+        b = clip.shape[0]
+        self.null = {k: torch.zeros(b, device=clip.device, dtype=clip.dtype) for k in ("clip", "volume", "concat")}
+
+    def begin_step(self, x_t: torch.Tensor, t: torch.Tensor):
+        return self.model.spatial(x_t, t, self.batch)
+
+    def eps(self, state, x_t: torch.Tensor, t: torch.Tensor, views: torch.Tensor, conditional: bool) -> torch.Tensor:
+        t_embed, volume = state
+        return self.model.eps_views(x_t, t, t_embed, volume, views, self.clip, self.x_concat, self.batch,
+                                    None if conditional else self.null)
+
+
+def state_dict_manifest(cfg: ModelConfig) -> dict[str, dict]:
+    """{key: {"shape": [...], "dtype": ...}} built on the meta device (no weights allocated)."""
+    with torch.device("meta"):
+        model = MorphableDiffusion(cfg)
+    return {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+            for k, v in sorted(model.state_dict().items())}
+
+
+def parameter_groups(model: MorphableDiffusion, lr: float, volume_lr_mult: float = 10.0,
+                     finetune_unet: bool = True) -> list[dict]:
+    """AdamW groups of spec §3.16: UNet (all, or only the depth-wise attention) at lr; time_embed and the
+    spatial volume at lr x 10."""
+    unet = model.model.diffusion_model
+    unet_params = list(unet.parameters()) if finetune_unet else \
+        list(unet.middle_conditions.parameters()) + list(unet.output_conditions.parameters())
+    return [{"params": unet_params, "lr": lr},
+            {"params": list(model.time_embed.parameters()), "lr": lr * volume_lr_mult},
+            {"params": list(model.spatial_volume.parameters()), "lr": lr * volume_lr_mult}]
+
+
