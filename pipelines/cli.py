@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -103,6 +104,24 @@ def cmd_fit_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect_model(args: argparse.Namespace) -> int:
+    from model.diffusion.config import PRESETS
+    from model.diffusion.network import state_dict_manifest
+
+    manifest = state_dict_manifest(PRESETS[args.preset](args.projection))
+    if args.json:
+        print(json.dumps(manifest, indent=1))
+    else:
+        total = sum(int(math.prod(v["shape"])) for v in manifest.values())
+        tops: dict[str, int] = {}
+        for k in manifest:
+            tops[k.split(".")[0]] = tops.get(k.split(".")[0], 0) + 1
+        print(f"preset {args.preset}: {len(manifest)} state-dict entries, {total:,} elements")
+        for top, n in sorted(tops.items()):
+            print(f"  {top:22s} {n:5d} keys")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from assets_defs.demo import run_demo
 
@@ -171,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", required=True)
     s.add_argument("--out", required=True, help="output folder (mesh.obj, params.json, landmarks.png)")
     s.set_defaults(func=cmd_fit_image)
+
+    s = sub.add_parser("inspect-model", help="the network's state-dict keys, shapes and dtypes (meta device, "
+                                             "no weights allocated)")
+    s.add_argument("--preset", choices=["paper", "tiny"], default="paper")
+    s.add_argument("--projection", choices=["perspective", "orthographic"], default="perspective")
+    s.add_argument("--json", action="store_true", help="print {key: {shape, dtype}} (compare with the manifests)")
+    s.set_defaults(func=cmd_inspect_model)
 
     s = sub.add_parser("demo", help="the main job: materialize the whole asset graph in the embedded instance")
     s.set_defaults(func=cmd_demo)

@@ -74,3 +74,18 @@ def test_tiny_sampling_runs_and_is_seeded():
         images = model.decode_latents(a)
     torch.testing.assert_close(a, b)
     assert images.shape == (1, cfg.view_num, 3, cfg.image_size, cfg.image_size) and torch.isfinite(images).all()
+
+
+def test_bf16_autocast_and_gradient_checkpointing():
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = tiny()
+    cfg = dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, gradient_checkpointing=True))
+    model = MorphableDiffusion(cfg)
+    batch = _batch(cfg, b=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.training_loss(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.model.diffusion_model.output_conditions[0].checkpoint

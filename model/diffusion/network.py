@@ -88,12 +88,16 @@ class MorphableDiffusion(nn.Module):
     def eps_views(self, x_views: torch.Tensor, t: torch.Tensor, t_embed: torch.Tensor, volume: torch.Tensor,
                   views: torch.Tensor, clip: torch.Tensor, x_concat: torch.Tensor, batch: dict,
                   drop: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Predicted noise (B, n, 4, L, L) of the views `views` whose latents are `x_views` (B, n, 4, L, L);
-        `drop` holds per-sample 0/1 keep masks for clip / volume / concat (all zeros = the null condition)."""
+        """Predicted noise (B, n, 4, L, L) of the views `views` ((n,) shared or (B, n) per sample) whose latents
+        are `x_views` (B, n, 4, L, L); `drop` holds per-sample 0/1 keep masks for clip / volume / concat (all zeros
+        = the null condition)."""
         x_t = x_views
-        b, n = x_t.shape[0], len(views)
-        k = batch["target_K"][:, views].reshape(b * n, 4, 4).to(x_t.dtype)
-        rt = batch["target_RT"][:, views].reshape(b * n, 3, 4).to(x_t.dtype)
+        b = x_t.shape[0]
+        views = views.expand(b, -1) if views.dim() == 1 else views
+        n = views.shape[1]
+        rows = torch.arange(b, device=views.device)[:, None]
+        k = batch["target_K"][rows, views].reshape(b * n, 4, 4).to(x_t.dtype)
+        rt = batch["target_RT"][rows, views].reshape(b * n, 3, 4).to(x_t.dtype)
         v = self.view_embedding(b, n, x_t.device, x_t.dtype).reshape(b * n, 4)
         vol = volume.repeat_interleave(n, 0)
         frustum = self.spatial_volume.frustum(vol, t_embed.repeat_interleave(n, 0), v, k, rt)
@@ -131,14 +135,10 @@ class MorphableDiffusion(nn.Module):
             drop = {"concat": (~(all_ | ((r > p) & (r <= 2 * p)))).to(x0.dtype),
                     "volume": (~(all_ | ((r > 2 * p) & (r <= 3 * p)))).to(x0.dtype),
                     "clip": (~(all_ | ((r > 3 * p) & (r <= 4 * p)))).to(x0.dtype)}
-        losses = []
-        for i in range(b):  # one chosen view per sample
-            sel = {k2: (v2[i:i + 1] if torch.is_tensor(v2) else v2) for k2, v2 in batch.items()}
-            d = None if drop is None else {k2: v2[i:i + 1] for k2, v2 in drop.items()}
-            eps = self.eps_views(x_t[i:i + 1, view[i:i + 1]], t[i:i + 1], t_embed[i:i + 1], volume[i:i + 1],
-                                 view[i:i + 1], clip[i:i + 1], x_concat[i:i + 1], sel, d)
-            losses.append(F.mse_loss(eps[0, 0], noise[i, view[i]]))
-        return torch.stack(losses).mean()
+        rows = torch.arange(b, device=dev)
+        eps = self.eps_views(x_t[rows, view][:, None], t, t_embed, volume, view[:, None], clip, x_concat, batch,
+                             drop)
+        return F.mse_loss(eps[:, 0].float(), noise[rows, view].float())
 
 
 class ConditionedDenoiser:
