@@ -1,14 +1,12 @@
 """The network: checkpoint-exact state dict (paper, on the meta device) and tiny forward / backward / sampling."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from model.diffusion.config import ModelConfig, paper, tiny
 from model.diffusion.network import ConditionedDenoiser, MorphableDiffusion, state_dict_manifest
-from model.geometry.voxels import voxelize
-from model.render.cameras import look_at
+from model.diffusion.example_batch import example_batch
 from tests.conftest import REPO
 
 MANIFESTS = REPO.parent / "shared" / "reference" / "manifests"
@@ -23,21 +21,7 @@ def test_paper_state_dict_equals_the_published_manifest():
 
 
 def _batch(cfg: ModelConfig, b: int = 2, seed: int = 0) -> dict:
-    g = np.random.default_rng(seed)
-    n, s = cfg.view_num, cfg.image_size
-    verts = g.normal(size=(300, 3)) * [0.12, 0.16, 0.12]
-    vox = voxelize(verts)
-    ks, rts = [], []
-    for a in np.linspace(-1.4, 1.4, n):
-        rts.append(look_at(np.array([4 * np.sin(a), 0.2, 4 * np.cos(a)]), np.zeros(3)))
-        k = np.eye(4)
-        k[:3, :3] = [[s * 6, 0, s / 2], [0, s * 6, s / 2], [0, 0, 1]]
-        ks.append(k)
-    t = lambda x, dt=torch.float32: torch.tensor(np.stack([x] * b), dtype=dt)  # noqa: E731
-    return {"target_image": torch.tensor(g.uniform(-1, 1, (b, n, s, s, 3)), dtype=torch.float32),
-            "input_image": torch.tensor(g.uniform(-1, 1, (b, s, s, 3)), dtype=torch.float32),
-            "target_K": t(np.stack(ks)), "target_RT": t(np.stack(rts)), "vertices": t(verts),
-            "coord": t(vox.coord, torch.int32), "out_sh": t(vox.out_sh, torch.int32), "bounds": t(vox.bounds)}
+    return example_batch(cfg, b, seed)
 
 
 def test_tiny_forward_backward_shapes():
