@@ -104,6 +104,18 @@ def cmd_fit_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipelines.train import TrainConfig, train
+
+    cfg = TrainConfig(preset=args.preset, dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
+                      lr=args.lr, init=args.init, precision=args.precision, ckpt_every=args.ckpt_every,
+                      gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, name=args.name)
+    res = train(_settings(args), cfg, resume=args.resume)
+    print(f"{res.run_dir}: step {res.step}, last loss {res.losses[-1] if res.losses else float('nan'):.4f}, "
+          f"{res.seconds:.1f} s")
+    return 0
+
+
 def cmd_inspect_model(args: argparse.Namespace) -> int:
     from model.diffusion.config import PRESETS
     from model.diffusion.network import state_dict_manifest
@@ -190,6 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", required=True)
     s.add_argument("--out", required=True, help="output folder (mesh.obj, params.json, landmarks.png)")
     s.set_defaults(func=cmd_fit_image)
+
+    s = sub.add_parser("train", help="train the diffusion model on the view stores (atomic checkpoints, --resume)")
+    s.add_argument("--preset", choices=["paper", "tiny"], default="tiny")
+    s.add_argument("--dataset", choices=["facescape", "thuman"], default="facescape")
+    s.add_argument("--steps", type=int, default=100)
+    s.add_argument("--batch-size", type=int, default=2)
+    s.add_argument("--lr", type=float, help="default: 5e-5 (paper) / 1e-3 (tiny)")
+    s.add_argument("--init", help="syncdreamer-pretrain.ckpt to start from (released drop semantics)")
+    s.add_argument("--precision", choices=["32", "bf16"], default="32")
+    s.add_argument("--ckpt-every", type=int, default=50)
+    s.add_argument("--gradient-checkpointing", action="store_true")
+    s.add_argument("--seed", type=int, default=6033)
+    s.add_argument("--name", help="run name (default: <preset>-<dataset>)")
+    s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint, exactly")
+    s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("inspect-model", help="the network's state-dict keys, shapes and dtypes (meta device, "
                                              "no weights allocated)")

@@ -148,8 +148,13 @@ class MultiViewDataset:
         return k
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self.sample(i, int(os.environ.get("MORPHABLE_EPOCH", "0")))
+
+    def sample(self, i: int, draw: int) -> dict[str, np.ndarray]:
+        """Item `i` with its random choices (targets, input view) fixed by `draw`: training asks for a draw per
+        step, so a resumed run sees exactly the batches an uninterrupted one would."""
         item = self.items[i]
-        rng = np.random.default_rng([self.seed, i, int(os.environ.get("MORPHABLE_EPOCH", "0"))])
+        rng = np.random.default_rng([self.seed, i, draw])
         st = self.store(item.subject)
         if item.dataset == "thuman":
             targets = rng.permutation(item.target_views)[:N_TARGETS]
