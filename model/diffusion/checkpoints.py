@@ -1,4 +1,4 @@
-"""Importing the published checkpoints, strictly, with explicit and documented ignore lists (never strict=False).
+"""Importing the published checkpoints strictly, with explicit and documented ignore lists (never a non-strict load).
 
 * `syncdreamer-pretrain.ckpt` (training init, manifests/README.md §5): the release keeps a key iff it contains
   "target_encoder" or does not contain "spatial_volume" (so SyncDreamer's spatial_volume_feats and
