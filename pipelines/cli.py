@@ -116,6 +116,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pipelines.generate import generate
+
+    out = generate(_settings(args), args.checkpoint, args.image, args.out, mesh=args.mesh,
+                   expression=args.expression, trajectory=args.trajectory, trajectory_file=args.trajectory_file,
+                   seed=args.seed, steps=args.steps, cfg_scale=args.cfg_scale, batch_view_num=args.batch_view_num)
+    print(f"16 views in {out.out_dir / 'views'}, contact sheet {out.out_dir / 'sheet.png'}, "
+          f"NeuS2 dataset {out.out_dir / 'neus2' / 'transforms.json'}")
+    return 0
+
+
 def cmd_inspect_model(args: argparse.Namespace) -> int:
     from model.diffusion.config import PRESETS
     from model.diffusion.network import state_dict_manifest
@@ -217,6 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="run name (default: <preset>-<dataset>)")
     s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint, exactly")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("generate", help="one image + a target mesh or expression image -> 16 views + NeuS2 data")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint folder (model.safetensors + config.json)")
+    s.add_argument("--image", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--mesh", help="FLAME mesh (.obj, canonical frame, metres)")
+    g.add_argument("--expression", help="image whose expression to transfer (single-image FLAME fit)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--trajectory", choices=["virtual", "real"], default="virtual")
+    s.add_argument("--trajectory-file", help="facescape_test_traj.pkl for --trajectory real")
+    s.add_argument("--seed", type=int, default=6033)
+    s.add_argument("--steps", type=int, default=50)
+    s.add_argument("--cfg-scale", type=float, default=2.0)
+    s.add_argument("--batch-view-num", type=int, default=8)
+    s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("inspect-model", help="the network's state-dict keys, shapes and dtypes (meta device, "
                                              "no weights allocated)")
