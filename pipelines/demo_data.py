@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import frames
 from model.bodies import synthetic_body as body
 from model.bodies import synthetic_head as head
 from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
@@ -114,8 +115,9 @@ def generate_demo_data(root: str | Path, seed: int = 0) -> DemoDataReport:
         from model.bodies.smplx_body import load_thuman_smplx
 
         thuman_model = load_thuman_smplx(smplx_dir)
+        layout = _body_layout(smplx_dir)
         for uid in THUMAN_UIDS:
-            _write_thuman_scan(out, uid, rng, thuman_model, smplx_dir)
+            _write_thuman_scan(out, uid, rng, thuman_model, layout)
         counts = {"facescape_subjects": len(FACESCAPE_SUBJECTS), "facescape_expressions": len(FACESCAPE_EXPRESSIONS),
                   "facescape_images": n_images, "thuman_scans": len(THUMAN_UIDS)}
         files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
@@ -348,7 +350,28 @@ def _uv_texture(app: Appearance, sample: head.HeadSample, width: int = 512, heig
 _CLOTH_OFFSET = {"shirt": 0.012, "pants": 0.010, "shoes": 0.004, "skin": 0.0008, "head": 0.002}
 
 
-def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, model: "smplx.SMPLX", smplx_dir: Path) -> None:
+@dataclass(frozen=True)
+class _BodyLayout:
+    """What every synthetic scan shares: per-vertex clothing offsets (SMPL-X vertex order) and the UV atlas."""
+
+    offset: np.ndarray
+    uv: np.ndarray
+    uv_faces: np.ndarray
+    tile_kinds: list[str]
+    tiles: np.ndarray
+
+
+def _body_layout(smplx_dir: Path) -> _BodyLayout:
+    mesh = body.build_body_mesh()
+    order = body.keypoint_permutation(mesh, body.rest_joints())
+    kinds = np.array(body.KINDS)[mesh.part_kind[order]]
+    with np.load(smplx_dir / "SMPLX_MALE.npz") as z:
+        uv, uv_faces = z["vt"], z["ft"]
+    return _BodyLayout(np.array([_CLOTH_OFFSET[k] for k in kinds]), uv, uv_faces, _tile_kinds(mesh), mesh.uv_tile)
+
+
+def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, model: "smplx.SMPLX",
+                       layout: _BodyLayout) -> None:
     import torch
     import trimesh
 
@@ -371,33 +394,27 @@ def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, model: "sm
     faces = model.faces.astype(np.int64)
     scale = float(rng.uniform(0.3, 0.8))
     translation = np.array([rng.uniform(-0.046, 0.067), rng.uniform(0.057, 0.262), rng.uniform(-0.08, 0.038)])
-    mesh = body.build_body_mesh()
-    order = body.keypoint_permutation(mesh, body.rest_joints())
-    kinds = np.array(body.KINDS)[mesh.part_kind[order]]
-    offset = np.array([_CLOTH_OFFSET[k] for k in kinds])
     normals = np.asarray(trimesh.Trimesh(verts, faces, process=False).vertex_normals)
-    scan_y_up = (verts + normals * offset[:, None] + rng.normal(scale=0.0008, size=verts.shape)) * scale + translation
+    noise = rng.normal(scale=0.0008, size=verts.shape)
+    scan_y_up = (verts + normals * layout.offset[:, None] + noise) * scale + translation
     fit_y_up = verts * scale + translation
-    z_up = int(uid) >= 526
-    to_file = (lambda x: x[:, [2, 0, 1]]) if z_up else (lambda x: x)  # readers undo it with x[:, [1, 2, 0]]
-    with np.load(smplx_dir / "SMPLX_MALE.npz") as z:
-        uv, uv_faces = z["vt"], z["ft"]
+    z_up = int(uid) >= frames.THUMAN_Z_UP_FROM_UID
     sdir = out / "thuman" / "model" / uid
     sdir.mkdir(parents=True)
-    write_obj(sdir / f"{uid}.obj", Mesh(to_file(scan_y_up), faces, uv, uv_faces, material_file="material0.mtl"))
+    write_obj(sdir / f"{uid}.obj", Mesh(frames.y_up_to_thuman_file(scan_y_up, uid), faces, layout.uv, layout.uv_faces,
+                                        material_file="material0.mtl"))
     (sdir / "material0.mtl").write_text(
         "# https://github.com/mikedh/trimesh\nnewmtl material0\nKa 1.00000000 1.00000000 1.00000000\n"
         "Kd 1.00000000 1.00000000 1.00000000\nKs 0.40000000 0.40000000 0.40000000\nNs 0.00000000\n"
         "map_Kd material0.jpeg\n")
-    tile_kinds = _tile_kinds(mesh)
-    write_jpeg(sdir / "material0.jpeg", body_texture(tile_kinds, mesh.uv_tile, Appearance.sample(rng)))
+    write_jpeg(sdir / "material0.jpeg", body_texture(layout.tile_kinds, layout.tiles, Appearance.sample(rng)))
     fdir = out / "thuman" / "smplx" / uid
     fdir.mkdir(parents=True)
     fit = {k: v[None].astype(np.float32) for k, v in params.items()}
     fit["scale"] = trimesh.caching.tracked_array(np.array(scale))
     fit["translation"] = trimesh.caching.tracked_array(translation)
     dump_numpy1_pickle(fit, fdir / "smplx_param.pkl")
-    write_obj(fdir / "mesh_smplx.obj", Mesh(to_file(fit_y_up), faces))
+    write_obj(fdir / "mesh_smplx.obj", Mesh(frames.y_up_to_thuman_file(fit_y_up, uid), faces))
     gt = out / "ground_truth" / "thuman"
     gt.mkdir(parents=True, exist_ok=True)
     np.savez(gt / f"{uid}.npz", **params, scale=scale, translation=translation, up_axis="z" if z_up else "y",

@@ -67,6 +67,12 @@ def _input_image(path: str | Path, size: int) -> np.ndarray:
     return rgb * 2 - 1
 
 
+def _rgba(img: np.ndarray) -> np.ndarray:
+    """RGB uint8 -> RGBA with alpha 0 where every channel is > 240 (the released rule for white backgrounds)."""
+    alpha = np.where((img > 240).all(-1), 0, 255).astype(np.uint8)
+    return np.concatenate([img, alpha[..., None]], -1)
+
+
 def export_neus2(out: Path, images: np.ndarray, k: np.ndarray, rt: np.ndarray) -> Path:
     """transforms.json with frame k = view k; c2w = inv([RT; 0001]) with the y and z columns negated (OpenGL)."""
     from PIL import Image
@@ -74,8 +80,7 @@ def export_neus2(out: Path, images: np.ndarray, k: np.ndarray, rt: np.ndarray) -
     (out / "images").mkdir(parents=True, exist_ok=True)
     frames_ = []
     for i, (img, kk, r) in enumerate(zip(images, k, rt)):
-        alpha = np.where((img > 240).all(-1), 0, 255).astype(np.uint8)
-        Image.fromarray(np.concatenate([img, alpha[..., None]], -1)).save(out / "images" / f"{i:02d}.png")
+        Image.fromarray(_rgba(img)).save(out / "images" / f"{i:02d}.png")
         c2w = np.linalg.inv(np.concatenate([r, [[0, 0, 0, 1.0]]]))
         c2w[:3, 1:3] *= -1
         frames_.append({"file_path": f"images/{i:02d}.png", "transform_matrix": c2w.tolist(),
@@ -146,8 +151,7 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
     views = ((imgs.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     (out / "views").mkdir(exist_ok=True)
     for i, v in enumerate(views):
-        alpha = np.where((v > 240).all(-1), 0, 255).astype(np.uint8)
-        Image.fromarray(np.concatenate([v, alpha[..., None]], -1)).save(out / "views" / f"{i:02d}.png")
+        Image.fromarray(_rgba(v)).save(out / "views" / f"{i:02d}.png")
     inp_u8 = ((inp + 1) * 127.5).round().astype(np.uint8)
     Image.fromarray(contact_sheet([inp_u8, *views], tile=size, columns=len(views) + 1)).save(out / "sheet.png")
     export_neus2(out / "neus2", views, ks, rts)

@@ -31,13 +31,3 @@ def embed_points(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) ->
     uv = ans["primitive_uvs"].numpy().astype(np.float64)  # barycentrics of the face's vertices 1 and 2
     bary = np.clip(np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1), 0.0, 1.0)
     return ans["primitive_ids"].numpy().astype(np.int64), bary / bary.sum(1, keepdims=True)
-
-
-def vertex_embedding(faces: np.ndarray, vertex_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Embed vertices exactly: a face containing each vertex, with a one-hot barycentric coordinate."""
-    fidx = np.empty(len(vertex_ids), np.int64)
-    bary = np.zeros((len(vertex_ids), 3))
-    for i, v in enumerate(vertex_ids):
-        f, c = np.argwhere(faces == v)[0]
-        fidx[i], bary[i, c] = f, 1.0
-    return fidx, bary

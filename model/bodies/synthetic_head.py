@@ -198,11 +198,6 @@ def sample_head(n_lat: int, n_lon: int, lon_offset: float = 0.0) -> HeadSample:
                       _expression_fields(grid.directions, normal), _skinning_weights(grid.directions))
 
 
-def landmark_points() -> np.ndarray:
-    """The 68 landmarks on the template surface (metres)."""
-    return _base_surface(direction_of(LANDMARKS_ANGLES[:, 0], LANDMARKS_ANGLES[:, 1]))[0]
-
-
 def build_flame_format(grid_spec: tuple[int, int, float] = FLAME_GRID) -> tuple["FlameModelData", HeadSample]:
     """The head as a FLAME-format model (300+100 shape/expression columns, 5 joints) on a sphere grid."""
     from model.bodies.flame import FlameModelData

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
-from model.tracking.geometry import SurfaceQuery, umeyama
+from model.tracking.geometry import SurfaceQuery, surface_error_mm, umeyama
 
 TRACKER_VERSION = "flame-fit-1"
 
@@ -151,7 +151,5 @@ def fit_flame(model: FlameModelData, landmarks: FlameLandmarkEmbedding, targets:
             "rotation": rotv[i].detach().cpu().numpy(), "translation": transl[i].detach().cpu().numpy(),
             "scale": float(torch.exp(log_s[i, 0]).detach())}
         fit.vertices[t.name] = verts_np[i]
-        d = SurfaceQuery(verts_np[i], model.faces).distance(t.vertices) * mm
-        fit.errors[t.name] = {"mean_mm": float(d.mean()), "p95_mm": float(np.percentile(d, 95)),
-                              "max_mm": float(d.max())}
+        fit.errors[t.name] = surface_error_mm(t.vertices, verts_np[i], model.faces, units_per_mm=1 / mm)
     return fit
