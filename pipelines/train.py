@@ -1,14 +1,24 @@
-"""Stage `train`: the diffusion training loop (spec §3.15-3.16) with atomic checkpoints and exact resume.
+"""Stage `train`: the diffusion training loop (spec §3.15-3.16) with atomic checkpoints, exact resume and DDP.
 
-Plain torch: every random choice of step s (items, target/input views, timesteps, noise, posterior samples, view
-selection, condition dropout) is drawn from generators seeded with (seed, s), and the model, AdamW and LR-schedule
-states are saved together, so `--resume` continues bit-for-bit on CPU. (Multi-GPU DDP and the GPU/Pipes assets are
-the next step; see docs/training.md.)
+Plain torch + `torchrun` rather than Lightning Fabric / Accelerate: the loop needs control of every random draw for
+bit-exact resume, and DDP + autocast + accumulation are a few lines here (neither library is in the install).
+
+* Randomness: step s draws its items from `default_rng([seed, s])`; micro-batch g (g = rank * accum + m, the same
+  global index whatever the world size) draws targets, input view, timesteps, noise, posterior samples and condition
+  dropout from a generator seeded with (seed, s, g). So a resumed run equals an uninterrupted one bit for bit on CPU,
+  and 2 DDP processes equal 1 process with 2 accumulation micro-batches (up to all-reduce summation order).
+* Checkpoints every `ckpt_every` steps under `<storage>/runs/<name>/checkpoints/step_NNNNNN/` (model, AdamW, LR
+  schedule, step, losses, RNG, config), temp + rename, `last` names the newest; only rank 0 writes.
+* The finished model is exported as a content-addressed checkpoint (storage.checkpoints) with its model config, the
+  training config, the first stage it used and the manifest of view-store content hashes it was trained on.
+* `tiny` without --init trains its first stage first (pipelines.first_stage), once per run; `paper` needs --init.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +34,8 @@ class TrainConfig:
     preset: str = "tiny"
     dataset: str = "facescape"
     steps: int = 100
-    batch_size: int = 2
+    batch_size: int = 2  # global (over processes and accumulation micro-batches)
+    grad_accum: int = 1
     lr: float | None = None  # None: 5e-5 (paper, released) or 1e-3 (tiny, from scratch)
     volume_lr_mult: float = 10.0
     warmup_steps: int = 100
@@ -36,6 +47,9 @@ class TrainConfig:
     ckpt_every: int = 50
     seed: int = 6033
     init: str | None = None  # syncdreamer-pretrain.ckpt (released drop semantics)
+    first_stage: str | None = None  # a first-stage checkpoint folder (tiny); None: trained at the start of the run
+    first_stage_steps: int = 600
+    preview_steps: int = 10  # DDIM steps of the preview sheet written at the end (0: none)
     name: str | None = None
 
     def resolved_lr(self) -> float:
@@ -54,25 +68,54 @@ class TrainResult:
     step: int
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    checkpoint: Path | None = None  # the exported content-addressed checkpoint (rank 0, when the run finished)
+    loss_plot: Path | None = None
+    preview: Path | None = None
+    views_manifest: dict[str, str] = field(default_factory=dict)
 
 
-def model_config_for(cfg: TrainConfig):
-    from model.diffusion.config import PRESETS
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    device: str = "cpu"
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed() -> _Dist:
+    """torchrun sets WORLD_SIZE / RANK / LOCAL_RANK: NCCL on GPUs (one per process), gloo on CPU."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = f"cuda:{local}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(local)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return _Dist(dist.get_rank() if world > 1 else 0, world, device)
+
+
+def model_config_for(cfg: TrainConfig, vae: dict | None = None):
+    from model.diffusion.config import PRESETS, VAEConfig
 
     mc = PRESETS[cfg.preset]("orthographic" if cfg.dataset == "thuman" else "perspective")
-    return dataclasses.replace(mc, unet=dataclasses.replace(mc.unet, gradient_checkpointing=cfg.gradient_checkpointing))
+    mc = dataclasses.replace(mc, unet=dataclasses.replace(mc.unet, gradient_checkpointing=cfg.gradient_checkpointing))
+    if vae is not None:
+        mc = dataclasses.replace(mc, vae=VAEConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                      for k, v in vae.items()}))
+    return mc
 
 
-def _collate(items: list[dict]) -> dict:
+def _collate(items: list[dict], device: str) -> dict:
     import torch
 
-    return {k: torch.as_tensor(np.stack([it[k] for it in items])) for k in items[0]}
-
-
-def _batch(ds, step: int, cfg: TrainConfig) -> dict:
-    rng = np.random.default_rng([cfg.seed, step])
-    idx = rng.integers(len(ds), size=cfg.batch_size)
-    return _collate([ds.sample(int(i), step * cfg.batch_size + j) for j, i in enumerate(idx)])
+    return {k: torch.as_tensor(np.stack([it[k] for it in items])).to(device) for k in items[0]}
 
 
 def _save_state(run_dir: Path, step: int, model, opt, sched, losses: list[float], cfg: TrainConfig) -> Path:
@@ -81,7 +124,8 @@ def _save_state(run_dir: Path, step: int, model, opt, sched, losses: list[float]
 
     target = run_dir / "checkpoints" / f"step_{step:06d}"
     with atomic_directory(target) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+                  str(tmp / "model.safetensors"))
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "losses": losses,
                     "rng": torch.get_rng_state()}, tmp / "training_state.pt")
         (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
@@ -89,7 +133,7 @@ def _save_state(run_dir: Path, step: int, model, opt, sched, losses: list[float]
     return target
 
 
-def _load_state(run_dir: Path, model, opt, sched) -> tuple[int, list[float]]:
+def _load_state(run_dir: Path, model, opt, sched, device: str) -> tuple[int, list[float]]:
     import torch
     from safetensors.torch import load_file
 
@@ -97,52 +141,178 @@ def _load_state(run_dir: Path, model, opt, sched) -> tuple[int, list[float]]:
     if not last.is_file():
         raise FileNotFoundError(f"{run_dir}: nothing to resume (no `last` checkpoint); start without --resume")
     folder = run_dir / "checkpoints" / last.read_text().strip()
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    state = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device), strict=True)
+    state = torch.load(folder / "training_state.pt", map_location=device, weights_only=True)
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
+    torch.set_rng_state(state["rng"].cpu())
     return int(state["step"]), list(state["losses"])
+
+
+def _first_stage(settings: Settings, cfg: TrainConfig, run_dir: Path, dist_: _Dist, log, writer) -> str | None:
+    """The first-stage checkpoint folder this run uses (recorded in the run folder, so --resume reuses it)."""
+    import torch.distributed as tdist
+
+    record = run_dir / "first_stage"
+    if cfg.first_stage or cfg.init:
+        return cfg.first_stage
+    if record.is_file():
+        return record.read_text().strip()
+    if dist_.main:
+        from pipelines.first_stage import FirstStageConfig, train_first_stage
+
+        res = train_first_stage(settings, FirstStageConfig(preset=cfg.preset, steps=cfg.first_stage_steps,
+                                                           seed=cfg.seed), log=log, writer=writer)
+        atomic_write_text(record, str(res.checkpoint))
+    if dist_.world > 1:
+        tdist.barrier()
+    return record.read_text().strip()
+
+
+def views_manifest(storage_root: str | Path, dataset: str, subjects: list[str]) -> dict[str, str]:
+    """{subject: content hash of its view store}: what a checkpoint was trained on."""
+    from storage.views import ViewStore, store_path
+
+    return {s: ViewStore.open(store_path(storage_root, dataset, s)).manifest["content_hash"] for s in sorted(subjects)}
 
 
 def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
     import torch
+    import torch.distributed as tdist
+    from tqdm import tqdm
 
     from model.diffusion.checkpoints import import_syncdreamer, read_checkpoint
     from model.diffusion.network import MorphableDiffusion, parameter_groups
     from pipelines.training_data import MultiViewDataset, SplitConfig
 
     t0 = time.perf_counter()
-    mc = model_config_for(cfg)
+    dist_ = _init_distributed()
+    if cfg.batch_size % (dist_.world * cfg.grad_accum):
+        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of processes x grad_accum "
+                         f"({dist_.world} x {cfg.grad_accum})")
+    if cfg.preset == "paper" and not cfg.init and not resume:
+        raise ValueError("the paper preset starts from the released weights: pass --init syncdreamer-pretrain.ckpt "
+                         "(its first stage is Stable Diffusion's VAE); see docs/training.md")
+    run_dir = Path(settings.storage_root) / "runs" / cfg.run_name()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    writer = None
+    if dist_.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    fs_path = _first_stage(settings, cfg, run_dir, dist_, log, writer)
+    fs_tensors, fs_config = (None, None)
+    if fs_path:
+        from pipelines.first_stage import load_first_stage
+
+        fs_tensors, fs_config = load_first_stage(fs_path)
+    mc = model_config_for(cfg, fs_config["vae"] if fs_config else None)
     ds = MultiViewDataset(settings.storage_root, cfg.dataset, SplitConfig(image_size=mc.image_size), seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     model = MorphableDiffusion(mc)
+    if fs_tensors is not None:
+        missing, unexpected = model.load_state_dict(fs_tensors, strict=False)
+        assert not unexpected and not any(k.startswith("first_stage_model.") for k in missing)
     if cfg.init and not resume:
         rep = import_syncdreamer(model, read_checkpoint(cfg.init), str(cfg.init))
         log(f"initialised from {cfg.init}: {rep.summary()}")
+    model.to(dist_.device)
     opt = torch.optim.AdamW(parameter_groups(model, cfg.resolved_lr(), cfg.volume_lr_mult, cfg.finetune_unet))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, cfg.warmup_start + (1 - cfg.warmup_start)
                                                                  * s / max(cfg.warmup_steps, 1)))
-    run_dir = Path(settings.storage_root) / "runs" / cfg.run_name()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    step, losses = _load_state(run_dir, model, opt, sched) if resume else (0, [])
+    step, losses = _load_state(run_dir, model, opt, sched, dist_.device) if resume else (0, [])
     model.train()
     model.first_stage_model.eval()
     model.clip_image_encoder.eval()
-    autocast = torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16,
-                              enabled=cfg.precision == "bf16")
+    net = model
+    if dist_.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[int(dist_.device.split(":")[1])] if dist_.device.startswith("cuda") else None)
+    autocast = torch.autocast(dist_.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    per = cfg.batch_size // (dist_.world * cfg.grad_accum)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.run_name()}", disable=not dist_.main or None,
+               mininterval=5)
     while step < cfg.steps:
-        batch = _batch(ds, step, cfg)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = np.random.default_rng([cfg.seed, step]).integers(len(ds), size=cfg.batch_size)
         opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = model.training_loss(batch, gen, cfg.resolved_dropout())
-        loss.backward()
+        step_loss = torch.zeros((), device=dist_.device)
+        for m in range(cfg.grad_accum):
+            g = dist_.rank * cfg.grad_accum + m
+            sel = range(g * per, (g + 1) * per)
+            batch = _collate([ds.sample(int(idx[j]), step * cfg.batch_size + j) for j in sel], dist_.device)
+            gen = torch.Generator(device=dist_.device).manual_seed(cfg.seed * 1_000_003 + step * 1_009 + g)
+            sync = net.no_sync() if dist_.world > 1 and m < cfg.grad_accum - 1 else contextlib.nullcontext()
+            with sync, autocast:
+                loss = net(batch, gen, cfg.resolved_dropout()) / cfg.grad_accum
+            loss.backward()
+            step_loss += loss.detach()
+        if dist_.world > 1:
+            tdist.all_reduce(step_loss, op=tdist.ReduceOp.AVG)
         opt.step()
         sched.step()
-        losses.append(float(loss.detach()))
+        losses.append(float(step_loss))
         step += 1
+        bar.update(1)
+        if writer is not None:
+            writer.add_scalar("train/loss", losses[-1], step)
+            writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            _save_state(run_dir, step, model, opt, sched, losses, cfg)
-            log(f"step {step}/{cfg.steps} loss {np.mean(losses[-cfg.ckpt_every:]):.4f}")
-    return TrainResult(run_dir, step, losses, time.perf_counter() - t0)
+            if dist_.main:
+                _save_state(run_dir, step, model, opt, sched, losses, cfg)
+                bar.set_postfix(loss=f"{np.mean(losses[-cfg.ckpt_every:]):.4f}")
+                log(f"step {step}/{cfg.steps} loss {np.mean(losses[-cfg.ckpt_every:]):.4f}")
+            if dist_.world > 1:
+                tdist.barrier()
+    bar.close()
+    result = TrainResult(run_dir, step, losses, 0.0)
+    if dist_.main:
+        _export(settings, cfg, model, mc, ds, fs_path, result, writer)
+        writer.close()
+    if dist_.world > 1:
+        tdist.barrier()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _export(settings: Settings, cfg: TrainConfig, model, mc, ds, fs_path, result: TrainResult, writer) -> None:
+    """Content-addressed checkpoint + loss curve + preview sheet (rank 0)."""
+    from pipelines.plots import loss_curve
+    from storage.checkpoints import save_checkpoint
+
+    subjects = sorted({it.subject for it in ds.items})
+    result.views_manifest = views_manifest(settings.storage_root, cfg.dataset, subjects)
+    config = {"model": dataclasses.asdict(mc), "training": dataclasses.asdict(cfg), "first_stage": fs_path,
+              "views": result.views_manifest, "steps": result.step, "final_loss": float(np.mean(result.losses[-20:]))}
+    result.checkpoint = save_checkpoint(settings.storage_root, cfg.run_name(), model.state_dict(), config)
+    atomic_write_text(result.run_dir / "exported", str(result.checkpoint))
+    result.loss_plot = loss_curve(result.losses, result.run_dir / "reports" / "loss_curve.png",
+                                  f"{cfg.run_name()} ε-MSE")
+    if cfg.preview_steps > 0:
+        result.preview = preview_sheet(model, ds, result.run_dir / "reports" / "preview.png", cfg.preview_steps,
+                                       cfg.seed, writer, result.step)
+
+
+def preview_sheet(model, ds, path: Path, steps: int, seed: int, writer=None, step: int = 0) -> Path:
+    """Input, 16 ground-truth targets and 16 sampled views of the dataset's first item, as one PNG."""
+    from PIL import Image
+
+    from model.diffusion.ddim import DDIMConfig
+    from pipelines.generate import sample_views
+    from storage.thumbnails import contact_sheet
+
+    was_training = model.training
+    model.eval()
+    item = ds.sample(0, 0)
+    views = sample_views(model, item["input_image"], item["target_K"], item["target_RT"], item["vertices"],
+                         DDIMConfig(steps=steps, seed=seed))
+    model.train(was_training)
+    gt = ((item["target_image"] + 1) * 127.5).round().astype(np.uint8)
+    inp = ((item["input_image"] + 1) * 127.5).round().astype(np.uint8)
+    blank = np.full_like(inp, 255)
+    size = inp.shape[0]
+    sheet = contact_sheet([inp, *gt, blank, *views], tile=size, columns=len(gt) + 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(path)
+    if writer is not None:
+        writer.add_image("preview/input_targets_samples", sheet, step, dataformats="HWC")
+    return path

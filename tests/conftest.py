@@ -53,3 +53,27 @@ def embedded(tmp_path, monkeypatch, standin_root):
     monkeypatch.setenv("MORPHABLE_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.delenv("MORPHABLE_SETTINGS", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def model_data(standin_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Every stand-in subject tracked and rendered into view stores (what training and evaluation read)."""
+    from pipelines.track import track
+    from pipelines.views import views
+
+    s = settings_for(standin_root, tmp_path_factory.mktemp("model_data"))
+    for subject in ("1", "2", "3", "122"):
+        track(s, "facescape", subject, "flame")
+        views(s, "facescape", subject)
+    for uid in ("0003", "0526", "1024", "2201"):
+        track(s, "thuman", uid)
+        views(s, "thuman", uid)
+    return s
+
+
+@pytest.fixture(scope="session")
+def quick_first_stage(model_data: Settings) -> Path:
+    """A briefly trained tiny first stage (enough for loop and plumbing tests; the PSNR bar has its own test)."""
+    from pipelines.first_stage import FirstStageConfig, train_first_stage
+
+    return train_first_stage(model_data, FirstStageConfig(steps=20), log=lambda *_: None).checkpoint

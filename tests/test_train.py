@@ -1,43 +1,98 @@
-"""Training on the stand-in (tiny, THuman views): loss goes down, and resume is exact."""
+"""Training on the stand-in (tiny): loss goes down, resume is exact, DDP equals accumulation, the run is logged and
+exported, and the paper preset refuses to start without its pretrained weights."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipelines.track import track
 from pipelines.train import TrainConfig, train
-from pipelines.views import views
-from tests.conftest import settings_for
+from tests.conftest import REPO
+
+QUIET = dict(log=lambda *_: None)
 
 
-@pytest.fixture(scope="module")
-def train_settings(standin_root, tmp_path_factory):
-    s = settings_for(standin_root, tmp_path_factory.mktemp("train"))
-    for uid in ("0003", "0526", "1024"):
-        track(s, "thuman", uid)
-        views(s, "thuman", uid)
-    return s
-
-
-def _weights(result):
+def _weights(result, name="model.safetensors"):
     last = (result.run_dir / "last").read_text().strip()
-    return load_file(str(result.run_dir / "checkpoints" / last / "model.safetensors"))
+    return load_file(str(result.run_dir / "checkpoints" / last / name))
 
 
-def test_resume_is_bitwise_exact(train_settings):
-    base = dict(preset="tiny", dataset="thuman", batch_size=1, warmup_steps=2)
-    full = train(train_settings, TrainConfig(steps=4, ckpt_every=4, name="full", **base), log=lambda *_: None)
-    part = train(train_settings, TrainConfig(steps=2, ckpt_every=2, name="split", **base), log=lambda *_: None)
-    resumed = train(train_settings, TrainConfig(steps=4, ckpt_every=2, name="split", **base), resume=True,
-                    log=lambda *_: None)
+def _cfg(first_stage, **kw):
+    base = dict(preset="tiny", dataset="thuman", batch_size=1, warmup_steps=2, first_stage=str(first_stage),
+                preview_steps=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_resume_is_bitwise_exact(model_data, quick_first_stage):
+    full = train(model_data, _cfg(quick_first_stage, steps=4, ckpt_every=4, name="full"), **QUIET)
+    part = train(model_data, _cfg(quick_first_stage, steps=2, ckpt_every=2, name="split"), **QUIET)
+    resumed = train(model_data, _cfg(quick_first_stage, steps=4, ckpt_every=2, name="split"), resume=True, **QUIET)
     assert part.step == 2 and resumed.step == 4
     assert resumed.losses == full.losses
     a, b = _weights(full), _weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_run_is_logged_and_exported(model_data, quick_first_stage):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from storage.checkpoints import load_checkpoint
+    from storage.views import ViewStore, store_path
+
+    res = train(model_data, _cfg(quick_first_stage, steps=3, ckpt_every=3, name="logged", preview_steps=2), **QUIET)
+    tensors, config = load_checkpoint(res.checkpoint)
+    assert config["first_stage"] == str(quick_first_stage)
+    fs = load_file(str(quick_first_stage / "model.safetensors"))
+    assert all(torch.equal(tensors[k], fs[k]) for k in fs)  # the trained first stage is part of the checkpoint
+    for uid in ("0003", "0526", "1024"):  # trained on the training uids, with their exact store contents
+        assert config["views"][uid] == ViewStore.open(store_path(model_data.storage_root, "thuman", uid)) \
+            .manifest["content_hash"]
+    assert "2201" not in config["views"]
+    acc = EventAccumulator(str(res.run_dir / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3]
+    assert [e.value for e in acc.Scalars("train/loss")] == pytest.approx(res.losses)
+    assert "preview/input_targets_samples" in acc.Tags()["images"]
+    assert res.loss_plot.stat().st_size > 1000 and res.preview.stat().st_size > 1000
+
+
 @pytest.mark.slow
-def test_loss_decreases(train_settings):
-    res = train(train_settings, TrainConfig(preset="tiny", dataset="thuman", steps=40, batch_size=2,
-                                            warmup_steps=5, ckpt_every=40, name="curve"), log=lambda *_: None)
+def test_ddp_equals_gradient_accumulation(model_data, quick_first_stage, tmp_path):
+    """2 torchrun processes (gloo, CPU) x 1 micro-batch == 1 process x 2 accumulated micro-batches: every parameter
+    bitwise equal (BatchNorm running statistics differ by design: DDP broadcasts rank 0's buffers, accumulation
+    updates them twice per step)."""
+    env = {**os.environ, "MORPHABLE_SYNTHETIC_ROOT": str(model_data.synthetic_root),
+           "MORPHABLE_DATA_ROOT": str(model_data.data_root), "MORPHABLE_STORAGE_ROOT": str(model_data.storage_root),
+           "OMP_NUM_THREADS": "1"}
+    common = ["train", "--dataset", "thuman", "--steps", "2", "--batch-size", "2", "--ckpt-every", "2",
+              "--first-stage", str(quick_first_stage), "--preview-steps", "0"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "pipelines.cli"]
+    ddp = subprocess.run(torchrun + common + ["--name", "ddp"], env=env, cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    acc = subprocess.run([sys.executable, "-m", "pipelines.cli"] + common + ["--name", "acc", "--grad-accum", "2"],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert acc.returncode == 0, acc.stderr[-3000:]
+    runs = model_data.storage_root / "runs"
+    a = load_file(str(runs / "ddp" / "checkpoints" / "step_000002" / "model.safetensors"))
+    b = load_file(str(runs / "acc" / "checkpoints" / "step_000002" / "model.safetensors"))
+    params = [k for k in a if "running_" not in k and "num_batches_tracked" not in k]
+    assert all(torch.equal(a[k], b[k]) for k in params)
+    assert not torch.equal(a["spatial_volume.xyzc_net.conv0.1.num_batches_tracked"],
+                           b["spatial_volume.xyzc_net.conv0.1.num_batches_tracked"])
+
+
+@pytest.mark.slow
+def test_loss_decreases(model_data, quick_first_stage):
+    res = train(model_data, _cfg(quick_first_stage, steps=40, batch_size=2, warmup_steps=5, ckpt_every=40,
+                                 name="curve"), **QUIET)
     first, last = sum(res.losses[:10]) / 10, sum(res.losses[-10:]) / 10
     assert last < 0.9 * first, (first, last)
+
+
+def test_paper_preset_needs_its_pretrained_weights(model_data):
+    with pytest.raises(ValueError, match="syncdreamer-pretrain.ckpt"):
+        train(model_data, TrainConfig(preset="paper", dataset="facescape", steps=1), **QUIET)

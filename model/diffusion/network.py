@@ -111,6 +111,11 @@ class MorphableDiffusion(nn.Module):
         eps = self.model(x_t.reshape(b * n, *x_t.shape[2:]), t.repeat_interleave(n, 0), ctx, frustum, concat)
         return eps.reshape(b, n, *eps.shape[1:])
 
+    def forward(self, batch: dict, generator: torch.Generator | None = None,
+                drop_probability: float = 0.0) -> torch.Tensor:
+        """The training loss (what DistributedDataParallel wraps)."""
+        return self.training_loss(batch, generator, drop_probability)
+
     def training_loss(self, batch: dict, generator: torch.Generator | None = None,
                       drop_probability: float = 0.0) -> torch.Tensor:
         """Spec §3.15: eps-MSE on one random target view per sample; the volume sees all 16 noisy views."""

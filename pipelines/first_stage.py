@@ -1,0 +1,172 @@
+"""Stage `first_stage`: train the `tiny` preset's KL autoencoder on the view stores (the `paper` preset uses the
+Stable Diffusion VAE inside syncdreamer-pretrain.ckpt instead).
+
+One autoencoder serves both datasets (like SD's): it trains on the training-split views of every view store present,
+and is judged by decode(encode(x)) PSNR on the views of the held-out subjects (FaceScape test subjects, THuman
+validation uids), per dataset. The latent scale factor is measured afterwards as 1 / std of the training latents (the
+rule SD used to pick 0.18215), so the diffusion stage sees unit-variance latents.
+
+Output: a content-addressed checkpoint `<storage>/checkpoints/first_stage-<preset>/<hash>/` holding only the
+`first_stage_model.*` tensors and {"vae": VAEConfig, "psnr_heldout": ...}.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.settings import Settings
+from pipelines.training_data import FACESCAPE_TEST_SUBJECTS, THUMAN_FIRST_VAL_UID
+from storage.views import ViewStore
+
+PSNR_TARGET_DB = 25.0
+
+
+@dataclass(frozen=True)
+class FirstStageConfig:
+    preset: str = "tiny"
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 3e-3  # peak of a one-cycle schedule
+    kl_weight: float = 1e-6
+    seed: int = 6033
+    datasets: tuple[str, ...] = ("facescape", "thuman")
+
+
+@dataclass
+class FirstStageResult:
+    checkpoint: Path
+    psnr_heldout: dict[str, float]
+    scale_factor: float
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    reconstructions: np.ndarray | None = None  # (2k, S, S, 3) uint8: held-out originals above their reconstructions
+
+
+def _heldout(dataset: str, subject: str) -> bool:
+    return subject in FACESCAPE_TEST_SUBJECTS if dataset == "facescape" else int(subject) >= THUMAN_FIRST_VAL_UID
+
+
+def collect_views(storage_root: str | Path, datasets: tuple[str, ...], size: int) -> dict[str, dict[str, np.ndarray]]:
+    """{"train"|"heldout": {dataset: (n, size, size, 3) uint8}} from every complete view store."""
+    import cv2
+
+    out: dict[str, dict[str, np.ndarray]] = {"train": {}, "heldout": {}}
+    for ds in datasets:
+        folder = Path(storage_root) / "views" / ds
+        parts: dict[str, list[np.ndarray]] = {"train": [], "heldout": []}
+        for path in sorted(folder.glob("*.zarr")) if folder.is_dir() else []:
+            if ".tmp-" in path.name or ".old-" in path.name:
+                continue
+            st = ViewStore.open(path)
+            imgs = st.rgb_many(np.arange(len(st)))
+            if imgs.shape[1] != size:
+                imgs = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in imgs])
+            parts["heldout" if _heldout(ds, path.name[:-5]) else "train"].append(imgs)
+        for split, arrs in parts.items():
+            if arrs:
+                out[split][ds] = np.concatenate(arrs)
+    if not out["train"]:
+        raise ValueError(f"no training views under {storage_root}/views/{{{','.join(datasets)}}}; materialize the "
+                         "views assets (or run `morphable views`) first")
+    return out
+
+
+def _to_tensor(images: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def reconstruction_psnr(vae, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Per-image PSNR (dB, images in [0, 255]) of decode(posterior mean)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = _to_tensor(images[i:i + batch])
+            y = vae.decode(vae.encode(x, sample=False)).clamp(-1, 1)
+            mse = ((y - x) ** 2 / 4).mean((1, 2, 3)).clamp_min(1e-12)
+            out.append((10 * torch.log10(1 / mse)).numpy())
+    return np.concatenate(out)
+
+
+def train_first_stage(settings: Settings, cfg: FirstStageConfig = FirstStageConfig(), log=print,
+                      writer=None) -> FirstStageResult:
+    """Train, measure held-out PSNR and the latent scale, save atomically (content-addressed)."""
+    import torch
+
+    from model.diffusion.config import PRESETS
+    from model.diffusion.vae import AutoencoderKL
+    from storage.checkpoints import save_checkpoint
+
+    t0 = time.perf_counter()
+    vae_cfg = PRESETS[cfg.preset]().vae
+    size = PRESETS[cfg.preset]().image_size
+    data = collect_views(settings.storage_root, cfg.datasets, size)
+    train_x = _to_tensor(np.concatenate(list(data["train"].values())))
+    torch.manual_seed(cfg.seed)
+    vae = AutoencoderKL(vae_cfg)
+    opt = torch.optim.Adam(vae.parameters(), cfg.lr)
+    if cfg.steps < 3:
+        raise ValueError(f"first stage: steps must be >= 3 (got {cfg.steps})")
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=max(0.1, 2 / cfg.steps))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    losses: list[float] = []
+    from tqdm import tqdm
+
+    for step in tqdm(range(cfg.steps), desc="first stage", mininterval=5, disable=None):
+        x = train_x[torch.randint(len(train_x), (cfg.batch_size,), generator=gen)]
+        flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        mean, logvar = vae.encode_moments(x)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)
+        y = vae.decode(z)
+        kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum((1, 2, 3)).mean()
+        loss = (y - x).abs().mean() + ((y - x) ** 2).mean() + cfg.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if writer is not None and (step + 1) % 10 == 0:
+            writer.add_scalar("first_stage/loss", losses[-1], step + 1)
+    vae.eval()
+    psnr = {ds: float(reconstruction_psnr(vae, imgs).mean()) for ds, imgs in data["heldout"].items()}
+    with torch.no_grad():
+        lat = torch.cat([vae.encode(train_x[i:i + 64], sample=False) for i in range(0, len(train_x), 64)])
+    scale = float(1.0 / lat.std())
+    held = np.concatenate(list(data["heldout"].values())) if data["heldout"] else \
+        np.concatenate(list(data["train"].values()))
+    pick = held[np.linspace(0, len(held) - 1, 8).astype(int)]
+    with torch.no_grad():
+        rec = vae.decode(vae.encode(_to_tensor(pick), sample=False)).clamp(-1, 1)
+    rec_u8 = ((rec + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    tensors = {f"first_stage_model.{k}": v for k, v in vae.state_dict().items()}
+    config = {"vae": dataclasses.asdict(dataclasses.replace(vae_cfg, scale_factor=scale)),
+              "psnr_heldout": psnr, "first_stage_config": dataclasses.asdict(cfg),
+              "train_views": {ds: len(v) for ds, v in data["train"].items()}}
+    path = save_checkpoint(settings.storage_root, f"first_stage-{cfg.preset}", tensors, config,
+                           extra={"psnr_heldout": psnr})
+    if writer is not None:
+        for ds, v in psnr.items():
+            writer.add_scalar(f"first_stage/psnr_heldout_{ds}", v, cfg.steps)
+        writer.add_images("first_stage/heldout_vs_reconstruction", np.concatenate([pick, rec_u8]), cfg.steps,
+                          dataformats="NHWC")
+    log(f"first stage: held-out PSNR {', '.join(f'{k} {v:.2f} dB' for k, v in psnr.items())}; "
+        f"latent scale {scale:.4f}; {path}")
+    return FirstStageResult(path, psnr, scale, losses, time.perf_counter() - t0, np.concatenate([pick, rec_u8]))
+
+
+def load_first_stage(folder: str | Path) -> tuple[dict, dict]:
+    """(first_stage_model.* tensors, vae config dict) of a first-stage checkpoint."""
+    from storage.checkpoints import load_checkpoint
+
+    tensors, config = load_checkpoint(folder)
+    if "vae" not in config or not all(k.startswith("first_stage_model.") for k in tensors):
+        raise ValueError(f"{folder}: not a first-stage checkpoint (written by `morphable train-first-stage`)")
+    return tensors, config

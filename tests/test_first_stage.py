@@ -1,0 +1,45 @@
+"""The tiny first stage: trained on the stand-in's training views, it reconstructs *held-out* subjects' views."""
+import numpy as np
+import pytest
+import torch
+
+from pipelines.first_stage import PSNR_TARGET_DB, FirstStageConfig, collect_views, load_first_stage, \
+    reconstruction_psnr, train_first_stage
+
+
+@pytest.mark.slow
+def test_heldout_reconstruction_reaches_25_db(model_data):
+    from model.diffusion.config import VAEConfig
+    from model.diffusion.vae import AutoencoderKL
+
+    res = train_first_stage(model_data, FirstStageConfig(), log=lambda *_: None)
+    assert res.psnr_heldout["facescape"] >= PSNR_TARGET_DB, res.psnr_heldout
+    assert res.psnr_heldout["thuman"] >= 21.0, res.psnr_heldout  # textured bodies: harder (docs/training.md)
+    # the stored weights reproduce the figure independently of the training process
+    tensors, cfg = load_first_stage(res.checkpoint)
+    vae = AutoencoderKL(VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["vae"].items()}))
+    vae.load_state_dict({k.removeprefix("first_stage_model."): v for k, v in tensors.items()})
+    vae.eval()
+    held = collect_views(model_data.storage_root, ("facescape",), 64)["heldout"]["facescape"]
+    assert float(reconstruction_psnr(vae, held).mean()) == pytest.approx(res.psnr_heldout["facescape"], abs=1e-3)
+    # the latent scale makes training latents unit-variance (SD's rule)
+    train_x = torch.tensor(collect_views(model_data.storage_root, ("facescape", "thuman"), 64)["train"]["facescape"])
+    with torch.no_grad():
+        z = vae.encode(train_x.permute(0, 3, 1, 2).float() / 127.5 - 1, sample=False)
+    assert float(z.std() * cfg["vae"]["scale_factor"]) == pytest.approx(1.0, abs=0.15)
+
+
+def test_held_out_subjects_are_not_trained_on(model_data):
+    data = collect_views(model_data.storage_root, ("facescape", "thuman"), 64)
+    assert set(data["train"]) == {"facescape", "thuman"} and set(data["heldout"]) == {"facescape", "thuman"}
+    # FaceScape 122 and THuman 2201 are held out: 1 FaceScape subject of 4, 32 renders of THuman's 128
+    assert len(data["heldout"]["thuman"]) == 32 and len(data["train"]["thuman"]) == 96
+    assert data["train"]["facescape"].dtype == np.uint8 and data["train"]["facescape"].shape[1:] == (64, 64, 3)
+
+
+def test_missing_views_are_a_clear_error(standin_settings, tmp_path):
+    from tests.conftest import settings_for
+
+    empty = settings_for(standin_settings.synthetic_root, tmp_path)
+    with pytest.raises(ValueError, match="materialize the views assets"):
+        train_first_stage(empty, FirstStageConfig(steps=3), log=lambda *_: None)
