@@ -91,6 +91,41 @@ def export_neus2(out: Path, images: np.ndarray, k: np.ndarray, rt: np.ndarray) -
     return out / "transforms.json"
 
 
+def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray, vertices: np.ndarray,
+                 ddim) -> np.ndarray:
+    """The model's 16 views (N, H, W, 3) uint8 for one input image (H, W, 3) in [-1, 1], target cameras
+    (K (N, 3, 3) or (N, 4, 4), RT (N, 3, 4)) and mesh vertices in the model frame; seeded by `ddim.seed`."""
+    import torch
+
+    from model.diffusion.ddim import sample
+    from model.diffusion.network import ConditionedDenoiser
+    from model.geometry.voxels import voxelize
+
+    cfg = model.cfg
+    dev = next(model.parameters()).device
+    vox = voxelize(vertices)
+    ks = np.asarray(ks)
+    if ks.shape[-1] == 4:  # already the model's 4x4 form (THuman's orthographic NDC matrices)
+        k4 = ks
+    else:
+        k4 = np.repeat(np.eye(4)[None], len(ks), 0)
+        k4[:, :3, :3] = ks
+    batch = {"target_K": torch.tensor(k4[None], dtype=torch.float32, device=dev),
+             "target_RT": torch.tensor(np.asarray(rts)[None], dtype=torch.float32, device=dev),
+             "vertices": torch.tensor(vertices[None], dtype=torch.float32, device=dev),
+             "coord": torch.tensor(vox.coord[None], device=dev), "out_sh": torch.tensor(vox.out_sh[None], device=dev),
+             "bounds": torch.tensor(vox.bounds[None], device=dev)}
+    x = torch.tensor(input_image, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]
+    gen = torch.Generator(device=dev).manual_seed(ddim.seed)
+    with torch.no_grad():
+        den = ConditionedDenoiser(model, batch, model.clip_embedding(x),
+                                  model.first_stage_model.encode(x, True, gen) * cfg.vae.scale_factor)
+        lat = sample(den, (1, cfg.view_num, 4, cfg.latent_size, cfg.latent_size), model.alphas_cumprod.cpu().numpy(),
+                     ddim, device=str(dev))
+        imgs = model.decode_latents(lat)[0]
+    return ((imgs.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
 def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_dir: str | Path,
              mesh: str | Path | None = None, expression: str | Path | None = None, trajectory: str = "virtual",
              trajectory_file: str | Path | None = None, seed: int = 6033, steps: int = 50, cfg_scale: float = 2.0,
@@ -99,9 +134,8 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
     from PIL import Image
 
     from model.diffusion.config import ModelConfig
-    from model.diffusion.ddim import DDIMConfig, sample
-    from model.diffusion.network import ConditionedDenoiser, MorphableDiffusion
-    from model.geometry.voxels import voxelize
+    from model.diffusion.ddim import DDIMConfig
+    from model.diffusion.network import MorphableDiffusion
     from storage.checkpoints import load_checkpoint
     from storage.meshes import read_obj
     from storage.thumbnails import contact_sheet
@@ -131,24 +165,9 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
         ks, rts = real_cameras(trajectory_file, size)
     else:
         raise ValueError(f"unknown trajectory {trajectory!r}; choose virtual or real")
-    vox = voxelize(verts)
-    k4 = np.repeat(np.eye(4)[None], len(ks), 0)
-    k4[:, :3, :3] = ks
     inp = _input_image(image, size)
-    batch = {"target_K": torch.tensor(k4[None], dtype=torch.float32),
-             "target_RT": torch.tensor(rts[None], dtype=torch.float32),
-             "vertices": torch.tensor(verts[None], dtype=torch.float32),
-             "coord": torch.tensor(vox.coord[None]), "out_sh": torch.tensor(vox.out_sh[None]),
-             "bounds": torch.tensor(vox.bounds[None])}
-    x = torch.tensor(inp).permute(2, 0, 1)[None]
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        den = ConditionedDenoiser(model, batch, model.clip_embedding(x),
-                                  model.first_stage_model.encode(x, True, gen) * cfg.vae.scale_factor)
-        lat = sample(den, (1, cfg.view_num, 4, cfg.latent_size, cfg.latent_size), model.alphas_cumprod.numpy(),
-                     DDIMConfig(steps=steps, cfg_scale=cfg_scale, batch_view_num=batch_view_num, seed=seed))
-        imgs = model.decode_latents(lat)[0]
-    views = ((imgs.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    views = sample_views(model, inp, ks, rts, verts, DDIMConfig(steps=steps, cfg_scale=cfg_scale,
+                                                               batch_view_num=batch_view_num, seed=seed))
     (out / "views").mkdir(exist_ok=True)
     for i, v in enumerate(views):
         Image.fromarray(_rgba(v)).save(out / "views" / f"{i:02d}.png")

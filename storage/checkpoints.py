@@ -55,3 +55,12 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]
         return load_file(str(folder / "model.safetensors")), json.loads((folder / "config.json").read_text())
     except Exception as exc:
         raise CorruptFileError(folder, f"checkpoint cannot be read ({exc})", "re-create it") from exc
+
+
+def checkpoint_hash(folder: str | Path) -> str:
+    """The content hash recorded in a checkpoint folder's manifest (what downstream assets version against)."""
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise MissingFileError(folder, "no complete checkpoint here (manifest.json missing)",
+                               "point at a folder written by `morphable train`")
+    return str(json.loads(path.read_text())["hash"])

@@ -1,0 +1,148 @@
+"""Evaluation protocols as data (spec §6, with the documented fixes of §8): which subject / item / input view /
+target views each evaluation pair uses, resolved against the view stores that exist.
+
+* facescape_novel_view: test subjects (122, 212, 326-359), every expression; the input is the same expression's
+  most frontal view (smallest |azimuth| + |elevation| among upright views; the release takes the most negative
+  azimuth); targets = upright views with |azimuth| < 90.
+* facescape_novel_expression: target expression 06; the input expression is drawn from the subject's other
+  expressions with a fixed seed (the release uses unseeded `random`) and stored with the pair; same input-view rule.
+* thuman_novel_view: validation uids (>= 2201); input = the input-only render with the smallest |elevation|; targets =
+  the 16 fixed views.
+* demo: the synthetic stand-in's held-out FaceScape subjects, every expression, at most 16 targets spread over the
+  azimuth range (what `make demo` evaluates in minutes on a CPU).
+
+Views that preprocessing rejected are simply not in the stores, so they are skipped, never a crash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.training_data import FACESCAPE_TEST_SUBJECTS, THUMAN_FIRST_VAL_UID, _upright, expression_index
+from storage.views import ViewStore, store_path
+
+GROUP = 16  # views per generated batch element (the model's view_num)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    dataset: str
+    kind: str  # "novel_view" | "novel_expression"
+    subjects: tuple[str, ...] | None = None  # None: the dataset's held-out subjects
+    target_expression: int | None = None  # novel_expression only
+    max_targets: int | None = None  # None: every valid target view
+    target_max_abs_azimuth: float = 90.0
+    seed: int = 6033
+    description: str = ""
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class EvalPair:
+    subject: str
+    item: str  # target expression / "scan"
+    input_item: str
+    input_view: int  # index in the subject's view store
+    target_views: list[int] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.subject}__{self.item}"
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    Protocol("facescape_novel_view", "facescape", "novel_view",
+             description="FaceScape test subjects, all expressions, input = same expression's most frontal view"),
+    Protocol("facescape_novel_expression", "facescape", "novel_expression", target_expression=6,
+             description="FaceScape test subjects, target expression 06, input expression drawn with a fixed seed"),
+    Protocol("thuman_novel_view", "thuman", "novel_view",
+             description="THuman validation uids, 16 fixed orthographic target views"),
+    Protocol("demo", "facescape", "novel_view", max_targets=16,
+             description="stand-in held-out FaceScape subjects, all expressions, 16 targets over the azimuth range"),
+)}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {sorted(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def _heldout_subjects(storage_root: Path, dataset: str) -> list[str]:
+    folder = storage_root / "views" / dataset
+    names = sorted(p.name[:-5] for p in folder.glob("*.zarr") if ".tmp-" not in p.name and ".old-" not in p.name) \
+        if folder.is_dir() else []
+    if dataset == "facescape":
+        return [s for s in names if s in FACESCAPE_TEST_SUBJECTS]
+    return [s for s in names if int(s) >= THUMAN_FIRST_VAL_UID]
+
+
+def _frontal_view(st: ViewStore, views: np.ndarray) -> int | None:
+    ok = views[_upright(st.RT[views], 90.0)]
+    if not len(ok):
+        return None
+    score = np.abs(st.angles[ok, 0]) + np.abs(st.angles[ok, 1])
+    return int(ok[np.argmin(score)])
+
+
+def _spread(views: np.ndarray, azimuth: np.ndarray, n: int | None) -> np.ndarray:
+    if n is None or len(views) <= n:
+        return views
+    order = views[np.argsort(azimuth[views], kind="stable")]
+    return order[np.linspace(0, len(order) - 1, n).round().astype(int)]
+
+
+def resolve(protocol: Protocol, storage_root: str | Path) -> list[EvalPair]:
+    """The protocol's evaluation pairs over the view stores present (deterministic)."""
+    root = Path(storage_root)
+    subjects = list(protocol.subjects) if protocol.subjects else _heldout_subjects(root, protocol.dataset)
+    pairs: list[EvalPair] = []
+    for subject in subjects:
+        path = store_path(root, protocol.dataset, subject)
+        if not (path / "manifest.json").is_file():
+            continue
+        st = ViewStore.open(path)
+        if protocol.dataset == "thuman":
+            inputs = st.views_of("scan", role=1)
+            inputs = inputs if len(inputs) else st.views_of("scan", role=0)
+            inp = int(inputs[np.argmin(np.abs(st.angles[inputs, 1]))])
+            pairs.append(EvalPair(subject, "scan", "scan", inp, [int(v) for v in st.views_of("scan", role=0)]))
+            continue
+        names = list(st.items)
+        if protocol.kind == "novel_expression":
+            targets = [n for n in names if expression_index(n) == protocol.target_expression]
+        else:
+            targets = names
+        for name in targets:
+            if protocol.kind == "novel_expression":
+                others = sorted(n for n in names if n != name)
+                if not others:
+                    continue
+                rng = np.random.default_rng([protocol.seed, int(subject) if subject.isdigit() else 0])
+                in_item = others[int(rng.integers(len(others)))]
+            else:
+                in_item = name
+            inp = _frontal_view(st, st.views_of(in_item))
+            views = st.views_of(name)
+            views = views[_upright(st.RT[views], 90.0) & (np.abs(st.angles[views, 0]) < protocol.target_max_abs_azimuth)]
+            views = _spread(views, st.angles[:, 0], protocol.max_targets)
+            if inp is None or not len(views):
+                continue
+            pairs.append(EvalPair(subject, name, in_item, inp, [int(v) for v in views]))
+    return pairs
+
+
+def groups_of(views: list[int], size: int = GROUP) -> list[list[int]]:
+    """The release's batching: pad to a multiple of `size` by repeating from the start, split into groups."""
+    if not views:
+        return []
+    n = -(-len(views) // size) * size
+    padded = [views[i % len(views)] for i in range(n)]
+    return [padded[i:i + size] for i in range(0, n, size)]

@@ -1,0 +1,110 @@
+"""The GPU-heavy stages as a separate process: `python -m pipelines.worker` under Dagster Pipes.
+
+The orchestrator (assets_defs/gpu_steps.py) launches this with CUDA_VISIBLE_DEVICES set to the one GPU it holds
+(empty on a CPU machine) and extras {"task": ..., "config": {...}, "settings_file": ...}. The worker runs the
+stage, streams logs, and reports the materialization (metadata + data version) back; a crash here cannot take the
+orchestrator down, and the process exit frees the GPU.
+
+Tasks: first_stage (FirstStageConfig), train (TrainConfig), eval_set (protocol / method / checkpoint / sampler).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def _md_png(path: str | Path, alt: str) -> dict[str, Any]:
+    from PIL import Image
+
+    from storage.thumbnails import markdown_image
+
+    with Image.open(path) as im:
+        im.thumbnail((1100, 600))
+        return {"raw_value": markdown_image(np.asarray(im.convert("RGB")), alt), "type": "md"}
+
+
+def _device_info() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def run_first_stage(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
+    from pipelines.first_stage import PSNR_TARGET_DB, FirstStageConfig, train_first_stage
+    from storage.thumbnails import contact_sheet, markdown_image
+
+    cfg = FirstStageConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    res = train_first_stage(settings, cfg, log=log)
+    sheet = contact_sheet(list(res.reconstructions), tile=64, columns=len(res.reconstructions) // 2)
+    meta = {"dagster/uri": str(res.checkpoint), "checkpoint_hash": res.checkpoint.name,
+            "psnr_heldout": {"raw_value": res.psnr_heldout, "type": "json"},
+            "psnr_target_db": PSNR_TARGET_DB, "latent_scale_factor": res.scale_factor, "steps": cfg.steps,
+            "seconds": round(res.seconds, 1), "device": _device_info(),
+            "heldout_vs_reconstruction": {"raw_value": markdown_image(sheet, "held-out (top) and decoded (bottom)"),
+                                          "type": "md"}}
+    return meta, res.checkpoint.name
+
+
+def run_train(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
+    from pipelines.train import TrainConfig, train
+
+    resume = bool(config.pop("resume", False))
+    cfg = TrainConfig(**config)
+    res = train(settings, cfg, resume=resume, log=log)
+    meta = {"dagster/uri": str(res.checkpoint), "checkpoint_hash": res.checkpoint.name, "steps": res.step,
+            "final_loss": float(np.mean(res.losses[-20:])), "seconds": round(res.seconds, 1),
+            "steps_per_second": round(len(res.losses) / max(res.seconds, 1e-9), 3), "device": _device_info(),
+            "run_dir": {"raw_value": str(res.run_dir), "type": "path"},
+            "tensorboard": f"tensorboard --logdir {res.run_dir / 'tensorboard'}",
+            "training_views": {"raw_value": res.views_manifest, "type": "json"},
+            "training_config": {"raw_value": config, "type": "json"},
+            "loss_curve": _md_png(res.loss_plot, "loss curve")}
+    if res.preview is not None:
+        meta["sample_sheet"] = _md_png(res.preview, "input, ground truth (row 1) and samples (row 2)")
+    return meta, res.checkpoint.name
+
+
+def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
+    from model.diffusion.ddim import DDIMConfig
+from pipelines.evaluation_sets import generate_eval_set
+    from storage.eval_sets import EvalSet
+    from storage.thumbnails import contact_sheet, markdown_image
+
+    res = generate_eval_set(settings, config["protocol"], config.get("checkpoint"), config.get("method", "model"),
+                            DDIMConfig(**config.get("sampler", {})), image_size=config.get("image_size"),
+                            log=log)
+    es = EvalSet.open(res.path)
+    first = next(es.pairs())
+    n = min(8, len(first.arrays["gt"]))
+    sheet = contact_sheet([*first.arrays["gt"][:n], *first.arrays["generated"][:n]], tile=64, columns=n)
+    meta = {"dagster/uri": str(res.path), "pairs": res.pairs, "views": res.views, "method": res.method,
+            "checkpoint_hash": res.checkpoint_hash, "seconds": round(res.seconds, 1), "reused": res.reused,
+            "device": _device_info(),
+            "sample": {"raw_value": markdown_image(sheet, f"{first.key}: ground truth (top), generated (bottom)"),
+                       "type": "md"}}
+    return meta, es.manifest["content_hash"]
+
+
+TASKS = {"first_stage": run_first_stage, "train": run_train, "eval_set": run_eval_set}
+
+
+def main() -> None:
+    from dagster_pipes import open_dagster_pipes
+
+    from pipelines.settings import load_settings
+
+    with open_dagster_pipes() as pipes:
+        task = pipes.get_extra("task")
+        settings = load_settings(pipes.extras.get("settings_file") or None)
+        pipes.log.info(f"{task} on {_device_info()}")
+        meta, version = TASKS[task](settings, dict(pipes.get_extra("config")), pipes.log.info)
+        pipes.report_asset_materialization(metadata=meta, data_version=version)
+
+
+if __name__ == "__main__":
+    main()

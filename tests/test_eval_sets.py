@@ -1,0 +1,73 @@
+"""Evaluation protocols and generated evaluation sets on the stand-in."""
+import numpy as np
+import pytest
+import torch
+
+from model.diffusion.ddim import DDIMConfig
+from pipelines.evaluation_sets import generate_eval_set
+from pipelines.protocols import PROTOCOLS, get_protocol, groups_of, resolve
+from storage.eval_sets import EvalSet
+from storage.views import ViewStore, store_path
+
+QUIET = dict(log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(model_data, tmp_path_factory):
+    import dataclasses
+
+    from model.diffusion.config import tiny
+    from model.diffusion.network import MorphableDiffusion
+    from storage.checkpoints import save_checkpoint
+
+    torch.manual_seed(1)
+    model = MorphableDiffusion(tiny())
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), "tiny", model.state_dict(),
+                           {"model": dataclasses.asdict(model.cfg)})
+
+
+def test_facescape_protocols_follow_the_documented_rules(model_data):
+    st = ViewStore.open(store_path(model_data.storage_root, "facescape", "122"))
+    pairs = resolve(PROTOCOLS["facescape_novel_view"], model_data.storage_root)
+    assert {p.subject for p in pairs} == {"122"}  # only test subjects
+    assert [p.item for p in pairs] == st.items
+    for p in pairs:
+        own = st.views_of(p.item)
+        assert p.input_item == p.item
+        frontal = np.abs(st.angles[own, 0]) + np.abs(st.angles[own, 1])
+        assert p.input_view == own[np.argmin(frontal)]  # the most frontal view, not the most negative azimuth
+        assert all(abs(st.angles[v, 0]) < 90 for v in p.target_views) and len(p.target_views) > 16
+    nes = resolve(PROTOCOLS["facescape_novel_expression"], model_data.storage_root)
+    assert [(p.item, p.input_item) for p in nes] == [(p.item, p.input_item) for p in
+                                                      resolve(PROTOCOLS["facescape_novel_expression"],
+                                                              model_data.storage_root)]  # seeded
+    assert len(nes) == 1 and nes[0].item == "6_jaw_right" and nes[0].input_item in ("1_neutral", "2_smile")
+    demo = resolve(PROTOCOLS["demo"], model_data.storage_root)
+    assert all(len(p.target_views) == 16 for p in demo)
+    thuman = resolve(PROTOCOLS["thuman_novel_view"], model_data.storage_root)
+    assert [p.subject for p in thuman] == ["2201"] and len(thuman[0].target_views) == 16
+    with pytest.raises(ValueError, match="unknown protocol"):
+        get_protocol("nope")
+
+
+def test_groups_pad_like_the_release():
+    assert groups_of(list(range(20))) == [list(range(16)), list(range(16, 20)) + list(range(12))]
+    assert groups_of([3, 4]) == [[3, 4] * 8]
+
+
+def test_model_eval_set_is_deterministic_and_baselines_are_what_they_say(model_data, tiny_checkpoint):
+    a = generate_eval_set(model_data, "thuman_novel_view", tiny_checkpoint, sampler=DDIMConfig(steps=2), **QUIET)
+    b = generate_eval_set(model_data, "thuman_novel_view", tiny_checkpoint, sampler=DDIMConfig(steps=2),
+                          overwrite=True, **QUIET)
+    assert a.path == b.path and not b.reused
+    pa, pb = next(EvalSet.open(a.path).pairs()), next(EvalSet.open(b.path).pairs())
+    assert np.array_equal(pa.arrays["generated"], pb.arrays["generated"])
+    assert pa.arrays["generated"].shape == (16, 64, 64, 3) and pa.arrays["gt"].shape == (16, 64, 64, 3)
+    again = generate_eval_set(model_data, "thuman_novel_view", tiny_checkpoint, sampler=DDIMConfig(steps=2),
+                              **QUIET)
+    assert again.reused
+    copy = next(EvalSet.open(generate_eval_set(model_data, "demo", method="copy_input", **QUIET).path).pairs())
+    assert (copy.arrays["generated"] == copy.arrays["input"][None]).all()
+    mean = next(EvalSet.open(generate_eval_set(model_data, "demo", method="mean_train", **QUIET).path).pairs())
+    assert (mean.arrays["generated"] == mean.arrays["generated"][:1]).all()
+    assert not np.array_equal(mean.arrays["generated"][0], copy.arrays["input"])

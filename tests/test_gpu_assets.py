@@ -1,0 +1,63 @@
+"""The GPU-heavy assets: Pipes subprocess, one GPU per step (CPU fallback), metadata, checks."""
+import threading
+import time
+
+import dagster as dg
+import pytest
+
+from assets_defs.gpu_steps import gpu_slot
+
+
+def test_gpu_slots_are_exclusive_and_cpu_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with gpu_slot() as slot:
+        assert slot is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    held = []
+    with gpu_slot() as a, gpu_slot() as b:
+        held += [a, b]
+        with pytest.raises(TimeoutError):
+            with gpu_slot(poll_seconds=0.05, timeout_seconds=0.2):
+                pass
+        got = []
+        waiter = threading.Thread(target=lambda: got.append(gpu_slot(poll_seconds=0.05).__enter__()))
+        waiter.start()
+        time.sleep(0.2)
+        assert not got  # still waiting
+    waiter.join(5)
+    assert sorted(held) == [0, 1] and got and got[0] in (0, 1)
+
+
+def test_first_stage_checkpoint_and_eval_set_through_pipes(model_data, monkeypatch, tmp_path):
+    from assets_defs.evaluation import EVAL_SET_ASSETS, demo_baselines
+    from assets_defs.resources import SettingsResource
+    from assets_defs.training import facescape_checkpoint, facescape_inputs_check, first_stage
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    for key in ("SYNTHETIC_ROOT", "DATA_ROOT", "STORAGE_ROOT"):
+        monkeypatch.setenv(f"MORPHABLE_{key}", str(getattr(model_data, key.lower())))
+    inst = dg.DagsterInstance.ephemeral()
+    res = {"settings": SettingsResource()}
+    fs = dg.materialize([first_stage], instance=inst, resources=res,
+                        run_config={"ops": {"model__first_stage": {"config": {"steps": 10}}}})
+    meta = fs.asset_materializations_for_node("model__first_stage")[0].metadata
+    assert meta["device"].value.startswith("cpu") and "psnr_heldout" in meta
+    assert [c.passed for c in fs.get_asset_check_evaluations()] == [False]  # 10 steps: far from 25 dB, and says so
+    ck = dg.materialize([first_stage, facescape_checkpoint, facescape_inputs_check], instance=inst, resources=res,
+                        selection=[facescape_checkpoint, facescape_inputs_check],
+                        run_config={"ops": {"facescape__checkpoint": {"config": {"steps": 2, "batch_size": 2,
+                                                                                  "preview_steps": 2}}}})
+    mat = ck.asset_materializations_for_node("facescape__checkpoint")[0]
+    assert mat.tags["dagster/data_version"] == mat.metadata["checkpoint_hash"].value
+    assert {"loss_curve", "sample_sheet", "training_views", "tensorboard"} <= set(mat.metadata)
+    assert set(mat.metadata["training_views"].value) == {"1", "2", "3"}
+    assert [c.passed for c in ck.get_asset_check_evaluations()] == [True]
+    demo = EVAL_SET_ASSETS["demo"]
+    es = dg.materialize([facescape_checkpoint, demo, demo_baselines], instance=inst, resources=res,
+                        selection=[demo, demo_baselines],
+                        run_config={"ops": {"evaluation__demo__generated": {"config": {"steps": 2}}}})
+    gen = es.asset_materializations_for_node("evaluation__demo__generated")[0]
+    assert gen.metadata["checkpoint_hash"].value == mat.metadata["checkpoint_hash"].value
+    assert gen.metadata["views"].value == 48 and gen.metadata["sample"].value.startswith("![")
