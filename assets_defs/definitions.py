@@ -6,6 +6,8 @@ import dagster as dg
 from assets_defs import raw
 from assets_defs.tracking import TRACK_ASSETS
 from assets_defs.views import VIEW_ASSETS
+from assets_defs.training import CHECKPOINT_ASSETS, TRAINING_CHECKS, first_stage
+from assets_defs.evaluation import EVAL_SET_ASSETS, METRIC_ASSETS, demo_baselines, evaluation_summary
 from assets_defs.resources import SettingsResource
 from assets_defs.sensors import raw_subject_discovery
 
@@ -38,7 +40,9 @@ OBSERVE_JOBS = {
 
 defs = dg.Definitions(
     assets=MATERIALIZABLE + SOURCES + [a for assets in TRACK_ASSETS.values() for a in assets]
-    + list(VIEW_ASSETS.values()),
+    + list(VIEW_ASSETS.values()) + [first_stage, *CHECKPOINT_ASSETS.values(), *EVAL_SET_ASSETS.values(),
+                                    demo_baselines, *METRIC_ASSETS.values(), evaluation_summary],
+    asset_checks=TRAINING_CHECKS,
     jobs=[main_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values()],
     sensors=[raw_subject_discovery, views_automation],
     resources={"settings": SettingsResource()},

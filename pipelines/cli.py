@@ -109,10 +109,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(preset=args.preset, dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, init=args.init, precision=args.precision, ckpt_every=args.ckpt_every,
-                      gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, name=args.name)
+                      gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, name=args.name,
+                      grad_accum=args.grad_accum, first_stage=args.first_stage,
+                      first_stage_steps=args.first_stage_steps, preview_steps=args.preview_steps)
     res = train(_settings(args), cfg, resume=args.resume)
-    print(f"{res.run_dir}: step {res.step}, last loss {res.losses[-1] if res.losses else float('nan'):.4f}, "
-          f"{res.seconds:.1f} s")
+    if res.checkpoint is not None:  # rank 0
+        print(f"{res.run_dir}: step {res.step}, last loss {res.losses[-1] if res.losses else float('nan'):.4f}, "
+              f"{res.seconds:.1f} s\ncheckpoint: {res.checkpoint}\nTensorBoard: tensorboard --logdir "
+              f"{res.run_dir / 'tensorboard'}")
+    return 0
+
+
+def cmd_train_first_stage(args: argparse.Namespace) -> int:
+    from pipelines.first_stage import PSNR_TARGET_DB, FirstStageConfig, train_first_stage
+
+    res = train_first_stage(_settings(args), FirstStageConfig(steps=args.steps, batch_size=args.batch_size,
+                                                              seed=args.seed))
+    print(f"checkpoint: {res.checkpoint} ({res.seconds:.0f} s)")
+    low = {k: v for k, v in res.psnr_heldout.items() if v < PSNR_TARGET_DB}
+    if low:
+        print(f"note: held-out PSNR below {PSNR_TARGET_DB} dB for {low}; train longer (--steps)")
     return 0
 
 
@@ -124,6 +140,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
                    seed=args.seed, steps=args.steps, cfg_scale=args.cfg_scale, batch_view_num=args.batch_view_num)
     print(f"16 views in {out.out_dir / 'views'}, contact sheet {out.out_dir / 'sheet.png'}, "
           f"NeuS2 dataset {out.out_dir / 'neus2' / 'transforms.json'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from pipelines.evaluate import evaluate_set, format_table
+    from model.diffusion.ddim import DDIMConfig
+from pipelines.evaluation_sets import generate_eval_set
+
+    settings = _settings(args)
+    quiet = (lambda *_: None) if args.json else print
+    es = generate_eval_set(settings, args.protocol, args.checkpoint, args.method,
+                           DDIMConfig(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed),
+                           image_size=args.image_size, log=quiet)
+    ev = evaluate_set(settings, es.path, log=quiet)
+    row = ev.tables["per_protocol"]
+    if args.json:
+        doc = {**{k: (None if isinstance(v, float) and v != v else v) for k, v in row.iloc[0].to_dict().items()},
+               "tables": {k: str(v) for k, v in ev.paths.items()}, "eval_set": str(es.path),
+               "seconds_per_view": ev.seconds_per_view, "missing": ev.missing}
+        print(json.dumps(doc, indent=1, default=str))
+    else:
+        print(format_table(row, ["protocol", "method", "checkpoint_hash", "psnr", "ssim", "lpips", "fid", "pck",
+                                 "reid", "masked_psnr", "silhouette_iou", "views"]))
+        print(f"tables: {ev.paths['per_view'].parent}")
     return 0
 
 
@@ -227,7 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=6033)
     s.add_argument("--name", help="run name (default: <preset>-<dataset>)")
     s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint, exactly")
+    s.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (batch = global batch)")
+    s.add_argument("--first-stage", help="tiny: a first-stage checkpoint folder (default: train one first)")
+    s.add_argument("--first-stage-steps", type=int, default=600)
+    s.add_argument("--preview-steps", type=int, default=10, help="DDIM steps of the final preview sheet (0: none)")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("train-first-stage", help="train the tiny preset's autoencoder on the view stores")
+    s.add_argument("--steps", type=int, default=600)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--seed", type=int, default=6033)
+    s.set_defaults(func=cmd_train_first_stage)
 
     s = sub.add_parser("generate", help="one image + a target mesh or expression image -> 16 views + NeuS2 data")
     s.add_argument("--checkpoint", required=True, help="a checkpoint folder (model.safetensors + config.json)")
@@ -243,6 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cfg-scale", type=float, default=2.0)
     s.add_argument("--batch-view-num", type=int, default=8)
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("evaluate", help="generate a protocol's evaluation set and compute its metric tables")
+    s.add_argument("--protocol", required=True, help="facescape_novel_view, facescape_novel_expression, "
+                                                     "thuman_novel_view or demo")
+    s.add_argument("--checkpoint", help="checkpoint folder (required for --method model)")
+    s.add_argument("--method", choices=["model", "copy_input", "mean_train"], default="model")
+    s.add_argument("--steps", type=int, default=50, help="DDIM steps (released: 50)")
+    s.add_argument("--cfg-scale", type=float, default=2.0)
+    s.add_argument("--seed", type=int, default=6033)
+    s.add_argument("--image-size", type=int, help="baselines: image size (default 64)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("inspect-model", help="the network's state-dict keys, shapes and dtypes (meta device, "
                                              "no weights allocated)")

@@ -1,0 +1,130 @@
+"""Stage `evaluate`: the metrics of a generated evaluation set (spec §6.4), as per-view / per-subject /
+per-protocol tables.
+
+All on white-composited images at the set's resolution, generated pixels outside the GT alpha set to white (the
+release's masking) for SSIM, LPIPS, FID and PSNR; `masked_psnr` (inside the GT mask) and `silhouette_iou` use the raw
+generated image (the demo's comparison with the baselines). PCK@0.2 only on views with |azimuth| <= 60 and
+|elevation| <= 30, and Re-ID only where the GT has exactly one face, as released; both only for FaceScape. FID is
+pooled over every view of the protocol. A metric whose weights are missing is a column of NaN, named in
+`missing_metrics`; the others still run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.settings import Settings
+from storage.eval_sets import EvalSet
+from storage.metric_tables import tables_dir, update_history, write_tables
+
+PER_VIEW_METRICS = ("psnr", "ssim", "lpips", "masked_psnr", "silhouette_iou", "pck", "reid")
+PCK_MAX_ABS_AZIMUTH, PCK_MAX_ABS_ELEVATION = 60.0, 30.0
+
+
+@dataclass
+class MetricModels:
+    lpips: object | None = None
+    fid: object | None = None
+    missing: dict[str, str] = field(default_factory=dict)  # metric -> why (which file, where)
+
+
+def load_metric_models(settings: Settings) -> MetricModels:
+    """LPIPS and FID networks from `metric_weights_dir`; a missing file disables only that metric (with the reason)."""
+    from model.metrics.fid import INCEPTION_FILE, FIDInceptionV3
+    from model.metrics.lpips_vgg import VGG_FILE, LPIPSVGG
+
+    folder = settings.metric_weights_dir
+    out = MetricModels()
+    for name, loader, file in (("lpips", LPIPSVGG.from_files, VGG_FILE), ("fid", FIDInceptionV3.from_file,
+                                                                            INCEPTION_FILE)):
+        if folder is None:
+            out.missing[name] = (f"{file} not configured: set metric_weights_dir (MORPHABLE_METRIC_WEIGHTS_DIR) to "
+                                 f"a folder holding it")
+            continue
+        try:
+            setattr(out, name, loader(Path(folder) / file))
+        except FileNotFoundError as exc:
+            out.missing[name] = str(exc)
+    return out
+
+
+@dataclass
+class Evaluation:
+    tables: dict[str, pd.DataFrame]
+    paths: dict[str, Path]
+    seconds: float
+    seconds_per_view: dict[str, float]
+    missing: dict[str, str]
+
+
+def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels | None = None,
+                 log=print) -> Evaluation:
+    from model.metrics.face import face_scores
+    from model.metrics.fid import fid_from_features
+    from model.metrics.image import mask_background, psnr, silhouette_iou, ssim
+
+    t0 = time.perf_counter()
+    es = EvalSet.open(eval_set)
+    models = models or load_metric_models(settings)
+    man = es.manifest
+    dataset = man["protocol_definition"]["dataset"]
+    timing = dict.fromkeys(("psnr_ssim", "lpips", "fid", "face"), 0.0)
+    rows, real_feats, fake_feats = [], [], []
+    for pair in es.pairs():
+        a = pair.arrays
+        masked = np.stack([mask_background(g, m) for g, m in zip(a["generated"], a["mask"])])
+        t = time.perf_counter()
+        base = [{"view": int(v), "azimuth": float(ang[0]), "elevation": float(ang[1]), "psnr": psnr(gt, gm),
+                 "ssim": ssim(gt, gm), "masked_psnr": psnr(gt, g, m), "silhouette_iou": silhouette_iou(m, g)}
+                for v, ang, gt, g, gm, m in zip(a["view"], a["angles"], a["gt"], a["generated"], masked, a["mask"])]
+        timing["psnr_ssim"] += time.perf_counter() - t
+        t = time.perf_counter()
+        lp = models.lpips.distance(a["gt"], masked) if models.lpips is not None else np.full(len(base), np.nan)
+        timing["lpips"] += time.perf_counter() - t
+        t = time.perf_counter()
+        if models.fid is not None:
+            real_feats.append(models.fid.features(a["gt"]))
+            fake_feats.append(models.fid.features(masked))
+        timing["fid"] += time.perf_counter() - t
+        t = time.perf_counter()
+        for r, d, gt, gm in zip(base, lp, a["gt"], masked):
+            r["lpips"] = float(d)
+            r["pck"] = r["reid"] = r["reid_distance"] = np.nan
+            if dataset == "facescape":
+                fs = face_scores(gt, gm)
+                r["reid"], r["reid_distance"] = fs.reid, fs.reid_distance
+                if abs(r["azimuth"]) <= PCK_MAX_ABS_AZIMUTH and abs(r["elevation"]) <= PCK_MAX_ABS_ELEVATION:
+                    r["pck"] = fs.pck
+            rows.append({"subject": pair.info["subject"], "item": pair.info["item"], **r})
+        timing["face"] += time.perf_counter() - t
+    ident = {"protocol": man["protocol"], "method": man["method"], "checkpoint_hash": man["checkpoint_hash"],
+             "eval_set": es.path.name}
+    per_view = pd.DataFrame([{**ident, **r} for r in rows])
+    metric_cols = list(PER_VIEW_METRICS) + ["reid_distance"]
+    per_subject = (per_view.groupby(list(ident) + ["subject"], sort=True)[metric_cols].mean().reset_index())
+    per_subject["views"] = per_view.groupby("subject").size().sort_index().values
+    fid = fid_from_features(np.concatenate(real_feats), np.concatenate(fake_feats)) if real_feats else np.nan
+    per_protocol = pd.DataFrame([{**ident, **{c: float(per_view[c].mean()) for c in PER_VIEW_METRICS},
+                                  "fid": float(fid), "views": len(per_view),
+                                  "pck_views": int(per_view["pck"].notna().sum()),
+                                  "reid_views": int(per_view["reid"].notna().sum()),
+                                  "missing_metrics": ",".join(sorted(models.missing))}])
+    tables = {"per_view": per_view.sort_values(["subject", "item", "view"]).reset_index(drop=True),
+              "per_subject": per_subject, "per_protocol": per_protocol}
+    paths = write_tables(tables_dir(settings.storage_root, man["protocol"], es.path.name), tables)
+    update_history(settings.storage_root, per_protocol)
+    n = max(len(per_view), 1)
+    for name, why in models.missing.items():
+        log(f"{name}: not computed: {why}")
+    return Evaluation(tables, paths, time.perf_counter() - t0, {k: v / n for k, v in timing.items()},
+                      dict(models.missing))
+
+
+def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
+    """A fixed-width text table (the CLI's and the demo's summary)."""
+    cols = columns or [c for c in df.columns]
+    return df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a")

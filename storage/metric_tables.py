@@ -1,0 +1,56 @@
+"""Metric tables (parquet) per evaluated set, and the history across checkpoints.
+
+    <root>/metrics/<protocol>/<eval set folder name>/per_view.parquet, per_subject.parquet, per_protocol.parquet
+    <root>/metrics/history.parquet    one row per (protocol, method, checkpoint, inputs) ever evaluated
+Every file is written to a temporary sibling and renamed, so a crash never leaves a half-written table.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+TABLES = ("per_view", "per_subject", "per_protocol")
+HISTORY_KEY = ["protocol", "method", "checkpoint_hash", "eval_set"]
+
+
+def tables_dir(root: str | Path, protocol: str, eval_set_name: str) -> Path:
+    return Path(root) / "metrics" / protocol / eval_set_name
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
+    out = {}
+    for name in TABLES:
+        out[name] = folder / f"{name}.parquet"
+        _atomic_parquet(tables[name].reset_index(drop=True), out[name])
+    return out
+
+
+def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES}
+
+
+def update_history(root: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Insert or replace `rows` (per-protocol rows) in the history table; returns the whole history."""
+    path = Path(root) / "metrics" / "history.parquet"
+    old = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=rows.columns)
+    if len(old):
+        keys = set(map(tuple, rows[HISTORY_KEY].astype(str).values))
+        old = old[[tuple(r) not in keys for r in old[HISTORY_KEY].astype(str).values]]
+    hist = pd.concat([old, rows], ignore_index=True) if len(old) else rows.reset_index(drop=True)
+    _atomic_parquet(hist, path)
+    return hist
+
+
+def read_history(root: str | Path) -> pd.DataFrame:
+    path = Path(root) / "metrics" / "history.parquet"
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=HISTORY_KEY)
