@@ -77,7 +77,10 @@ class SparseConv3d(nn.Module):
             ok = (cand % s == 0).all(-1)
             cand = torch.div(cand, s, rounding_mode="floor")
             ok &= ((cand >= 0) & (cand < torch.tensor(shape, device=cand.device))).all(-1)
-            out_idx = torch.unique(cand[ok], dim=0)
+            hits = cand[ok]  # unique sites through 1-D keys: same (z, y, x) order as unique(dim=0), far faster
+            _, h, w = shape
+            keys = torch.unique((hits[:, 0] * h + hits[:, 1]) * w + hits[:, 2])
+            out_idx = torch.stack([keys // (h * w), (keys // w) % h, keys % w], -1)
             table = _lookup(x.indices, x.shape)
             src = out_idx[:, None, :] * s - 1 + offsets[None] + 1  # input index + 1 border
             inside = ((src >= 0) & (src < torch.tensor([n + 2 for n in x.shape], device=src.device))).all(-1)
@@ -85,7 +88,9 @@ class SparseConv3d(nn.Module):
             src = torch.minimum(src, torch.tensor([n + 1 for n in x.shape], device=src.device))
             nbr = torch.where(inside, table[src.unbind(-1)], torch.full_like(inside, -1, dtype=torch.long))
         feats = torch.cat([x.features, x.features.new_zeros(1, x.features.shape[1])])  # row -1 = zeros
-        gathered = feats[nbr]  # (N_out, 27, Cin)
+        # index_select, not feats[nbr]: its backward is index_add_ (advanced indexing's index_put_ is ~10x slower)
+        rows = torch.where(nbr < 0, len(x.features), nbr).reshape(-1)  # -1 (no neighbour) -> the zero row
+        gathered = feats.index_select(0, rows).view(*nbr.shape, feats.shape[1])  # (N_out, 27, Cin)
         w = self.weight.reshape(self.weight.shape[0], 27, -1)  # (Cout, 27, Cin), tap order (kd, kh, kw)
         out = torch.einsum("nkc,okc->no", gathered, w)
         return SparseVolume(out, out_idx, shape)
