@@ -50,6 +50,7 @@ class TrainConfig:
     first_stage: str | None = None  # a first-stage checkpoint folder (tiny); None: trained at the start of the run
     first_stage_steps: int = 600
     preview_steps: int = 10  # DDIM steps of the preview sheet written at the end (0: none)
+    loss_views: int = 1  # target views supervised per sample (1 = released; more = more signal per volume)
     name: str | None = None
 
     def resolved_lr(self) -> float:
@@ -243,7 +244,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print)
             gen = torch.Generator(device=dist_.device).manual_seed(cfg.seed * 1_000_003 + step * 1_009 + g)
             sync = net.no_sync() if dist_.world > 1 and m < cfg.grad_accum - 1 else contextlib.nullcontext()
             with sync, autocast:
-                loss = net(batch, gen, cfg.resolved_dropout()) / cfg.grad_accum
+                loss = net(batch, gen, cfg.resolved_dropout(), cfg.loss_views) / cfg.grad_accum
             loss.backward()
             step_loss += loss.detach()
         if dist_.world > 1:

@@ -112,13 +112,15 @@ class MorphableDiffusion(nn.Module):
         return eps.reshape(b, n, *eps.shape[1:])
 
     def forward(self, batch: dict, generator: torch.Generator | None = None,
-                drop_probability: float = 0.0) -> torch.Tensor:
+                drop_probability: float = 0.0, loss_views: int = 1) -> torch.Tensor:
         """The training loss (what DistributedDataParallel wraps)."""
-        return self.training_loss(batch, generator, drop_probability)
+        return self.training_loss(batch, generator, drop_probability, loss_views)
 
     def training_loss(self, batch: dict, generator: torch.Generator | None = None,
-                      drop_probability: float = 0.0) -> torch.Tensor:
-        """Spec §3.15: eps-MSE on one random target view per sample; the volume sees all 16 noisy views."""
+                      drop_probability: float = 0.0, loss_views: int = 1) -> torch.Tensor:
+        """Spec §3.15: eps-MSE on one random target view per sample (`loss_views` = 1, released); the volume sees
+        all 16 noisy views. `loss_views` > 1 supervises that many distinct views per sample from the same volume
+        (more signal per step for the same volume cost: what the CPU demo uses)."""
         tgt = batch["target_image"].permute(0, 1, 4, 2, 3)  # (B, N, 3, H, W)
         inp = batch["input_image"].permute(0, 3, 1, 2)
         b, n = tgt.shape[:2]
@@ -131,7 +133,10 @@ class MorphableDiffusion(nn.Module):
         a = self.alphas_cumprod[t].view(b, 1, 1, 1, 1).to(x0.dtype)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
         t_embed, volume = self.spatial(x_t, t, batch)
-        view = torch.randint(0, n, (b,), generator=generator, device=dev)
+        if loss_views == 1:
+            views = torch.randint(0, n, (b,), generator=generator, device=dev)[:, None]
+        else:
+            views = torch.argsort(torch.rand(b, n, generator=generator, device=dev), dim=1)[:, :loss_views]
         drop = None
         if drop_probability > 0:  # spec §3.14 split: clip / volume / concat / all, each `drop_probability`
             r = torch.rand(b, generator=generator, device=dev)
@@ -140,10 +145,9 @@ class MorphableDiffusion(nn.Module):
             drop = {"concat": (~(all_ | ((r > p) & (r <= 2 * p)))).to(x0.dtype),
                     "volume": (~(all_ | ((r > 2 * p) & (r <= 3 * p)))).to(x0.dtype),
                     "clip": (~(all_ | ((r > 3 * p) & (r <= 4 * p)))).to(x0.dtype)}
-        rows = torch.arange(b, device=dev)
-        eps = self.eps_views(x_t[rows, view][:, None], t, t_embed, volume, view[:, None], clip, x_concat, batch,
-                             drop)
-        return F.mse_loss(eps[:, 0].float(), noise[rows, view].float())
+        rows = torch.arange(b, device=dev)[:, None]
+        eps = self.eps_views(x_t[rows, views], t, t_embed, volume, views, clip, x_concat, batch, drop)
+        return F.mse_loss(eps.float(), noise[rows, views].float())
 
 
 class ConditionedDenoiser:
