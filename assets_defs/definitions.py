@@ -23,9 +23,25 @@ SUBJECT_JOBS = {d: dg.define_asset_job(f"subjects_{d}", selection=dg.AssetSelect
                                        description=f"Track and render the views of {d} subject partitions.")
                 for d, assets in TRACK_ASSETS.items()}
 
+#: Model and evaluation: first stage, checkpoints, evaluation sets, baselines, metrics, summary (unpartitioned).
+MODEL_ASSETS = [first_stage, *CHECKPOINT_ASSETS.values()]
+EVALUATION_ASSETS = [*EVAL_SET_ASSETS.values(), demo_baselines, *METRIC_ASSETS.values(), evaluation_summary]
+model_job = dg.define_asset_job("model_job", selection=dg.AssetSelection.assets(*MODEL_ASSETS, *EVALUATION_ASSETS),
+                                description="Train the first stage and both checkpoints, then generate and score "
+                                            "every evaluation protocol (GPU steps in their own processes).")
+evaluation_job = dg.define_asset_job("evaluation_job", selection=dg.AssetSelection.assets(*EVALUATION_ASSETS),
+                                     description="Regenerate every evaluation set with the current checkpoints and "
+                                                 "recompute the metric tables and the summary.")
+
 #: Declarative automation for the views (re-render when a track's data version changes); on when MORPHABLE_SENSORS=on.
 views_automation = dg.AutomationConditionSensorDefinition(
     "views_automation", target=dg.AssetSelection.assets(*VIEW_ASSETS.values()),
+    default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on"
+    else dg.DefaultSensorStatus.STOPPED)
+
+#: New checkpoint -> evaluation sets -> metrics -> summary, and the weekly regeneration (MORPHABLE_EVAL_CRON).
+evaluation_automation = dg.AutomationConditionSensorDefinition(
+    "evaluation_automation", target=dg.AssetSelection.assets(*EVALUATION_ASSETS),
     default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on"
     else dg.DefaultSensorStatus.STOPPED)
 
@@ -38,12 +54,21 @@ OBSERVE_JOBS = {
     for src in SOURCES
 }
 
+def _executor():
+    """Multiprocess locally; one Kubernetes pod per step on a cluster (MORPHABLE_EXECUTOR=k8s, deploy/cluster)."""
+    if os.environ.get("MORPHABLE_EXECUTOR") == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return None  # Dagster's default (multiprocess, or in-process for execute_in_process)
+
+
 defs = dg.Definitions(
     assets=MATERIALIZABLE + SOURCES + [a for assets in TRACK_ASSETS.values() for a in assets]
-    + list(VIEW_ASSETS.values()) + [first_stage, *CHECKPOINT_ASSETS.values(), *EVAL_SET_ASSETS.values(),
-                                    demo_baselines, *METRIC_ASSETS.values(), evaluation_summary],
+    + list(VIEW_ASSETS.values()) + MODEL_ASSETS + EVALUATION_ASSETS,
     asset_checks=TRAINING_CHECKS,
-    jobs=[main_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values()],
-    sensors=[raw_subject_discovery, views_automation],
+    jobs=[main_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values(), model_job, evaluation_job],
+    sensors=[raw_subject_discovery, views_automation, evaluation_automation],
     resources={"settings": SettingsResource()},
+    executor=_executor(),
 )

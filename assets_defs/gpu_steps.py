@@ -20,16 +20,19 @@ from assets_defs.instance import dagster_home, gpu_count
 
 
 @contextlib.contextmanager
-def gpu_slot(poll_seconds: float = 2.0, timeout_seconds: float = 3600.0) -> Iterator[int | None]:
-    """Hold one GPU exclusively (its index) for the duration, or yield None on a machine without GPUs."""
+def gpu_slots(count: int = 1, poll_seconds: float = 2.0, timeout_seconds: float = 3600.0) -> Iterator[list[int]]:
+    """Hold `count` GPUs exclusively (their indices) for the duration; [] on a machine without GPUs."""
     n = gpu_count()
     if n == 0:
-        yield None
+        yield []
         return
+    if count > n:
+        raise ValueError(f"{count} GPUs requested but only {n} visible")
     folder = dagster_home() / "gpu_locks"
     folder.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_seconds
     while True:
+        held: list[tuple[int, object]] = []
         for i in range(n):
             fh = open(folder / f"gpu{i}.lock", "w")
             try:
@@ -37,14 +40,22 @@ def gpu_slot(poll_seconds: float = 2.0, timeout_seconds: float = 3600.0) -> Iter
             except BlockingIOError:
                 fh.close()
                 continue
+            held.append((i, fh))
+            if len(held) == count:
+                break
+        if len(held) == count:
             try:
-                yield i
+                yield [i for i, _ in held]
             finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-                fh.close()
+                for _, fh in held:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                    fh.close()
             return
+        for _, fh in held:  # not enough free: give back what we took, so two steps never deadlock
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no GPU free after {timeout_seconds:.0f} s (locks under {folder})")
+            raise TimeoutError(f"{count} GPU(s) not free after {timeout_seconds:.0f} s (locks under {folder})")
         time.sleep(poll_seconds)
 
 
@@ -54,14 +65,30 @@ def _visible_device(index: int) -> str:
     return visible[index] if visible else str(index)
 
 
-def run_gpu_task(context: dg.AssetExecutionContext, task: str, config: dict,
-                 settings_file: str = "") -> dg.MaterializeResult:
-    """Run `pipelines.worker` for `task` in a subprocess pinned to one GPU and return its materialization."""
+def k8s_gpu_tags(gpus: int = 1) -> dict[str, str]:
+    """Op tags for the Kubernetes executor / launcher: request `gpus` NVIDIA GPUs for the step's pod."""
+    import json
+
+    res = {"limits": {"nvidia.com/gpu": str(gpus)}, "requests": {"nvidia.com/gpu": str(gpus)}}
+    return {"dagster-k8s/config": json.dumps({"container_config": {"resources": res}})}
+
+
+def run_gpu_task(context: dg.AssetExecutionContext, task: str, config: dict, settings_file: str = "",
+                 gpus: int = 1) -> dg.MaterializeResult:
+    """Run `pipelines.worker` for `task` in a subprocess pinned to its GPU(s) and return its materialization;
+    with gpus > 1 (training) the worker runs under torchrun, one process per GPU, rank 0 reporting."""
+    import json
+
     client = dg.PipesSubprocessClient(cwd=str(Path(__file__).resolve().parent.parent))
-    with gpu_slot() as gpu:
-        env = {"CUDA_VISIBLE_DEVICES": "" if gpu is None else _visible_device(gpu), "PYTHONUNBUFFERED": "1"}
-        context.log.info(f"{task}: {'GPU ' + env['CUDA_VISIBLE_DEVICES'] if gpu is not None else 'CPU (no GPU)'}")
-        invocation = client.run(context=context, command=[sys.executable, "-m", "pipelines.worker"], env=env,
+    with gpu_slots(gpus if gpu_count() else 1) as held:
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(_visible_device(i) for i in held), "PYTHONUNBUFFERED": "1",
+               "MORPHABLE_WORKER_TASK": json.dumps({"task": task, "config": config, "settings_file": settings_file})}
+        context.log.info(f"{task}: {'GPU ' + env['CUDA_VISIBLE_DEVICES'] if held else 'CPU (no GPU)'}")
+        command = [sys.executable, "-m", "pipelines.worker"]
+        if len(held) > 1:
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       f"--nproc_per_node={len(held)}", "-m", "pipelines.worker"]
+        invocation = client.run(context=context, command=command, env=env,
                                 extras={"task": task, "config": config, "settings_file": settings_file})
     return invocation.get_materialize_result()
 

@@ -56,6 +56,8 @@ def run_train(settings, config: dict, log: Callable[[str], None]) -> tuple[dict,
     resume = bool(config.pop("resume", False))
     cfg = TrainConfig(**config)
     res = train(settings, cfg, resume=resume, log=log)
+    if res.checkpoint is None:  # a torchrun rank > 0: rank 0 exports and reports
+        return {}, ""
     meta = {"dagster/uri": str(res.checkpoint), "checkpoint_hash": res.checkpoint.name, "steps": res.step,
             "final_loss": float(np.mean(res.losses[-20:])), "seconds": round(res.seconds, 1),
             "steps_per_second": round(len(res.losses) / max(res.seconds, 1e-9), 3), "device": _device_info(),
@@ -71,7 +73,7 @@ def run_train(settings, config: dict, log: Callable[[str], None]) -> tuple[dict,
 
 def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
     from model.diffusion.ddim import DDIMConfig
-from pipelines.evaluation_sets import generate_eval_set
+    from pipelines.evaluation_sets import generate_eval_set
     from storage.eval_sets import EvalSet
     from storage.thumbnails import contact_sheet, markdown_image
 
@@ -94,10 +96,16 @@ TASKS = {"first_stage": run_first_stage, "train": run_train, "eval_set": run_eva
 
 
 def main() -> None:
+    import json
+
     from dagster_pipes import open_dagster_pipes
 
     from pipelines.settings import load_settings
 
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun ranks > 0 train silently; rank 0 talks to Dagster
+        spec = json.loads(os.environ["MORPHABLE_WORKER_TASK"])
+        TASKS[spec["task"]](load_settings(spec["settings_file"] or None), dict(spec["config"]), lambda *_: None)
+        return
     with open_dagster_pipes() as pipes:
         task = pipes.get_extra("task")
         settings = load_settings(pipes.extras.get("settings_file") or None)

@@ -1,0 +1,130 @@
+"""Scale-out configuration: the cluster dagster.yaml validates against Dagster's instance schema and the Kubernetes
+launcher's own config schema; GPU steps request nvidia.com/gpu; the k8s executor is selectable; and the Postgres
+instance storage works against a real PostgreSQL started on loopback (when the server binaries are installed)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+CLUSTER = REPO / "deploy" / "cluster" / "dagster.yaml"
+PG_ENV = {"DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": "secret", "DAGSTER_PG_HOST": "127.0.0.1",
+          "DAGSTER_PG_DB": "dagster", "MORPHABLE_IMAGE": "registry.example/morphable:gpu"}
+
+
+def test_cluster_instance_config_validates(monkeypatch):
+    from dagster._config import process_config
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster_k8s import K8sRunLauncher
+    from dagster_postgres import PostgresEventLogStorage
+
+    for k, v in PG_ENV.items():
+        monkeypatch.setenv(k, v)
+    config, _ = dagster_instance_config(str(CLUSTER.parent))
+    assert config["storage"]["postgres"]["postgres_db"]["db_name"] == {"env": "DAGSTER_PG_DB"}
+    launcher = config["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    checked = process_config(K8sRunLauncher.config_type(), launcher["config"])
+    assert checked.success, checked.errors
+    pg = process_config(PostgresEventLogStorage.config_type(), config["storage"]["postgres"])
+    assert pg.success, pg.errors
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+
+
+def test_gpu_steps_request_gpus_and_k8s_executor_is_selectable():
+    from assets_defs.definitions import defs
+
+    graph = defs.get_repository_def().asset_graph
+    heavy = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
+             and graph.assets_def_for_key(k).op.pool == "gpu_heavy"]
+    assert len(heavy) == 7  # first stage, 2 checkpoints, 4 evaluation sets
+    for key in heavy:
+        tags = graph.assets_def_for_key(key).op.tags
+        res = json.loads(tags["dagster-k8s/config"])["container_config"]["resources"]
+        assert res["limits"]["nvidia.com/gpu"] == "1"
+    code = ("from assets_defs.definitions import defs; "
+            "print(defs.get_repository_def().get_job('main_job').executor_def.name)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MORPHABLE_EXECUTOR": "k8s", "MORPHABLE_TRAIN_GPUS": "4"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "k8s"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres():
+    """A throw-away PostgreSQL server on 127.0.0.1 (run as the `postgres` system user when we are root)."""
+    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    if initdb is None:
+        pytest.skip("PostgreSQL server binaries are not installed (Debian: apt-get install postgresql)")
+    bindir = Path(os.path.realpath(initdb)).parent
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+            pytest.skip("running as root without a `postgres` system user to own the server")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    base = Path(tempfile.mkdtemp(prefix="morphable-pg-"))  # pytest's tmp folders are private to root
+    os.chmod(base, 0o755)
+    data = base / "data"
+    data.mkdir()
+    if as_user:
+        shutil.chown(data, "postgres")
+    port = _free_port()
+    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust"],
+                   check=True, capture_output=True, timeout=120, cwd="/")
+    proc = subprocess.Popen(as_user + [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+                                       "-k", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        subprocess.run(as_user + [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster",
+                                  "dagster"], check=True, capture_output=True, timeout=60, cwd="/")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_postgres_instance_storage_runs_a_materialization(postgres, tmp_path, monkeypatch):
+    import dagster as dg
+
+    cluster = yaml.safe_load(CLUSTER.read_text())
+    home = tmp_path / "home"
+    home.mkdir()
+    local = {"storage": cluster["storage"], "concurrency": cluster["concurrency"], "telemetry": {"enabled": False}}
+    local["storage"]["postgres"]["postgres_db"]["port"] = postgres
+    (home / "dagster.yaml").write_text(yaml.safe_dump(local))
+    for k, v in {**PG_ENV, "DAGSTER_PG_PASSWORD": ""}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    @dg.asset(pool="gpu_heavy")
+    def probe() -> int:
+        return 1
+
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        instance.event_log_storage.set_concurrency_slots("gpu_heavy", 2)
+        res = dg.materialize([probe], instance=instance)
+        assert res.success
+        event = instance.get_latest_materialization_event(dg.AssetKey("probe"))
+        assert event is not None and event.run_id == res.run_id
+        assert instance.event_log_storage.get_concurrency_info("gpu_heavy").slot_count == 2
