@@ -1,8 +1,10 @@
 """Evaluation assets: a generated evaluation set per protocol (GPU process, pool `gpu_heavy`), regenerated
 automatically when its checkpoint's data version changes; the demo's two baselines."""
+import os
+
 import dagster as dg
 
-from assets_defs.gpu_steps import latest_uri, run_gpu_task
+from assets_defs.gpu_steps import k8s_gpu_tags, latest_uri, run_gpu_task
 from assets_defs.resources import SettingsResource
 from assets_defs.training import CHECKPOINT_ASSETS
 from assets_defs.views import VIEW_ASSETS
@@ -13,6 +15,12 @@ EVAL_SET_VERSION = "eval-set-1"
 #: eager on a *new checkpoint* (its data version = weights hash); missing upstream partitions do not block
 ON_NEW_CHECKPOINT = dg.AutomationCondition.eager().replace("newly_updated",
                                                            dg.AutomationCondition.data_version_changed())
+#: weekly regeneration (cron configurable with MORPHABLE_EVAL_CRON, UTC); never while a run of it is in progress
+EVAL_CRON = os.environ.get("MORPHABLE_EVAL_CRON", "0 4 * * 1")
+WEEKLY = (dg.AutomationCondition.cron_tick_passed(EVAL_CRON, cron_timezone="UTC")
+          & ~dg.AutomationCondition.in_progress() & ~dg.AutomationCondition.any_deps_in_progress()
+          & ~dg.AutomationCondition.any_deps_missing()).with_label(f"weekly ({EVAL_CRON} UTC)")
+EVAL_SET_AUTOMATION = (ON_NEW_CHECKPOINT | WEEKLY).with_label("new checkpoint or weekly")
 
 
 class EvalSetAssetConfig(dg.Config):
@@ -36,8 +44,8 @@ def _eval_set_asset(protocol: str) -> dg.AssetsDefinition:
     ckpt = CHECKPOINT_ASSETS[proto.dataset]
 
     @dg.asset(key=generated_key(protocol), deps=[ckpt], code_version=EVAL_SET_VERSION, group_name=EVAL_GROUP,
-              pool="gpu_heavy", kinds={"pytorch", "numpy"}, owners=["team:morphable"],
-              automation_condition=ON_NEW_CHECKPOINT,
+              pool="gpu_heavy", kinds={"pytorch", "numpy"}, owners=["team:morphable"], op_tags=k8s_gpu_tags(1),
+              automation_condition=EVAL_SET_AUTOMATION,
               description=f"Generated views of protocol `{protocol}` ({proto.description}) with the latest "
                           f"{proto.dataset} checkpoint, beside their ground truth.")
     def eval_set(context: dg.AssetExecutionContext, settings: SettingsResource,
@@ -117,7 +125,7 @@ def _metrics_asset(protocol: str) -> dg.AssetsDefinition:
     deps = [generated_key(protocol)] + ([BASELINES_KEY] if protocol == "demo" else [])
 
     @dg.asset(key=key, deps=deps, code_version=METRICS_VERSION, group_name=EVAL_GROUP, kinds={"pandas", "parquet"},
-              owners=["team:morphable"], automation_condition=ON_NEW_CHECKPOINT,
+              owners=["team:morphable"], automation_condition=EVAL_SET_AUTOMATION,
               description=f"PSNR, SSIM, LPIPS, FID, PCK@0.2, Re-ID, masked PSNR and silhouette IoU of protocol "
                           f"`{protocol}` (per view, per subject, per protocol parquet tables)"
                           + ("; with the two baselines' rows." if protocol == "demo" else "."),

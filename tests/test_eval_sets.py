@@ -43,7 +43,8 @@ def test_facescape_protocols_follow_the_documented_rules(model_data):
                                                               model_data.storage_root)]  # seeded
     assert len(nes) == 1 and nes[0].item == "6_jaw_right" and nes[0].input_item in ("1_neutral", "2_smile")
     demo = resolve(PROTOCOLS["demo"], model_data.storage_root)
-    assert all(len(p.target_views) == 16 for p in demo)
+    assert [p.subject for p in demo] == ["1", "2", "3"]  # the training identities, their held-out expression
+    assert all(len(p.target_views) == 16 and p.item == "6_jaw_right" and p.input_item != p.item for p in demo)
     thuman = resolve(PROTOCOLS["thuman_novel_view"], model_data.storage_root)
     assert [p.subject for p in thuman] == ["2201"] and len(thuman[0].target_views) == 16
     with pytest.raises(ValueError, match="unknown protocol"):

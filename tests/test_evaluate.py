@@ -55,7 +55,7 @@ def test_tables_are_complete_and_deterministic(model_data, demo_sets, weights_di
         pd.testing.assert_frame_equal(a.tables[name], b.tables[name])
         assert pd.read_parquet(a.paths[name]).equals(a.tables[name])
     pv = a.tables["per_view"]
-    assert len(pv) == 48 and set(pv["item"]) == {"1_neutral", "2_smile", "6_jaw_right"}
+    assert len(pv) == 48 and set(pv["item"]) == {"6_jaw_right"} and set(pv["subject"]) == {"1", "2", "3"}
     assert pv[["psnr", "ssim", "lpips", "masked_psnr", "silhouette_iou"]].notna().all().all()
     row = a.tables["per_protocol"].iloc[0]
     assert np.isfinite(row["fid"]) and row["fid"] >= 0 and row["missing_metrics"] == ""
