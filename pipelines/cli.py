@@ -148,7 +148,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from pipelines.evaluate import evaluate_set, format_table
     from model.diffusion.ddim import DDIMConfig
-from pipelines.evaluation_sets import generate_eval_set
+    from pipelines.evaluation_sets import generate_eval_set
 
     settings = _settings(args)
     quiet = (lambda *_: None) if args.json else print
@@ -195,10 +195,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for key in result.materialized:
         print(f"  {key}")
     print(f"subject partitions: {result.subject_partitions}")
-    for name, passed in sorted(result.checks.items()):
-        print(f"  check {name}: {'passed' if passed else 'FAILED'}")
-    print("open the UI with `make ui` to browse the assets and their metadata")
-    return 0 if all(result.checks.values()) else 1
+    failed = sorted(name for name, passed in result.checks.items() if not passed)
+    print(f"asset checks: {len(result.checks) - len(failed)} passed, {len(failed)} failed "
+          f"{'(' + ', '.join(failed) + ')' if failed else ''}")
+    if result.demo_table is not None:
+        from pipelines.evaluate import format_table
+
+        print("\ndemo protocol (training identities, their held-out expression 06, 16 views each; higher is better):")
+        print(format_table(result.demo_table, ["method", "masked_psnr", "silhouette_iou", "psnr", "ssim", "lpips",
+                                               "reid", "views"]))
+    for what, where in (result.pictures or {}).items():
+        print(f"{what}: {where}")
+    return 0 if not failed else 1
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

@@ -26,6 +26,17 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
   fi
 fi
 
+# 1b. The test suite's UI end-to-end test drives Debian's chromium (Playwright never downloads a browser here).
+if [[ ",$EXTRAS," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing the system package chromium (for the UI end-to-end test; about a minute)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+      || say "WARNING: apt-get could not install chromium; the UI end-to-end test will be skipped"
+  else
+    say "NOTE: chromium is missing; the UI end-to-end test will be skipped (apt-get install chromium)"
+  fi
+fi
+
 # 2. Python version.
 "$PY" - <<'PYCHECK' || { say "Python >= 3.11 is required (set PYTHON=/path/to/python3.11)"; exit 1; }
 import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
