@@ -130,7 +130,6 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
              mesh: str | Path | None = None, expression: str | Path | None = None, trajectory: str = "virtual",
              trajectory_file: str | Path | None = None, seed: int = 6033, steps: int = 50, cfg_scale: float = 2.0,
              batch_view_num: int = 8) -> GenerateOutcome:
-    import torch
     from PIL import Image
 
     from model.diffusion.config import ModelConfig
