@@ -26,13 +26,22 @@ DEMO_TRAINING = {"facescape": {"steps": 230, "batch_size": 4, "loss_views": 4},
 DEMO_SAMPLER = {"steps": 20, "cfg_scale": 1.0}
 
 
-def demo_model_run_config() -> dict:
+#: A smoke budget (tests): every step of the same path, seconds instead of minutes, no quality expected.
+SMOKE = {"first_stage_steps": 3, "training": {d: {"steps": 2, "batch_size": 2, "loss_views": 2} for d in DEMO_TRAINING},
+         "sampler": {"steps": 2, "cfg_scale": 1.0}, "preview_steps": 0}
+
+
+def demo_model_run_config(smoke: bool = False) -> dict:
     from pipelines.protocols import PROTOCOLS
 
-    ops: dict = {"model__first_stage": {"config": {"steps": DEMO_FIRST_STAGE_STEPS}}}
-    ops.update({f"{d}__checkpoint": {"config": {**cfg, "ckpt_every": cfg["steps"], "preview_steps": 10}}
-                for d, cfg in DEMO_TRAINING.items()})
-    ops.update({f"evaluation__{p}__generated": {"config": DEMO_SAMPLER} for p in PROTOCOLS})
+    fs_steps = SMOKE["first_stage_steps"] if smoke else DEMO_FIRST_STAGE_STEPS
+    training = SMOKE["training"] if smoke else DEMO_TRAINING
+    preview = SMOKE["preview_steps"] if smoke else 10
+    ops: dict = {"model__first_stage": {"config": {"steps": fs_steps}}}
+    ops.update({f"{d}__checkpoint": {"config": {**cfg, "ckpt_every": cfg["steps"], "preview_steps": preview}}
+                for d, cfg in training.items()})
+    ops.update({f"evaluation__{p}__generated": {"config": SMOKE["sampler"] if smoke else DEMO_SAMPLER}
+                for p in PROTOCOLS})
     return {**QUIET, "ops": ops}
 
 
@@ -47,7 +56,7 @@ class DemoResult:
     pictures: dict[str, str] | None = None
 
 
-def run_demo(settings_file: str = "", log=print) -> DemoResult:
+def run_demo(settings_file: str = "", log=print, smoke: bool = False) -> DemoResult:
     """Stand-in data first, then subject discovery and source observation, then the whole main job."""
     if settings_file:
         os.environ["MORPHABLE_SETTINGS"] = os.path.abspath(settings_file)
@@ -73,7 +82,7 @@ def run_demo(settings_file: str = "", log=print) -> DemoResult:
                 instance=instance, partition_key=key, run_config=QUIET))
     log("training the first stage and both checkpoints, then generating and scoring every protocol")
     results.append(defs.resolve_job_def(model_job.name).execute_in_process(instance=instance,
-                                                                           run_config=demo_model_run_config()))
+                                                                           run_config=demo_model_run_config(smoke)))
     checks: dict[str, bool] = {}
     materialized: set[str] = set()
     for r in results:

@@ -67,11 +67,18 @@ def test_main_job_materializes_everything(embedded):
     from assets_defs.demo import run_demo
     from assets_defs.instance import get_instance
 
-    result = run_demo()
+    result = run_demo(smoke=True)  # the demo's whole path with a seconds-long model budget
     assert set(result.materialized) == {"raw/synthetic_standin", "raw/body_models", "facescape/raw_inventory",
                                         "thuman/raw_inventory", "facescape/flame_tracks", "facescape/bilinear_tracks",
-                                        "thuman/smplx_tracks", "facescape/views", "thuman/views"}
-    assert result.checks and all(result.checks.values())
+                                        "thuman/smplx_tracks", "facescape/views", "thuman/views", "model/first_stage",
+                                        "facescape/checkpoint", "thuman/checkpoint", "evaluation/demo/baselines",
+                                        "evaluation/summary"} | {f"evaluation/{p}/{k}" for p in (
+                                            "demo", "facescape_novel_view", "facescape_novel_expression",
+                                            "thuman_novel_view") for k in ("generated", "metrics")}
+    failed = {name for name, passed in result.checks.items() if not passed}
+    assert failed == {"model/first_stage:heldout_psnr"}  # 3 first-stage steps cannot reach 25 dB, and it says so
+    assert list(result.demo_table["method"]) == ["model", "copy_input", "mean_train"]
+    assert Path(result.pictures["metric history plot"]).is_file()
     assert result.subject_partitions == {"facescape": 4, "thuman": 4}
     instance = get_instance()
     assert instance.root_directory == str(embedded / "home")
