@@ -211,9 +211,9 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print)
     ds = MultiViewDataset(settings.storage_root, cfg.dataset, SplitConfig(image_size=mc.image_size), seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     model = MorphableDiffusion(mc)
-    if fs_tensors is not None:
-        missing, unexpected = model.load_state_dict(fs_tensors, strict=False)
-        assert not unexpected and not any(k.startswith("first_stage_model.") for k in missing)
+    if fs_tensors is not None:  # exactly the first stage's keys, strictly
+        model.first_stage_model.load_state_dict({k.removeprefix("first_stage_model."): v
+                                                 for k, v in fs_tensors.items()}, strict=True)
     if cfg.init and not resume:
         rep = import_syncdreamer(model, read_checkpoint(cfg.init), str(cfg.init))
         log(f"initialised from {cfg.init}: {rep.summary()}")
