@@ -139,7 +139,7 @@ def _metrics_asset(protocol: str) -> dg.AssetsDefinition:
         from pipelines.evaluate import evaluate_set, load_metric_models
         from pipelines.plots import distributions
         from pipelines.reports import markdown_table
-        from storage.thumbnails import markdown_image
+        from storage.thumbnails import markdown_png_file
 
         s = settings.load()
         sets = [latest_uri(context, generated_key(protocol))]
@@ -157,9 +157,6 @@ def _metrics_asset(protocol: str) -> dg.AssetsDefinition:
         plot = distributions({sub: g["psnr"].to_numpy() for sub, g in model_views.groupby("subject")},
                              Path(evs[0].paths["per_view"]).parent / "psnr_per_subject.png",
                              f"{protocol}: PSNR per subject")
-        from PIL import Image
-        import numpy as np
-
         digest = hashlib.sha256(pd.util.hash_pandas_object(per_protocol.drop(columns=["eval_set"]),
                                                            index=False).values.tobytes()).hexdigest()[:16]
         cols = ["method", "psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr", "silhouette_iou", "views"]
@@ -174,8 +171,7 @@ def _metrics_asset(protocol: str) -> dg.AssetsDefinition:
                       "per_subject": dg.MetadataValue.md(markdown_table(evs[0].tables["per_subject"],
                                                                         ["subject", "psnr", "ssim", "lpips", "pck",
                                                                          "reid", "views"])),
-                      "psnr_per_subject": dg.MetadataValue.md(markdown_image(np.asarray(Image.open(plot).convert(
-                          "RGB")), "PSNR per subject")),
+                      "psnr_per_subject": dg.MetadataValue.md(markdown_png_file(plot, "PSNR per subject")),
                       "checkpoint_hash": str(row["checkpoint_hash"]),
                       **{m: float(row[m]) for m in ("psnr", "ssim", "masked_psnr", "silhouette_iou")},
                       "missing_metrics": str(row["missing_metrics"]) or "none",
@@ -196,22 +192,20 @@ METRIC_ASSETS = {name: _metrics_asset(name) for name in PROTOCOLS}
 def evaluation_summary(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
     import hashlib
 
-    import numpy as np
     import pandas as pd
-    from PIL import Image
 
     from pipelines.plots import metric_history
     from pipelines.reports import markdown_table
     from storage.metric_tables import read_history
-    from storage.thumbnails import markdown_image
+    from storage.thumbnails import markdown_png_file
 
     s = settings.load()
     hist = read_history(s.storage_root)
     if hist.empty:
         raise dg.Failure("no metrics yet: materialize the evaluation/<protocol>/metrics assets first")
     latest = hist.groupby(["protocol", "method"], sort=True).tail(1).sort_values(["protocol", "method"])
-    series = {f"{r.protocol}/{r.method}": [(f"{c[:6]}", v) for c, v in zip(g["checkpoint_hash"], g["psnr"])]
-              for r, g in ((g.iloc[0], g) for _, g in hist.groupby(["protocol", "method"], sort=True))}
+    series = {f"{protocol}/{method}": list(zip(g["checkpoint_hash"].str[:6], g["psnr"]))
+              for (protocol, method), g in hist.groupby(["protocol", "method"], sort=True)}
     plot = metric_history(series, s.storage_root / "metrics" / "psnr_history.png", "PSNR per checkpoint")
     summary_path = s.storage_root / "metrics" / "summary.parquet"
     tmp = summary_path.with_name("summary.parquet.tmp")
@@ -226,5 +220,4 @@ def evaluation_summary(context: dg.AssetExecutionContext, settings: SettingsReso
         metadata={"dagster/uri": str(summary_path), "dagster/row_count": len(latest),
                   "latest": dg.MetadataValue.md(markdown_table(latest, cols)),
                   "history_rows": len(hist),
-                  "psnr_history": dg.MetadataValue.md(markdown_image(np.asarray(Image.open(plot).convert("RGB")),
-                                                                     "PSNR history"))})
+                  "psnr_history": dg.MetadataValue.md(markdown_png_file(plot, "PSNR history"))})

@@ -18,6 +18,7 @@ import numpy as np
 from model.diffusion.ddim import DDIMConfig
 from pipelines.protocols import EvalPair, Protocol, get_protocol, groups_of, resolve
 from pipelines.settings import Settings
+from pipelines.training_data import scale_intrinsics
 from storage.eval_sets import FORMAT, EvalSet, eval_set_path, write_eval_set
 from storage.views import ViewStore, store_path
 
@@ -43,13 +44,6 @@ def _resize(images: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
         return images
     interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
     return np.stack([cv2.resize(x, (size, size), interpolation=interp) for x in images])
-
-
-def _scaled_k(k: np.ndarray, dataset: str, size: int) -> np.ndarray:
-    k = np.array(k, np.float64)
-    if dataset == "facescape" and size != 256:
-        k[..., :2, :] *= size / 256.0  # pixel intrinsics follow the resize (THuman's NDC matrices do not)
-    return k
 
 
 def mean_training_image(storage_root: str | Path, dataset: str, size: int) -> np.ndarray:
@@ -141,7 +135,7 @@ def _pair_arrays(settings: Settings, proto: Protocol, pair: EvalPair, size: int,
     gt = _resize(st.rgb_many(views), size)
     mask = _resize(st.mask_many(views), size, nearest=True)
     inp = _resize(st.rgb_many(np.array([pair.input_view])), size)[0]
-    k = _scaled_k(st.K[views], proto.dataset, size)
+    k = scale_intrinsics(st.K[views], proto.dataset, size)
     rt = st.RT[views].astype(np.float64)
     if method == "copy_input":
         gen = np.repeat(inp[None], len(views), 0)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.settings import Settings
-from pipelines.training_data import FACESCAPE_TEST_SUBJECTS, THUMAN_FIRST_VAL_UID
+from pipelines.training_data import is_heldout
 from storage.views import ViewStore
 
 PSNR_TARGET_DB = 25.0
@@ -46,10 +46,6 @@ class FirstStageResult:
     reconstructions: np.ndarray | None = None  # (2k, S, S, 3) uint8: held-out originals above their reconstructions
 
 
-def _heldout(dataset: str, subject: str) -> bool:
-    return subject in FACESCAPE_TEST_SUBJECTS if dataset == "facescape" else int(subject) >= THUMAN_FIRST_VAL_UID
-
-
 def collect_views(storage_root: str | Path, datasets: tuple[str, ...], size: int) -> dict[str, dict[str, np.ndarray]]:
     """{"train"|"heldout": {dataset: (n, size, size, 3) uint8}} from every complete view store."""
     import cv2
@@ -65,7 +61,7 @@ def collect_views(storage_root: str | Path, datasets: tuple[str, ...], size: int
             imgs = st.rgb_many(np.arange(len(st)))
             if imgs.shape[1] != size:
                 imgs = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in imgs])
-            parts["heldout" if _heldout(ds, path.name[:-5]) else "train"].append(imgs)
+            parts["heldout" if is_heldout(ds, path.name[:-5]) else "train"].append(imgs)
         for split, arrs in parts.items():
             if arrs:
                 out[split][ds] = np.concatenate(arrs)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.training_data import FACESCAPE_TEST_SUBJECTS, THUMAN_FIRST_VAL_UID, _upright, expression_index
+from pipelines.training_data import _upright, expression_index, is_heldout
 from storage.views import ViewStore, store_path
 
 GROUP = 16  # views per generated batch element (the model's view_num)
@@ -84,9 +84,7 @@ def _split_subjects(storage_root: Path, dataset: str, heldout: bool = True) -> l
     folder = storage_root / "views" / dataset
     names = sorted(p.name[:-5] for p in folder.glob("*.zarr") if ".tmp-" not in p.name and ".old-" not in p.name) \
         if folder.is_dir() else []
-    if dataset == "facescape":
-        return [s for s in names if (s in FACESCAPE_TEST_SUBJECTS) == heldout]
-    return [s for s in names if (int(s) >= THUMAN_FIRST_VAL_UID) == heldout]
+    return [s for s in names if is_heldout(dataset, s) == heldout]
 
 
 def _frontal_view(st: ViewStore, views: np.ndarray) -> int | None:

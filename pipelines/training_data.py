@@ -39,6 +39,22 @@ class SplitConfig:
     subjects: tuple[str, ...] | None = None  # restrict to these subjects (None: every store of the split)
 
 
+def is_heldout(dataset: str, subject: str, config: SplitConfig = SplitConfig()) -> bool:
+    """The one rule for held-out subjects: FaceScape test subjects, THuman uids from the first validation uid."""
+    if dataset == "facescape":
+        return subject in config.facescape_test_subjects
+    return int(subject) >= config.thuman_first_val_uid
+
+
+def scale_intrinsics(k: np.ndarray, dataset: str, image_size: int) -> np.ndarray:
+    """K (..., 4, 4) for images resized from 256 to `image_size`: FaceScape's pixel intrinsics follow the resize,
+    THuman's NDC matrices do not."""
+    k = np.array(k, np.float32)
+    if dataset == "facescape" and image_size != 256:
+        k[..., :2, :] *= image_size / 256.0
+    return k
+
+
 def expression_index(name: str) -> int:
     return int(name.split("_")[0])
 
@@ -85,9 +101,7 @@ class MultiViewDataset:
                              "materialize the views assets or run `morphable views`")
 
     def _in_split(self, subject: str) -> bool:
-        val = (subject in self.config.facescape_test_subjects if self.dataset == "facescape"
-               else int(subject) >= self.config.thuman_first_val_uid)
-        return val if self.config.split == "val" else not val
+        return is_heldout(self.dataset, subject, self.config) == (self.config.split == "val")
 
     def store(self, subject: str) -> ViewStore:
         if os.getpid() != self._pid:  # a DataLoader worker: open fresh handles once in this process
@@ -142,10 +156,7 @@ class MultiViewDataset:
         return out
 
     def _scaled_k(self, k: np.ndarray) -> np.ndarray:
-        k = np.array(k, np.float32)
-        if self.dataset == "facescape" and self.config.image_size != 256:
-            k[:2] *= self.config.image_size / 256.0  # pixel intrinsics follow the resize; NDC (THuman) does not
-        return k
+        return scale_intrinsics(k, self.dataset, self.config.image_size)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         return self.sample(i, int(os.environ.get("MORPHABLE_EPOCH", "0")))

@@ -17,13 +17,9 @@ import numpy as np
 
 
 def _md_png(path: str | Path, alt: str) -> dict[str, Any]:
-    from PIL import Image
+    from storage.thumbnails import markdown_png_file
 
-    from storage.thumbnails import markdown_image
-
-    with Image.open(path) as im:
-        im.thumbnail((1100, 600))
-        return {"raw_value": markdown_image(np.asarray(im.convert("RGB")), alt), "type": "md"}
+    return {"raw_value": markdown_png_file(path, alt), "type": "md"}
 
 
 def _device_info() -> str:

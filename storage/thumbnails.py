@@ -32,3 +32,12 @@ def png_bytes(image: np.ndarray) -> bytes:
 def markdown_image(image: np.ndarray, alt: str = "thumbnail") -> str:
     """Markdown with the image inlined as base64 PNG (what Dagster's UI renders for MetadataValue.md)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png_bytes(image)).decode()})"
+
+
+def markdown_png_file(path, alt: str = "plot", max_size: tuple[int, int] = (1100, 600)) -> str:
+    """A PNG/JPEG file (e.g. a matplotlib plot) as inline markdown, shrunk to fit `max_size`."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.thumbnail(max_size)
+        return markdown_image(np.asarray(im.convert("RGB")), alt)
