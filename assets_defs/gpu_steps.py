@@ -79,7 +79,10 @@ def run_gpu_task(context: dg.AssetExecutionContext, task: str, config: dict, set
     with gpus > 1 (training) the worker runs under torchrun, one process per GPU, rank 0 reporting."""
     import json
 
-    client = dg.PipesSubprocessClient(cwd=str(Path(__file__).resolve().parent.parent))
+    from assets_defs.pipes_channel import WholeLineFileMessageReader
+
+    client = dg.PipesSubprocessClient(cwd=str(Path(__file__).resolve().parent.parent),
+                                      message_reader=WholeLineFileMessageReader())
     with gpu_slots(gpus if gpu_count() else 1) as held:
         env = {"CUDA_VISIBLE_DEVICES": ",".join(_visible_device(i) for i in held), "PYTHONUNBUFFERED": "1",
                "MORPHABLE_WORKER_TASK": json.dumps({"task": task, "config": config, "settings_file": settings_file})}
@@ -90,7 +93,17 @@ def run_gpu_task(context: dg.AssetExecutionContext, task: str, config: dict, set
                        f"--nproc_per_node={len(held)}", "-m", "pipelines.worker"]
         invocation = client.run(context=context, command=command, env=env,
                                 extras={"task": task, "config": config, "settings_file": settings_file})
-    return invocation.get_materialize_result()
+    return worker_report(invocation.get_results(implicit_materializations=False), task)
+
+
+def worker_report(results, task: str) -> dg.MaterializeResult:
+    """The worker's one materialization; a step whose worker exited without reporting where its output is fails
+    (it must never succeed without its `dagster/uri`, or downstream steps read nothing)."""
+    reports = [r for r in results if isinstance(r, dg.MaterializeResult)]
+    if len(reports) != 1 or "dagster/uri" not in (reports[0].metadata or {}):
+        raise dg.Failure(f"the {task} worker exited without reporting its output ({len(reports)} materialization "
+                         "reports received); see the step's stderr for the worker's own log")
+    return reports[0]
 
 
 def latest_uri(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
