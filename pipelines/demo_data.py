@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model import frames
-from model.bodies import synthetic_body as body
-from model.bodies import synthetic_head as head
 from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
-from model.bodies.legacy_pickle import chumpy_array, dump_numpy1_pickle, dump_py2_pickle, old_scipy_csc
-from model.bodies.synthetic_appearance import Appearance, body_texture, head_albedo
 from model.render.cameras import camera_center, intrinsics, look_at
 from model.render.raycast import interpolate_at_hits, raycast_mesh
-from storage.atomic import atomic_directory, remove_stale_temporaries
+from model.standin import body, head
+from model.standin.appearance import Appearance, body_texture, head_albedo
+from model.standin.legacy_writers import chumpy_array, dump_numpy1_pickle, dump_py2_pickle, old_scipy_csc
+from storage.atomic import SkipWrite, atomic_directory
 from storage.facescape import FaceScapeCamera, write_params
 from storage.hashing import hash_json
 from storage.images import write_jpeg
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"  # 3: toolkit/predef/sym_dict_old.npy
 FACESCAPE_SUBJECTS = ("1", "2", "3", "122")
 #: expression folder -> (expression coefficients by component, jaw pose axis-angle)
 FACESCAPE_EXPRESSIONS: dict[str, tuple[dict[int, float], tuple[float, float, float]]] = {
@@ -91,16 +90,19 @@ def ensure_demo_data(root: str | Path, seed: int = 0, force: bool = False) -> De
     if not force and is_complete(root, seed):
         doc = json.loads((root / MANIFEST).read_text())
         return DemoDataReport(root, False, 0.0, doc["counts"])
-    return generate_demo_data(root, seed)
+    return generate_demo_data(root, seed, reuse_complete=not force)
 
 
-def generate_demo_data(root: str | Path, seed: int = 0) -> DemoDataReport:
+def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = False) -> DemoDataReport:
+    """Write the stand-in (under the root's writer lock; with `reuse_complete`, a stand-in that another process
+    finished while we waited for the lock is kept)."""
     root = Path(root)
     t0 = time.perf_counter()
-    if root.parent.exists():
-        remove_stale_temporaries(root.parent, root.name)
     rng = np.random.default_rng(seed)
+    written = None
     with atomic_directory(root) as out:
+        if reuse_complete and is_complete(root, seed):
+            raise SkipWrite
         tu_model, tu_sample = head.build_flame_format(head.TU_GRID)
         scan_model, scan_sample = head.build_flame_format(head.SCAN_GRID)
         flame_model, flame_lmk, lmk_points = _write_flame(out / "body_models" / "flame", scan_sample)
@@ -124,6 +126,9 @@ def generate_demo_data(root: str | Path, seed: int = 0) -> DemoDataReport:
         manifest = {"generator_version": GENERATOR_VERSION, "seed": seed, "counts": counts,
                     "content_hash": hash_json(files), "files": files}
         (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        written = counts
+    if written is None:  # another process completed it while we waited for the lock
+        return DemoDataReport(root, False, 0.0, json.loads((root / MANIFEST).read_text())["counts"])
     seconds = time.perf_counter() - t0
     log.info("synthetic stand-in written to %s in %.1f s", root, seconds)
     return DemoDataReport(root, True, seconds, counts)
@@ -136,7 +141,7 @@ def _write_flame(folder: Path, dense: head.HeadSample
                  ) -> tuple[FlameModelData, FlameLandmarkEmbedding, np.ndarray]:
     import torch
 
-    from model.bodies.synthetic_landmarks import calibrated_landmarks
+    from model.standin.landmarks import calibrated_landmarks
 
     folder.mkdir(parents=True)
     model, _sample = head.build_flame_format(head.FLAME_GRID)
@@ -182,6 +187,7 @@ def _write_bilinear_and_toolkit(out: Path, tu_model: FlameModelData, lmk_points:
     predef = out / "facescape_toolkit" / "predef"
     predef.mkdir(parents=True)
     np.savez(predef / "landmark_indices.npz", v10=lm_v10.astype(np.int64), v16=lm_v16.astype(np.int64))
+    np.save(predef / "sym_dict_old.npy", head.symmetry_map(head.TU_GRID).astype(np.int64))  # the TU topology
 
 
 def _write_smplx(folder: Path, seed: int) -> Path:

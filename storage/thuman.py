@@ -4,47 +4,26 @@
     <fits>/<uid>/smplx_param.pkl (+ mesh_smplx.obj)                SMPL-X fit: scan = smplx(params) * scale + translation
 
 uids 0000-0525 are y-up; 0526 and above are z-up (consumers take verts[:, [1, 2, 0]] to get y-up). The fit pickles
-store `scale` and `translation` as `trimesh.caching.TrackedArray`; they are read with an allow-listed unpickler (no
-trimesh import, no arbitrary code) and returned as plain arrays.
+store `scale` and `translation` as `trimesh.caching.TrackedArray`; they are read through the allow-listed reader
+(storage.safe_pickle: no trimesh import, no code from the file) and returned as plain arrays.
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from storage.errors import CorruptFileError, InvalidContentError, MissingFileError
+from storage.errors import InvalidContentError, MissingFileError
 from storage.ids import validate_subject_id
 from storage.images import read_rgb
 from storage.meshes import Mesh, read_obj
+from storage.safe_pickle import load_pickle
 
 Z_UP_FROM_UID = 526
 FIT_KEYS = {"betas": 10, "global_orient": 3, "body_pose": 63, "left_hand_pose": None, "right_hand_pose": None,
             "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3, "expression": 10}
-
-
-class _FitUnpickler(pickle.Unpickler):
-    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-                ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar"), ("trimesh.caching", "TrackedArray")}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in an SMPL-X fit file")
-        if (module, name) == ("trimesh.caching", "TrackedArray"):
-            return np.ndarray  # a TrackedArray is an ndarray subclass; the plain array is what we want
-        if name == "_reconstruct":
-            from numpy._core.multiarray import _reconstruct
-
-            return _reconstruct
-        if name == "scalar":
-            from numpy._core.multiarray import scalar
-
-            return scalar
-        return {"ndarray": np.ndarray, "dtype": np.dtype}[name]
 
 
 @dataclass(frozen=True)
@@ -90,11 +69,7 @@ def read_smplx_fit(path: str | Path) -> SmplxFit:
     if not path.is_file():
         raise MissingFileError(path, "SMPL-X fit not found",
                                "download the THuman SMPL-X fits and set thuman_smplx_fits to their folder")
-    try:
-        with path.open("rb") as fh:
-            data = _FitUnpickler(fh, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise CorruptFileError(path, f"cannot read the fit pickle ({exc})", "re-extract smplx_param.pkl") from exc
+    data = load_pickle(path, "a THuman SMPL-X fit pickle", "re-extract smplx_param.pkl")
     if not isinstance(data, dict):
         raise InvalidContentError(path, "expected a dict of parameters", "re-extract smplx_param.pkl")
     missing = [k for k in list(FIT_KEYS) + ["scale", "translation"] if k not in data]

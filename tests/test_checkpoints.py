@@ -1,5 +1,4 @@
 """Checkpoint import: the released SyncDreamer drop semantics, strict MD loading, weights-only reading."""
-import json
 import pickle
 
 import pytest
@@ -9,7 +8,7 @@ from model.diffusion.checkpoints import (CheckpointError, import_morphable, impo
                                          syncdreamer_keeps)
 from model.diffusion.config import tiny
 from model.diffusion.network import MorphableDiffusion
-from tests.test_network import MANIFESTS
+from tests.test_network import read_manifest
 
 
 class _KeyOnly(torch.nn.Module):
@@ -27,11 +26,9 @@ class _KeyOnly(torch.nn.Module):
 
 
 def test_syncdreamer_import_reports_exactly_the_released_semantics(monkeypatch):
-    if not (MANIFESTS / "syncdreamer.json").is_file():
-        pytest.skip("shared/reference is not beside the checkout")
-    sd_manifest = json.loads((MANIFESTS / "syncdreamer.json").read_text())
-    md_manifest = json.loads((MANIFESTS / "morphable_diffusion_facescape.json").read_text())
-    report = json.loads((MANIFESTS / "finetune_load_report.json").read_text())
+    sd_manifest = read_manifest("syncdreamer")
+    md_manifest = read_manifest("morphable_diffusion_facescape")
+    report = read_manifest("finetune_load_report")
     ckpt = {k: torch.empty(v["shape"], device="meta") for k, v in sd_manifest.items()}
     model = _KeyOnly(md_manifest)
     monkeypatch.setattr("model.diffusion.checkpoints._strict_load", lambda *a: None)  # keys only, no memory
@@ -86,7 +83,10 @@ def test_mismatches_and_unsafe_files_are_refused(tmp_path):
             return os.system, ("echo pwned",)
 
     (tmp_path / "evil.ckpt").write_bytes(pickle.dumps({"state_dict": Evil()}))
-    with pytest.raises(CheckpointError, match="weights-only"):
+    with pytest.raises(CheckpointError, match="refusing to load global posix.system"):  # a bare pickle: refused
         read_checkpoint(tmp_path / "evil.ckpt")
+    torch.save({"state_dict": {"w": torch.zeros(2), "evil": Evil()}}, tmp_path / "evil2.ckpt")
+    with pytest.raises(CheckpointError, match="not tensors"):  # read inertly, then refused by name
+        read_checkpoint(tmp_path / "evil2.ckpt")
     with pytest.raises(CheckpointError, match="not found"):
         read_checkpoint(tmp_path / "none.ckpt")

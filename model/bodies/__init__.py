@@ -1,1 +1,1 @@
-"""Body models: FLAME, SMPL-X and FaceScape bilinear loaders, and the procedural stand-ins."""
+"""Body models: FLAME, SMPL-X and FaceScape bilinear loaders and forwards (the stand-in lives in model/standin/)."""

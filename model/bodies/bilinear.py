@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from model.bodies.errors import BodyModelError, require_array, require_file
+from storage.safe_pickle import load_npz
 
 BILINEAR_FIX = ("download the FaceScape bilinear model v1.6 (facescape_bm_v1.6_847_50_52_id_front.npz) and set "
                 "facescape_bilinear_model")
@@ -42,11 +43,7 @@ class BilinearModel:
 
 def load_bilinear_model(path: str | Path) -> BilinearModel:
     path = require_file(Path(path), "FaceScape bilinear model", BILINEAR_FIX)
-    try:
-        with np.load(path, allow_pickle=True) as z:  # the release stores object arrays (contour lists)
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise BodyModelError(path, f"cannot be read as an .npz archive ({exc})", BILINEAR_FIX) from exc
+    data = load_npz(path, "the FaceScape bilinear model (.npz)", BILINEAR_FIX)  # object arrays: contour lists
     require_array(path, data, "shape_bm_core", (None, N_EXPRESSION, None))
     core = np.asarray(data["shape_bm_core"], dtype=np.float32)  # float32 halves memory; mm precision is ample
     if core.shape[0] % 3:

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from storage.errors import DataError
 
-class BodyModelError(ValueError):
-    """A body-model file that is missing or malformed."""
 
-    def __init__(self, path: str | Path | None, problem: str, fix: str = "") -> None:
-        self.path = Path(path) if path is not None else None
-        where = f"{self.path}: " if self.path is not None else ""
-        super().__init__(f"{where}{problem}." + (f" Fix: {fix}" if fix else ""))
+class BodyModelError(DataError):
+    """A body-model file that is missing or malformed ("<file>: <problem>. Fix: <how>", like every data error)."""
 
 
 def require_file(path: Path, what: str, fix: str) -> Path:

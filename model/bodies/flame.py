@@ -6,7 +6,6 @@ contour look-up) so it computes exactly what `smplx.FLAME` computes; unlike `smp
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -15,7 +14,7 @@ import numpy as np
 import scipy.sparse
 
 from model.bodies.errors import BodyModelError, require_array, require_file
-from model.bodies.legacy_pickle import load_legacy_pickle, load_object_npy
+from storage.safe_pickle import load_npy, load_pickle
 
 if TYPE_CHECKING:
     import torch
@@ -74,10 +73,7 @@ def load_flame_model(path: str | Path) -> FlameModelData:
     if path.is_dir():
         path = path / FLAME_MODEL_FILE
     require_file(path, "FLAME model file", FLAME_FIX)
-    try:
-        data = load_legacy_pickle(path)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise BodyModelError(path, f"cannot be read as a FLAME pickle ({exc})", FLAME_FIX) from exc
+    data = load_pickle(path, "a FLAME model pickle", FLAME_FIX)
     if not isinstance(data, dict):
         raise BodyModelError(path, f"holds a {type(data).__name__}, expected a dict of arrays", FLAME_FIX)
     require_array(path, data, "v_template", (None, 3))
@@ -135,7 +131,9 @@ def load_flame_landmarks(model_dir: str | Path) -> FlameLandmarkEmbedding:
     model_dir = Path(model_dir)
     deca = model_dir / DECA_EMBEDDING_FILE
     if deca.is_file():
-        d = load_object_npy(deca)
+        d = load_npy(deca, "DECA's landmark embedding", "use DECA's landmark_embedding.npy")
+        if not isinstance(d, dict):
+            raise BodyModelError(deca, f"holds a {type(d).__name__}, expected a dict", "use DECA's file")
         for key in ("static_lmk_faces_idx", "static_lmk_bary_coords", "dynamic_lmk_faces_idx",
                     "dynamic_lmk_bary_coords"):
             if key not in d:
@@ -151,9 +149,9 @@ def load_flame_landmarks(model_dir: str | Path) -> FlameLandmarkEmbedding:
                               "copy flame_static_embedding.pkl from RingNet's flame_model/ folder")
         dynamic = require_file(model_dir / DYNAMIC_EMBEDDING_FILE, "FLAME dynamic landmark embedding",
                                "copy flame_dynamic_embedding.npy from RingNet's flame_model/ folder")
-        s = load_legacy_pickle(static)
+        s = load_pickle(static, "a FLAME static landmark embedding", "use RingNet's flame_static_embedding.pkl")
         sf, sb = _embedding_arrays(static, s["lmk_face_idx"], s["lmk_b_coords"], 51)
-        d = load_object_npy(dynamic)
+        d = load_npy(dynamic, "a FLAME dynamic landmark embedding", "use RingNet's flame_dynamic_embedding.npy")
         df = np.stack([np.asarray(x) for x in d["lmk_face_idx"]]).astype(np.int64)
         db = np.stack([np.asarray(x) for x in d["lmk_b_coords"]]).astype(np.float64)
         emb = FlameLandmarkEmbedding(sf, sb, df, db)
@@ -170,94 +168,13 @@ class FlameOutput(NamedTuple):
     landmarks_full: "torch.Tensor | None"  # (B, 68, 3) from the full embedding when the folder has one
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
-
 def build_flame_layer(model: FlameModelData, landmarks: FlameLandmarkEmbedding | None = None,
                       dtype: "torch.dtype | None" = None) -> "torch.nn.Module":
-    """A torch module computing FLAME vertices, joints and 68 landmarks for batched parameters.
+    """A `FlameLayer` (model/bodies/flame_layer.py): FLAME vertices, joints and 68 landmarks for batched parameters.
+    Imported here lazily so that reading FLAME files never loads torch."""
+    from model.bodies.flame_layer import FlameLayer
 
-    forward(shape (B,n_shape'), expression (B,n_expr'), global_orient (B,3), neck_pose (B,3), jaw_pose (B,3),
-    eye_pose (B,6), transl (B,3)); every argument is optional (zeros) and the coefficient tensors may be shorter
-    than the model's bases (leading components).
-    """
-    torch = _torch()
-    from smplx.lbs import find_dynamic_lmk_idx_and_bcoords, lbs, vertices2landmarks
-
-    dtype = dtype or torch.float32
-
-    class _Flame(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.n_shape, self.n_expression = model.n_shape, model.n_expression
-            self.register_buffer("v_template", torch.tensor(model.v_template, dtype=dtype))
-            self.register_buffer("shapedirs", torch.tensor(model.shapedirs, dtype=dtype))
-            v = model.num_vertices
-            self.register_buffer("posedirs", torch.tensor(model.posedirs.reshape(v * 3, -1).T, dtype=dtype))
-            self.register_buffer("J_regressor", torch.tensor(model.j_regressor, dtype=dtype))
-            self.register_buffer("lbs_weights", torch.tensor(model.weights, dtype=dtype))
-            self.register_buffer("parents", torch.tensor(model.parents, dtype=torch.long))
-            self.register_buffer("faces", torch.tensor(model.faces, dtype=torch.long))
-            self.has_landmarks = landmarks is not None
-            if landmarks is not None:
-                self.register_buffer("static_faces", torch.tensor(landmarks.static_faces, dtype=torch.long))
-                self.register_buffer("static_bary", torch.tensor(landmarks.static_bary, dtype=dtype))
-                self.register_buffer("dynamic_faces", torch.tensor(landmarks.dynamic_faces, dtype=torch.long))
-                self.register_buffer("dynamic_bary", torch.tensor(landmarks.dynamic_bary, dtype=dtype))
-                self.has_full = landmarks.full_faces is not None
-                if self.has_full:
-                    self.register_buffer("full_faces", torch.tensor(landmarks.full_faces, dtype=torch.long))
-                    self.register_buffer("full_bary", torch.tensor(landmarks.full_bary, dtype=dtype))
-            # the neck chain for the dynamic contour: neck joint up to the root
-            self.register_buffer("neck_kin_chain", torch.tensor([1, 0], dtype=torch.long))
-
-        def _coeffs(self, x, n: int, batch: int, ref):
-            out = torch.zeros(batch, n, dtype=ref.dtype, device=ref.device)
-            if x is not None:
-                k = min(x.shape[-1], n)
-                out[:, :k] = x[:, :k]
-            return out
-
-        def forward(self, shape=None, expression=None, global_orient=None, neck_pose=None, jaw_pose=None,
-                    eye_pose=None, transl=None) -> FlameOutput:
-            given = [t for t in (shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl)
-                     if t is not None]
-            batch = given[0].shape[0] if given else 1
-            ref = self.v_template
-            betas = torch.cat([self._coeffs(shape, self.n_shape, batch, ref),
-                               self._coeffs(expression, self.n_expression, batch, ref)], dim=1)
-            zeros3 = torch.zeros(batch, 3, dtype=ref.dtype, device=ref.device)
-            pose = torch.cat([
-                global_orient if global_orient is not None else zeros3,
-                neck_pose if neck_pose is not None else zeros3,
-                jaw_pose if jaw_pose is not None else zeros3,
-                eye_pose if eye_pose is not None else torch.zeros(batch, 6, dtype=ref.dtype, device=ref.device),
-            ], dim=1)
-            vertices, joints = lbs(betas, pose, self.v_template, self.shapedirs, self.posedirs,
-                                   self.J_regressor, self.parents, self.lbs_weights, pose2rot=True)
-            if transl is not None:
-                vertices = vertices + transl[:, None]
-                joints = joints + transl[:, None]
-            lmk = full = None
-            if self.has_landmarks:
-                faces_idx = self.static_faces.unsqueeze(0).expand(batch, -1)
-                bary = self.static_bary.unsqueeze(0).expand(batch, -1, -1)  # smplx views these: keep contiguous
-                dyn_faces, dyn_bary = find_dynamic_lmk_idx_and_bcoords(
-                    vertices, pose, self.dynamic_faces, self.dynamic_bary, self.neck_kin_chain, pose2rot=True)
-                faces_idx = torch.cat([dyn_faces, faces_idx], dim=1).contiguous()
-                bary = torch.cat([dyn_bary, bary], dim=1).contiguous()
-                lmk = vertices2landmarks(vertices, self.faces, faces_idx, bary)
-                if self.has_full:
-                    full = vertices2landmarks(vertices, self.faces,
-                                              self.full_faces.unsqueeze(0).expand(batch, -1).contiguous(),
-                                              self.full_bary.unsqueeze(0).expand(batch, -1, -1).contiguous())
-            return FlameOutput(vertices, joints, lmk, full)
-
-    return _Flame()
+    return FlameLayer(model, landmarks, dtype)
 
 
 def write_smplx_flame_dir(model: FlameModelData, landmarks: FlameLandmarkEmbedding, out_dir: str | Path) -> Path:
@@ -266,6 +183,8 @@ def write_smplx_flame_dir(model: FlameModelData, landmarks: FlameLandmarkEmbeddi
     `smplx.FLAME` needs a folder with `FLAME_NEUTRAL.pkl`, `flame_static_embedding.pkl` and, for the contour,
     `flame_dynamic_embedding.npy`; it cannot read the original chumpy pickle.
     """
+    import pickle  # writing only
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kintree = np.stack([model.parents.astype(np.int64), np.arange(FLAME_NUM_JOINTS)])

@@ -3,9 +3,14 @@
 `smplx.SMPLX` hard-wires the extra-keypoint vertex ids of the real 10,475-vertex model (the largest is 9929). A
 model with fewer vertices constructs but fails in forward(); `load_smplx` then maps those keypoints onto vertex 0
 so smaller research models still run (documented, and reported in `SmplxInfo.patched_keypoints`).
+
+`smplx.SMPLX` opens its file itself with `np.load(allow_pickle=True)` / `pickle.load`, which would run whatever a
+modified file holds. So the file is read here through the allow-listed reader (storage.safe_pickle), and smplx
+is handed a private copy holding only the numeric arrays it uses.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.bodies.errors import BodyModelError, require_array, require_file
+from storage.safe_pickle import load_npz, load_pickle
 
 if TYPE_CHECKING:
     import smplx
@@ -43,19 +49,23 @@ def smplx_model_file(model_dir: str | Path, gender: str = "neutral", ext: str = 
     return p if p.is_file() else p / f"SMPLX_{gender.upper()}.{ext}"
 
 
-def validate_smplx_file(path: str | Path) -> SmplxInfo:
-    """Check the keys and shapes `smplx.SMPLX` relies on, with a named error instead of a deep traceback."""
+def read_smplx_arrays(path: str | Path) -> dict:
+    """The arrays of an SMPL-X `.npz` or `.pkl`, read without running code (object arrays via the allow-list)."""
     path = require_file(Path(path), "SMPL-X model file", SMPLX_FIX)
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=True) as z:  # real files hold object arrays (joint2num, part2num)
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise BodyModelError(path, f"cannot be read as an .npz archive ({exc})", SMPLX_FIX) from exc
-    else:
-        from model.bodies.legacy_pickle import load_legacy_pickle
+        return load_npz(path, "an SMPL-X .npz model", SMPLX_FIX)
+    data = load_pickle(path, "an SMPL-X .pkl model", SMPLX_FIX)
+    if not isinstance(data, dict):
+        raise BodyModelError(path, f"holds a {type(data).__name__}, expected a dict of arrays", SMPLX_FIX)
+    return data
 
-        data = load_legacy_pickle(path)
+
+def validate_smplx_file(path: str | Path) -> SmplxInfo:
+    """Check the keys and shapes `smplx.SMPLX` relies on, with a named error instead of a deep traceback."""
+    return validate_smplx_arrays(Path(path), read_smplx_arrays(path))
+
+
+def validate_smplx_arrays(path: Path, data: dict) -> SmplxInfo:
     require_array(path, data, "v_template", (None, 3))
     v = int(data["v_template"].shape[0])
     require_array(path, data, "f", (None, 3))
@@ -76,14 +86,31 @@ def validate_smplx_file(path: str | Path) -> SmplxInfo:
     return SmplxInfo(path, v, int(data["f"].shape[0]), width, patched_keypoints=v < 9930)
 
 
+def _numeric_arrays(data: dict) -> dict[str, np.ndarray]:
+    """Only numeric arrays (sparse matrices made dense); object arrays such as joint2num are not used by smplx."""
+    import scipy.sparse
+
+    out = {}
+    for key, value in data.items():
+        value = value.toarray() if scipy.sparse.issparse(value) else np.asarray(value)
+        if value.dtype != object:
+            out[key] = value
+    return out
+
+
 def load_smplx(model_dir: str | Path, gender: str = "neutral", batch_size: int = 1, ext: str = "npz",
                **kwargs: object) -> "smplx.SMPLX":
     """Construct `smplx.SMPLX` from a folder or file after validating it; runs forward() for any vertex count."""
     import smplx
     import torch
 
-    info = validate_smplx_file(smplx_model_file(model_dir, gender, ext))
-    model = smplx.SMPLX(model_path=str(info.path), gender=gender, batch_size=batch_size, ext=ext, **kwargs)
+    path = smplx_model_file(model_dir, gender, ext)
+    data = read_smplx_arrays(path)
+    info = validate_smplx_arrays(path, data)
+    with tempfile.TemporaryDirectory(prefix="morphable-smplx-") as folder:
+        clean = Path(folder) / "SMPLX_CLEAN.npz"
+        np.savez(clean, **_numeric_arrays(data))
+        model = smplx.SMPLX(model_path=str(clean), gender=gender, batch_size=batch_size, ext="npz", **kwargs)
     if info.patched_keypoints:
         sel = model.vertex_joint_selector
         sel.extra_joints_idxs = torch.zeros_like(sel.extra_joints_idxs)

@@ -285,8 +285,8 @@ _GENDER_PARAMS = {"neutral": np.zeros(N_BETAS),
 
 def build_smplx_arrays(gender: str = "neutral", seed: int = 0) -> dict[str, np.ndarray]:
     """Every array of a `SMPLX_{GENDER}.npz` (v1.1 key layout) for the procedural body."""
-    from model.bodies.rigging import embed_points, regressor_for
-    from model.bodies.synthetic_head import LANDMARKS_ANGLES, direction_of
+    from model.standin.rigging import embed_points, regressor_for
+    from model.standin.head import LANDMARKS_ANGLES, direction_of
 
     rng = np.random.default_rng(seed)
     base_params = _GENDER_PARAMS[gender]

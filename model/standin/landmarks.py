@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.bodies import synthetic_head as head
+from model.standin import head
 from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData
-from model.bodies.rigging import embed_points
-from model.bodies.synthetic_appearance import Appearance, head_albedo
+from model.standin.rigging import embed_points
+from model.standin.appearance import Appearance, head_albedo
 from model.render.cameras import intrinsics, look_at
 from model.render.raycast import interpolate_at_hits, raycast_mesh
 

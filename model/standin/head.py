@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.bodies.surface_grid import SphereGrid, sphere_grid
+from model.standin.surface_grid import SphereGrid, sphere_grid
 
 if TYPE_CHECKING:
     from model.bodies.flame import FlameModelData
@@ -201,7 +201,7 @@ def sample_head(n_lat: int, n_lon: int, lon_offset: float = 0.0) -> HeadSample:
 def build_flame_format(grid_spec: tuple[int, int, float] = FLAME_GRID) -> tuple["FlameModelData", HeadSample]:
     """The head as a FLAME-format model (300+100 shape/expression columns, 5 joints) on a sphere grid."""
     from model.bodies.flame import FlameModelData
-    from model.bodies.rigging import regressor_for
+    from model.standin.rigging import regressor_for
 
     h = sample_head(*grid_spec)
     v = len(h.template)

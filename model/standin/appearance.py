@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.bodies.synthetic_head import EYE_ANGLES, _bump, _smoothstep, angles_of, wrap_angle
+from model.standin.head import EYE_ANGLES, _bump, _smoothstep, angles_of, wrap_angle
 
 
 @dataclass(frozen=True)

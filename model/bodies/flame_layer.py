@@ -1,0 +1,86 @@
+"""FLAME as a torch module: vertices, joints and 68 landmarks for batched parameters.
+
+It reuses `smplx.lbs` (blend shapes, linear blend skinning, barycentric landmarks and the dynamic contour look-up),
+so it computes exactly what `smplx.FLAME` computes, from the arrays `model.bodies.flame` reads.
+"""
+from __future__ import annotations
+
+import torch
+from smplx.lbs import find_dynamic_lmk_idx_and_bcoords, lbs, vertices2landmarks
+
+from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, FlameOutput
+
+
+class FlameLayer(torch.nn.Module):
+    """forward(shape (B,n_shape'), expression (B,n_expr'), global_orient (B,3), neck_pose (B,3), jaw_pose (B,3),
+    eye_pose (B,6), transl (B,3)); every argument is optional (zeros) and the coefficient tensors may be shorter
+    than the model's bases (leading components)."""
+
+    def __init__(self, model: FlameModelData, landmarks: FlameLandmarkEmbedding | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        dtype = dtype or torch.float32
+        self.n_shape, self.n_expression = model.n_shape, model.n_expression
+        self.register_buffer("v_template", torch.tensor(model.v_template, dtype=dtype))
+        self.register_buffer("shapedirs", torch.tensor(model.shapedirs, dtype=dtype))
+        v = model.num_vertices
+        self.register_buffer("posedirs", torch.tensor(model.posedirs.reshape(v * 3, -1).T, dtype=dtype))
+        self.register_buffer("J_regressor", torch.tensor(model.j_regressor, dtype=dtype))
+        self.register_buffer("lbs_weights", torch.tensor(model.weights, dtype=dtype))
+        self.register_buffer("parents", torch.tensor(model.parents, dtype=torch.long))
+        self.register_buffer("faces", torch.tensor(model.faces, dtype=torch.long))
+        self.has_landmarks = landmarks is not None
+        self.has_full = landmarks is not None and landmarks.full_faces is not None
+        if landmarks is not None:
+            self.register_buffer("static_faces", torch.tensor(landmarks.static_faces, dtype=torch.long))
+            self.register_buffer("static_bary", torch.tensor(landmarks.static_bary, dtype=dtype))
+            self.register_buffer("dynamic_faces", torch.tensor(landmarks.dynamic_faces, dtype=torch.long))
+            self.register_buffer("dynamic_bary", torch.tensor(landmarks.dynamic_bary, dtype=dtype))
+            if self.has_full:
+                self.register_buffer("full_faces", torch.tensor(landmarks.full_faces, dtype=torch.long))
+                self.register_buffer("full_bary", torch.tensor(landmarks.full_bary, dtype=dtype))
+        # the neck chain for the dynamic contour: neck joint up to the root
+        self.register_buffer("neck_kin_chain", torch.tensor([1, 0], dtype=torch.long))
+
+    @staticmethod
+    def _coeffs(x: torch.Tensor | None, n: int, batch: int, ref: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(batch, n, dtype=ref.dtype, device=ref.device)
+        if x is not None:
+            k = min(x.shape[-1], n)
+            out[:, :k] = x[:, :k]
+        return out
+
+    def forward(self, shape=None, expression=None, global_orient=None, neck_pose=None, jaw_pose=None,
+                eye_pose=None, transl=None) -> FlameOutput:
+        given = [t for t in (shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl)
+                 if t is not None]
+        batch = given[0].shape[0] if given else 1
+        ref = self.v_template
+        betas = torch.cat([self._coeffs(shape, self.n_shape, batch, ref),
+                           self._coeffs(expression, self.n_expression, batch, ref)], dim=1)
+        zeros3 = torch.zeros(batch, 3, dtype=ref.dtype, device=ref.device)
+        pose = torch.cat([
+            global_orient if global_orient is not None else zeros3,
+            neck_pose if neck_pose is not None else zeros3,
+            jaw_pose if jaw_pose is not None else zeros3,
+            eye_pose if eye_pose is not None else torch.zeros(batch, 6, dtype=ref.dtype, device=ref.device),
+        ], dim=1)
+        vertices, joints = lbs(betas, pose, self.v_template, self.shapedirs, self.posedirs,
+                               self.J_regressor, self.parents, self.lbs_weights, pose2rot=True)
+        if transl is not None:
+            vertices = vertices + transl[:, None]
+            joints = joints + transl[:, None]
+        lmk = full = None
+        if self.has_landmarks:
+            faces_idx = self.static_faces.unsqueeze(0).expand(batch, -1)
+            bary = self.static_bary.unsqueeze(0).expand(batch, -1, -1)  # smplx views these: keep contiguous
+            dyn_faces, dyn_bary = find_dynamic_lmk_idx_and_bcoords(
+                vertices, pose, self.dynamic_faces, self.dynamic_bary, self.neck_kin_chain, pose2rot=True)
+            faces_idx = torch.cat([dyn_faces, faces_idx], dim=1).contiguous()
+            bary = torch.cat([dyn_bary, bary], dim=1).contiguous()
+            lmk = vertices2landmarks(vertices, self.faces, faces_idx, bary)
+            if self.has_full:
+                full = vertices2landmarks(vertices, self.faces,
+                                          self.full_faces.unsqueeze(0).expand(batch, -1).contiguous(),
+                                          self.full_bary.unsqueeze(0).expand(batch, -1, -1).contiguous())
+        return FlameOutput(vertices, joints, lmk, full)
