@@ -1,6 +1,6 @@
 """Evaluation benchmarks: seconds per evaluated view per metric on the demo protocol's copy-input set (built from
-the configured storage; run `make demo` first), and batched LPIPS / FID feature extraction against the release's
-one-view-at-a-time loop in the same run. The LPIPS trunk and the FID Inception carry random weights here (the real
+the configured store's views: run `make demo` first; everything it writes goes to a temporary store), and batched
+LPIPS / FID feature extraction against the release's one-view-at-a-time loop in the same run. The LPIPS trunk and the FID Inception carry random weights here (the real
 files cannot be downloaded on this machine): the architectures, hence the timings, are the real ones. Prints JSON."""
 from __future__ import annotations
 
@@ -10,16 +10,21 @@ import time
 import numpy as np
 import torch
 
+from temp_store import temporary_store_over_views
+
 
 def main() -> None:
+    with temporary_store_over_views() as settings:
+        run(settings)
+
+
+def run(settings) -> None:
     from model.metrics.fid import FIDInceptionV3
     from model.metrics.lpips_vgg import LPIPSVGG, lpips_linear_weights
     from pipelines.evaluate import MetricModels, evaluate_set
     from pipelines.evaluation_sets import generate_eval_set
-    from pipelines.settings import load_settings
     from storage.eval_sets import EvalSet
 
-    settings = load_settings()
     es = generate_eval_set(settings, "demo", method="copy_input", log=lambda *_: None)
     torch.manual_seed(0)
     lp = LPIPSVGG()

@@ -1,7 +1,8 @@
-"""Training benchmarks on the view stores of the configured storage (run `make demo` first): the tiny first stage's
-steps/s, and full tiny diffusion training steps/s through `pipelines.train.train` (data loading included) in fp32
-against bf16 autocast in the same run. On a CUDA machine it also measures the paper preset's training samples/s and
-peak memory at the released per-GPU batch (70; --paper-batch) in fp32 vs bf16, on synthetic batches. Prints JSON."""
+"""Training benchmarks on the view stores of the configured storage (run `make demo` first; what they write goes
+to a temporary store): the tiny first stage's steps/s, and full tiny diffusion training steps/s through
+`pipelines.train.train` (data loading included) in fp32 against bf16 autocast in the same run. On a CUDA machine it
+also measures the paper preset's training samples/s and peak memory at the released per-GPU batch (70;
+--paper-batch) in fp32 vs bf16, on synthetic batches. Prints JSON."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,8 @@ import json
 import time
 
 import torch
+
+from temp_store import temporary_store_over_views
 
 
 def tiny_training(settings, steps: int, precision: str, first_stage: str) -> dict:
@@ -53,10 +56,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--paper-batch", type=int, default=70)
     args = ap.parse_args()
-    from pipelines.first_stage import FirstStageConfig, train_first_stage
-    from pipelines.settings import load_settings
+    with temporary_store_over_views() as settings:  # never the user's store: checkpoints and runs are thrown away
+        run(settings, args)
 
-    settings = load_settings()
+
+def run(settings, args) -> None:
+    from pipelines.first_stage import FirstStageConfig, train_first_stage
+
     out: dict = {"device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads()}
     t = time.perf_counter()
     fs = train_first_stage(settings, FirstStageConfig(steps=100), log=lambda *_: None)

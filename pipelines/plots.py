@@ -1,10 +1,13 @@
-"""PNG plots for asset metadata and docs (matplotlib, headless Agg backend)."""
+"""PNG plots for asset metadata and docs (matplotlib, headless Agg backend), written atomically: a reader (the UI,
+a concurrent run) sees the previous PNG or the new one, never half of one."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from storage.atomic import atomic_save
 
 
 def _pyplot():
@@ -14,6 +17,13 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    atomic_save(path, fig.savefig)
+    plt.close(fig)
+    return path
 
 
 def loss_curve(losses: Sequence[float], path: str | Path, title: str = "training loss", smooth: int = 20) -> Path:
@@ -31,11 +41,7 @@ def loss_curve(losses: Sequence[float], path: str | Path, title: str = "training
     ax.set_xlabel("step")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def metric_history(history: Mapping[str, Sequence[tuple[str, float]]], path: str | Path, title: str) -> Path:
@@ -48,11 +54,7 @@ def metric_history(history: Mapping[str, Sequence[tuple[str, float]]], path: str
     ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def distributions(values: Mapping[str, Sequence[float]], path: str | Path, title: str) -> Path:
@@ -64,8 +66,4 @@ def distributions(values: Mapping[str, Sequence[float]], path: str | Path, title
     ax.boxplot([np.asarray(values[n], np.float64) for n in names], tick_labels=names)
     ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -19,7 +19,7 @@ from pipelines.track import DEFAULT_TOPOLOGY, TRACKERS
 from storage.tracks import read_track
 from storage.views import ItemGeometry, ViewSet, write_views
 
-RENDER_VERSION = "views-2"
+RENDER_VERSION = "views-3"  # 3: store format 4 (manifest lists every file)
 IMAGE_SIZE = 256
 MAX_ABS_AZIMUTH = 90.0
 THUMAN_INPUT_VIEWS = 16

@@ -2,7 +2,9 @@
 
     <root>/checkpoints/<name>/<hash>/model.safetensors, config.json, manifest.json
 The hash is over the tensors' bytes (sorted keys), so identical weights share one folder and downstream assets can
-use it as the data version.
+use it as the data version. The manifest also records the sha256 of each file; reading verifies them (once per
+file version: the result is cached in `.verified` by size and modification time), so flipped bytes or an edited
+config.json are refused instead of silently used.
 """
 from __future__ import annotations
 
@@ -11,8 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from storage.atomic import atomic_directory
+from storage.atomic import SkipWrite, atomic_directory, atomic_write_text
 from storage.errors import CorruptFileError, MissingFileError
+from storage.jsonfile import read_json
+
+CHECKPOINT_FILES = ("model.safetensors", "config.json")
+NOT_A_CHECKPOINT_FIX = "point at a folder written by `morphable train` or `morphable import-checkpoint`"
+CHANGED_FIX = "the file changed after the checkpoint was written; re-create or re-import the checkpoint"
 
 
 def tensors_hash(tensors: dict[str, Any], length: int = 16) -> str:
@@ -28,6 +35,14 @@ def tensors_hash(tensors: dict[str, Any], length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_checkpoint(root: str | Path, name: str, tensors: dict[str, Any], config: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> Path:
     from safetensors.torch import save_file
@@ -37,30 +52,71 @@ def save_checkpoint(root: str | Path, name: str, tensors: dict[str, Any], config
     if (target / "manifest.json").is_file():
         return target
     with atomic_directory(target) as tmp:
+        if (target / "manifest.json").is_file():  # another writer finished it while we waited for the lock
+            raise SkipWrite
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
-        (tmp / "manifest.json").write_text(json.dumps({"hash": digest, "keys": len(tensors), **(extra or {})}))
+        files = {f: file_sha256(tmp / f) for f in CHECKPOINT_FILES}
+        (tmp / "manifest.json").write_text(json.dumps({"hash": digest, "keys": len(tensors), "files": files,
+                                                       **(extra or {})}))
     return target
 
 
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    if not (folder / "manifest.json").is_file():
+        raise MissingFileError(folder, "no complete checkpoint here (manifest.json missing)", NOT_A_CHECKPOINT_FIX)
+    return read_json(folder / "manifest.json", "a checkpoint manifest", NOT_A_CHECKPOINT_FIX)
+
+
+def verify_files(folder: str | Path, manifest: dict[str, Any]) -> None:
+    """Check each file's sha256 against the manifest, hashing a file only when its size or mtime changed."""
+    folder = Path(folder)
+    cache_path = folder / ".verified"
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    changed = False
+    for name, recorded in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise MissingFileError(path, "checkpoint file missing", CHANGED_FIX)
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns, recorded]
+        if cache.get(name) == stamp:
+            continue
+        actual = file_sha256(path)
+        if actual != recorded:
+            raise CorruptFileError(path, f"content differs from the checkpoint's manifest (sha256 {actual[:12]}, "
+                                         f"recorded {recorded[:12]})", CHANGED_FIX)
+        cache[name], changed = stamp, True
+    if changed:
+        try:
+            atomic_write_text(cache_path, json.dumps(cache))
+        except OSError:  # a read-only checkpoint folder: verify again next time
+            pass
+
+
 def load_checkpoint(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors, config) of a checkpoint folder written by `save_checkpoint`."""
+    """(tensors, config) of a checkpoint folder written by `save_checkpoint`, verified against its manifest."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    if not (folder / "manifest.json").is_file():
-        raise MissingFileError(folder, "no complete checkpoint here (manifest.json missing)",
-                               "point at a folder written by `morphable train`")
+    manifest = read_manifest(folder)
+    verify_files(folder, manifest)
     try:
-        return load_file(str(folder / "model.safetensors")), json.loads((folder / "config.json").read_text())
-    except Exception as exc:
-        raise CorruptFileError(folder, f"checkpoint cannot be read ({exc})", "re-create it") from exc
+        tensors = load_file(str(folder / "model.safetensors"))
+    except (SafetensorError, OSError) as exc:
+        raise CorruptFileError(folder / "model.safetensors", f"cannot be read ({exc})", CHANGED_FIX) from exc
+    if "files" not in manifest and tensors_hash(tensors) != manifest.get("hash"):  # written before files were hashed
+        raise CorruptFileError(folder / "model.safetensors", "weights differ from the checkpoint's recorded hash "
+                                                             f"{manifest.get('hash')}", CHANGED_FIX)
+    config = read_json(folder / "config.json", "a checkpoint configuration", CHANGED_FIX)
+    return tensors, config
 
 
 def checkpoint_hash(folder: str | Path) -> str:
     """The content hash recorded in a checkpoint folder's manifest (what downstream assets version against)."""
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
-        raise MissingFileError(folder, "no complete checkpoint here (manifest.json missing)",
-                               "point at a folder written by `morphable train`")
-    return str(json.loads(path.read_text())["hash"])
+    return str(read_manifest(folder)["hash"])

@@ -30,3 +30,14 @@ def parse_expression_folder(name: str) -> tuple[int, str]:
             "rename the folder to the FaceScape convention (see docs/datasets.md)",
         )
     return int(m.group(1)), m.group(2)
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Return `name` if it is safe as one folder name (letters, digits, '.', '_', '-'; no '/', '..' or spaces)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise InvalidIdError(None, f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting "
+                                   "with a letter or digit (no '/', '..' or spaces)", "choose a plain name")
+    return name

@@ -10,6 +10,11 @@ from storage.errors import CorruptFileError, MissingFileError
 
 def read_rgb(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB; `expected_size` = (width, height) is checked when given."""
+    return read_image(path, "RGB", expected_size)
+
+
+def read_image(path: str | Path, mode: str = "RGB", expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W, C) uint8 in PIL `mode` ("RGB", "RGBA", "L"), fully decoded, with errors that name the file."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -18,10 +23,10 @@ def read_rgb(path: str | Path, expected_size: tuple[int, int] | None = None) -> 
     try:
         with Image.open(path) as im:
             im.load()  # force a full decode: a truncated JPEG fails here, not later in a worker
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.asarray(im.convert(mode))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CorruptFileError(path, f"cannot decode image ({exc})",
-                               "re-extract this file from the dataset archive; it is truncated or not an image") from exc
+                               "use a complete PNG or JPEG file (this one is truncated or not an image)") from exc
     if expected_size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(expected_size):
         raise CorruptFileError(path, f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera says "
                                      f"{expected_size[0]}x{expected_size[1]}",

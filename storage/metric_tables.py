@@ -2,15 +2,17 @@
 
     <root>/metrics/<protocol>/<eval set folder name>/per_view.parquet, per_subject.parquet, per_protocol.parquet
     <root>/metrics/history.parquet    one row per (protocol, method, checkpoint, inputs) ever evaluated
-Every file is written to a temporary sibling and renamed, so a crash never leaves a half-written table.
+Every file is written to a temporary sibling and renamed, so a crash never leaves a half-written table; the history
+(updated by every evaluation, possibly from several processes at once) is read, merged and replaced under its
+writer lock, so no concurrent update loses a row.
 """
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
+
+from storage.atomic import atomic_save, writer_lock
 
 TABLES = ("per_view", "per_subject", "per_protocol")
 HISTORY_KEY = ["protocol", "method", "checkpoint_hash", "eval_set"]
@@ -21,10 +23,7 @@ def tables_dir(root: str | Path, protocol: str, eval_set_name: str) -> Path:
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
@@ -42,15 +41,23 @@ def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
 def update_history(root: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Insert or replace `rows` (per-protocol rows) in the history table; returns the whole history."""
     path = Path(root) / "metrics" / "history.parquet"
-    old = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=rows.columns)
-    if len(old):
-        keys = set(map(tuple, rows[HISTORY_KEY].astype(str).values))
-        old = old[[tuple(r) not in keys for r in old[HISTORY_KEY].astype(str).values]]
-    hist = pd.concat([old, rows], ignore_index=True) if len(old) else rows.reset_index(drop=True)
-    _atomic_parquet(hist, path)
+    with writer_lock(path):
+        old = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=rows.columns)
+        if len(old):
+            keys = set(map(tuple, rows[HISTORY_KEY].astype(str).values))
+            old = old[[tuple(r) not in keys for r in old[HISTORY_KEY].astype(str).values]]
+        hist = pd.concat([old, rows], ignore_index=True) if len(old) else rows.reset_index(drop=True)
+        _atomic_parquet(hist, path)
     return hist
 
 
 def read_history(root: str | Path) -> pd.DataFrame:
     path = Path(root) / "metrics" / "history.parquet"
     return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=HISTORY_KEY)
+
+
+def write_summary(root: str | Path, latest: pd.DataFrame) -> Path:
+    """The latest row per (protocol, method), replaced atomically."""
+    path = Path(root) / "metrics" / "summary.parquet"
+    _atomic_parquet(latest.reset_index(drop=True), path)
+    return path

@@ -14,8 +14,10 @@
     items/<name>/{vertices (Nv,3) f32, coord (Nv,3) i32, out_sh (3,) i32, bounds (2,3) f32}
 attrs: dataset, subject, items, projection, tracker_version, track_data_version, render_version, image_size.
 
-Written into a temporary sibling and renamed into place; `manifest.json` (content hash, counts) is the last file
-written, so a store without it - or still carrying a temporary name - is never accepted by `ViewStore.open`.
+Written into a temporary sibling under the subject's writer lock and renamed into place; `manifest.json` (content
+hash, counts, and every file of the store with its size) is the last file written. `ViewStore.open` accepts a store
+only when its manifest is there and every file it lists is present with its size, so a store that lost a chunk or
+its array metadata is refused by name instead of failing later inside training.
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from storage.atomic import atomic_directory, remove_stale_temporaries
+from storage.atomic import atomic_directory
 from storage.errors import CorruptFileError, MissingFileError
 from storage.ids import validate_subject_id
+from storage.jsonfile import read_json
 
 MANIFEST = "manifest.json"
-STORE_FORMAT = "morphable-views-3"
+STORE_FORMAT = "morphable-views-4"  # 4: the manifest lists every file
 ZSTD_LEVEL = {"rgb": 15, "mask": 5}  # "mask" also serves the small arrays
 RGB_ENCODING = "G,R-G,B-G uint8 planes"
 
@@ -89,8 +92,6 @@ def write_views(root: str | Path, dataset: str, subject: str, views: ViewSet, sl
     import zarr
 
     target = store_path(root, dataset, subject)
-    if target.parent.exists():
-        remove_stale_temporaries(target.parent, target.name)
     n, h, w = views.mask.shape
     digest = hashlib.sha256()
     with atomic_directory(target) as tmp:
@@ -120,8 +121,10 @@ def write_views(root: str | Path, dataset: str, subject: str, views: ViewSet, sl
                 digest.update(arr.astype(np.int32 if key == "coord" else arr.dtype).tobytes())
         g.attrs.update({**views.attrs, "dataset": dataset, "subject": subject, "items": list(views.items),
                         "format": STORE_FORMAT, "image_size": [h, w], "rgb_encoding": RGB_ENCODING})
+        files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         (tmp / MANIFEST).write_text(json.dumps({"format": STORE_FORMAT, "n_views": int(n),
-                                                "items": list(views.items), "content_hash": digest.hexdigest()[:32]}))
+                                                "items": list(views.items), "content_hash": digest.hexdigest()[:32],
+                                                "files": files}))
     return target
 
 
@@ -164,15 +167,21 @@ class ViewStore:
     def open(cls, path: str | Path) -> "ViewStore":
         path = Path(path)
         manifest = path / MANIFEST
-        if ".tmp-" in path.name or not path.is_dir():
+        fix = "delete it and run `morphable views` for this subject again (or re-materialize its views asset)"
+        if ".tmp-" in path.name or ".old-" in path.name or not path.is_dir():
             raise MissingFileError(path, "view store not found", "materialize the views asset or run "
                                                                   "`morphable views` for this subject")
         if not manifest.is_file():
-            raise CorruptFileError(path, "view store is incomplete (no manifest.json: its writer did not finish)",
-                                   "delete it and run `morphable views` again")
-        doc = json.loads(manifest.read_text())
+            raise CorruptFileError(path, "view store is incomplete (no manifest.json: its writer did not finish)", fix)
+        doc = read_json(manifest, "a view store manifest", fix)
         if doc.get("format") != STORE_FORMAT:
-            raise CorruptFileError(path, f"unknown store format {doc.get('format')!r}", "re-create the store")
+            raise CorruptFileError(path, f"store format {doc.get('format')!r}, this version reads {STORE_FORMAT!r}",
+                                   fix)
+        for rel, size in doc["files"].items():
+            f = path / rel
+            if not f.is_file() or f.stat().st_size != size:
+                state = "missing" if not f.is_file() else f"{f.stat().st_size} bytes, {size} written"
+                raise CorruptFileError(path, f"view store is incomplete or damaged ({rel}: {state})", fix)
         return cls(path, doc)
 
     def __len__(self) -> int:

@@ -1,6 +1,5 @@
 """Training views: geometric consistency, the released THuman cameras, atomic stores, and the batch dict."""
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -12,10 +11,11 @@ import pytest
 from model.geometry.voxels import voxelize
 from pipelines.track import track
 from pipelines.training_data import MultiViewDataset, SplitConfig
-from pipelines.views import views
+from pipelines.views import RENDER_VERSION, views
 from storage.errors import CorruptFileError, MissingFileError
+from storage.safe_pickle import load_pickle
 from storage.views import ViewStore, store_path
-from tests.conftest import SHARED_TESTDATA, settings_for
+from tests.conftest import TESTDATA, settings_for
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +63,7 @@ def test_stored_vertices_project_into_the_masks(view_settings, dataset, subject)
 
 
 def test_thuman_target_cameras_match_the_release(view_settings):
-    path = SHARED_TESTDATA / "thuman_meta.pkl"
-    if not path.is_file():
-        pytest.skip("shared/testdata is not beside the checkout")
-    with open(path, "rb") as fh:
-        k4, az, el, dist, poses = pickle.load(fh)
+    k4, az, el, dist, poses = load_pickle(TESTDATA / "thuman_meta.pkl")  # the released file, via the safe reader
     store = ViewStore.open(store_path(view_settings.storage_root, "thuman", "0526"))
     targets = store.views_of("scan", role=0)
     np.testing.assert_allclose(store.RT[targets], poses, atol=1e-5)
@@ -79,7 +75,7 @@ def test_thuman_target_cameras_match_the_release(view_settings):
 
 def test_store_attrs_and_hash(view_settings):
     store = ViewStore.open(store_path(view_settings.storage_root, "facescape", "1"))
-    assert store.attrs["tracker_version"] == "flame-fit-1" and store.attrs["render_version"] == "views-2"
+    assert store.attrs["tracker_version"] == "flame-fit-1" and store.attrs["render_version"] == RENDER_VERSION
     assert store.rgb(0).shape == (256, 256, 3) and store.group["rgb"].chunks == (1, 3, 256, 256)
     assert store.verify()
     # the direct chunk decoder equals zarr's own reader
@@ -137,6 +133,44 @@ write_views({str(tmp_path)!r}, "thuman", "0003", vs, slow_write_s=float(sys.argv
     assert subprocess.run([sys.executable, "-c", code, "0"], cwd=str(view_settings.storage_root.parent)).returncode == 0
     assert len(ViewStore.open(target)) == 32
     assert not list(target.parent.glob("0003.zarr.tmp-*"))  # the rerun cleaned the leftovers
+
+
+def test_concurrent_writers_of_one_subject_leave_one_complete_store(view_settings, tmp_path):
+    """Three processes write the same subject's store at once: each waits for the subject's writer lock, all
+    succeed, and the store is complete with the content hash of a sequential write (no writer deletes another's
+    temporary folder)."""
+    code = f"""
+import sys
+from storage.views import ViewStore, ViewSet, write_views, store_path
+src = ViewStore.open(store_path({str(view_settings.storage_root)!r}, "thuman", "0003"))
+n = len(src)
+vs = ViewSet(rgb=src.rgb(slice(0, n)), mask=src.mask(slice(0, n)), K=src.K, RT=src.RT, angles=src.angles,
+             view_id=src.view_id, item=src.item, role=src.role, items={{"scan": src.geometry("scan")}}, attrs={{}})
+write_views(sys.argv[1], "thuman", "0003", vs, slow_write_s=float(sys.argv[2]))
+"""
+    cwd = str(view_settings.storage_root.parent)
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path / "sequential"), "0"], cwd=cwd).returncode == 0
+    sequential = ViewStore.open(store_path(tmp_path / "sequential", "thuman", "0003")).manifest["content_hash"]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "concurrent"), "0.01"], cwd=cwd)
+             for _ in range(3)]
+    assert [p.wait(300) for p in procs] == [0, 0, 0]
+    target = store_path(tmp_path / "concurrent", "thuman", "0003")
+    store = ViewStore.open(target)  # every file the manifest lists is there
+    assert store.manifest["content_hash"] == sequential and store.verify()
+    assert store.rgb(len(store) - 1).shape == (256, 256, 3)
+    assert not [p.name for p in target.parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+@pytest.mark.parametrize("damage", ["chunk", "array_metadata"])
+def test_reader_refuses_a_store_with_missing_parts(view_settings, tmp_path, damage):
+    import shutil
+
+    src = store_path(view_settings.storage_root, "thuman", "0003")
+    copy = tmp_path / "0003.zarr"
+    shutil.copytree(src, copy)
+    (copy / ("rgb/c/5/0/0/0" if damage == "chunk" else "rgb/zarr.json")).unlink()
+    with pytest.raises(CorruptFileError, match="incomplete or damaged.*rgb"):
+        ViewStore.open(copy)
 
 
 def test_facescape_batch_dict(view_settings):
