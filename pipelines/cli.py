@@ -105,14 +105,10 @@ def cmd_fit_image(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from pipelines.params import config_from_arguments
     from pipelines.train import TrainConfig, train
 
-    cfg = TrainConfig(preset=args.preset, dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
-                      lr=args.lr, init=args.init, precision=args.precision, ckpt_every=args.ckpt_every,
-                      gradient_checkpointing=args.gradient_checkpointing, seed=args.seed, name=args.name,
-                      grad_accum=args.grad_accum, first_stage=args.first_stage,
-                      first_stage_steps=args.first_stage_steps, preview_steps=args.preview_steps)
-    res = train(_settings(args), cfg, resume=args.resume)
+    res = train(_settings(args), config_from_arguments(TrainConfig, args), resume=args.resume, force=args.force)
     if res.checkpoint is not None:  # rank 0
         print(f"{res.run_dir}: step {res.step}, last loss {res.losses[-1] if res.losses else float('nan'):.4f}, "
               f"{res.seconds:.1f} s\ncheckpoint: {res.checkpoint}\nTensorBoard: tensorboard --logdir "
@@ -121,23 +117,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_first_stage(args: argparse.Namespace) -> int:
-    from pipelines.first_stage import PSNR_TARGET_DB, FirstStageConfig, train_first_stage
+    from pipelines.first_stage import FirstStageConfig, judge_heldout_psnr, train_first_stage
+    from pipelines.params import config_from_arguments
 
-    res = train_first_stage(_settings(args), FirstStageConfig(steps=args.steps, batch_size=args.batch_size,
-                                                              seed=args.seed))
+    cfg = config_from_arguments(FirstStageConfig, args)
+    res = train_first_stage(_settings(args), cfg)
     print(f"checkpoint: {res.checkpoint} ({res.seconds:.0f} s)")
-    low = {k: v for k, v in res.psnr_heldout.items() if v < PSNR_TARGET_DB}
-    if low:
-        print(f"note: held-out PSNR below {PSNR_TARGET_DB} dB for {low}; train longer (--steps)")
+    _passed, table = judge_heldout_psnr(res.psnr_heldout, cfg.datasets)
+    for dataset, row in table.items():
+        verdict = "meets" if row["passed"] else "below" if row["psnr_db"] is not None else "not judged:"
+        print(f"  {dataset}: held-out PSNR {row['psnr_db']} dB, {verdict} its {row['bar_db']} dB bar "
+              f"{row.get('note', '')}".rstrip())
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from model.diffusion.ddim import DDIMConfig
     from pipelines.generate import generate
+    from pipelines.params import config_from_arguments
 
     out = generate(_settings(args), args.checkpoint, args.image, args.out, mesh=args.mesh,
                    expression=args.expression, trajectory=args.trajectory, trajectory_file=args.trajectory_file,
-                   seed=args.seed, steps=args.steps, cfg_scale=args.cfg_scale, batch_view_num=args.batch_view_num)
+                   sampler=config_from_arguments(DDIMConfig, args), face_check=args.face_check)
     print(f"16 views in {out.out_dir / 'views'}, contact sheet {out.out_dir / 'sheet.png'}, "
           f"NeuS2 dataset {out.out_dir / 'neus2' / 'transforms.json'}")
     return 0
@@ -146,15 +147,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from pipelines.evaluate import evaluate_set, format_table
     from model.diffusion.ddim import DDIMConfig
+    from pipelines.evaluate import evaluate_set, format_table
     from pipelines.evaluation_sets import generate_eval_set
+    from pipelines.params import config_from_arguments
 
     settings = _settings(args)
     quiet = (lambda *_: None) if args.json else print
     es = generate_eval_set(settings, args.protocol, args.checkpoint, args.method,
-                           DDIMConfig(steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed),
-                           image_size=args.image_size, log=quiet)
+                           config_from_arguments(DDIMConfig, args), image_size=args.image_size, log=quiet)
     ev = evaluate_set(settings, es.path, log=quiet)
     row = ev.tables["per_protocol"]
     if args.json:
@@ -221,9 +222,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model.diffusion.ddim import DDIMConfig
+    from pipelines.first_stage import FirstStageConfig
+    from pipelines.params import add_config_arguments
+    from pipelines.train import TrainConfig
+
     p = argparse.ArgumentParser(prog="morphable", description=__doc__.splitlines()[0])
     p.add_argument("--settings", help="settings TOML (default: $MORPHABLE_SETTINGS, ./morphable.toml, embedded)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("demo-data", help="write the synthetic stand-in in the real dataset formats")
@@ -265,28 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_fit_image)
 
     s = sub.add_parser("train", help="train the diffusion model on the view stores (atomic checkpoints, --resume)")
-    s.add_argument("--preset", choices=["paper", "tiny"], default="tiny")
-    s.add_argument("--dataset", choices=["facescape", "thuman"], default="facescape")
-    s.add_argument("--steps", type=int, default=100)
-    s.add_argument("--batch-size", type=int, default=2)
-    s.add_argument("--lr", type=float, help="default: 5e-5 (paper) / 1e-3 (tiny)")
-    s.add_argument("--init", help="syncdreamer-pretrain.ckpt to start from (released drop semantics)")
-    s.add_argument("--precision", choices=["32", "bf16"], default="32")
-    s.add_argument("--ckpt-every", type=int, default=50)
-    s.add_argument("--gradient-checkpointing", action="store_true")
-    s.add_argument("--seed", type=int, default=6033)
-    s.add_argument("--name", help="run name (default: <preset>-<dataset>)")
+    add_config_arguments(s, TrainConfig)
     s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint, exactly")
-    s.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (batch = global batch)")
-    s.add_argument("--first-stage", help="tiny: a first-stage checkpoint folder (default: train one first)")
-    s.add_argument("--first-stage-steps", type=int, default=600)
-    s.add_argument("--preview-steps", type=int, default=10, help="DDIM steps of the final preview sheet (0: none)")
+    s.add_argument("--force", action="store_true", help="with --resume: continue although the configuration "
+                                                        "changed (no longer bitwise equal to an uninterrupted run)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("train-first-stage", help="train the tiny preset's autoencoder on the view stores")
-    s.add_argument("--steps", type=int, default=600)
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--seed", type=int, default=6033)
+    add_config_arguments(s, FirstStageConfig)
     s.set_defaults(func=cmd_train_first_stage)
 
     s = sub.add_parser("generate", help="one image + a target mesh or expression image -> 16 views + NeuS2 data")
@@ -295,13 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--mesh", help="FLAME mesh (.obj, canonical frame, metres)")
     g.add_argument("--expression", help="image whose expression to transfer (single-image FLAME fit)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="output folder: new, empty, or an earlier output (replaced)")
     s.add_argument("--trajectory", choices=["virtual", "real"], default="virtual")
-    s.add_argument("--trajectory-file", help="facescape_test_traj.pkl for --trajectory real")
-    s.add_argument("--seed", type=int, default=6033)
-    s.add_argument("--steps", type=int, default=50)
-    s.add_argument("--cfg-scale", type=float, default=2.0)
-    s.add_argument("--batch-view-num", type=int, default=8)
+    s.add_argument("--trajectory-file", help="--trajectory real: facescape_test_traj.pkl, or the same as .json/.npz")
+    s.add_argument("--no-face-check", dest="face_check", action="store_false",
+                   help="generate even if no face is detected in --image")
+    add_config_arguments(s, DDIMConfig)
     s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("evaluate", help="generate a protocol's evaluation set and compute its metric tables")
@@ -309,11 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "thuman_novel_view or demo")
     s.add_argument("--checkpoint", help="checkpoint folder (required for --method model)")
     s.add_argument("--method", choices=["model", "copy_input", "mean_train"], default="model")
-    s.add_argument("--steps", type=int, default=50, help="DDIM steps (released: 50)")
-    s.add_argument("--cfg-scale", type=float, default=2.0)
-    s.add_argument("--seed", type=int, default=6033)
     s.add_argument("--image-size", type=int, help="baselines: image size (default 64)")
     s.add_argument("--json", action="store_true")
+    add_config_arguments(s, DDIMConfig)
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("inspect-model", help="the network's state-dict keys, shapes and dtypes (meta device, "
@@ -332,14 +322,63 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def user_error_message(exc: BaseException) -> str | None:
+    """One readable line for an error a user can cause (a bad file, setting or argument), or None for a bug.
+
+    The project's own errors already read "<file>: <problem>. Fix: <how>"; the known library errors are mapped to
+    the same shape with the file they name."""
+    import json
+    import pickle
+    import zipfile
+
+    from storage.errors import DataError
+
+    if isinstance(exc, (DataError, SettingsError)):
+        return str(exc)
+    fname = getattr(exc, "filename", None)
+    where = f"{fname}: " if fname else ""
+    try:
+        from PIL import UnidentifiedImageError
+    except ImportError:  # pragma: no cover - PIL is a dependency
+        UnidentifiedImageError = ()  # noqa: N806
+    if UnidentifiedImageError and isinstance(exc, UnidentifiedImageError):
+        return f"{exc} (not an image PIL can read). Fix: give a PNG or JPEG file"
+    if isinstance(exc, FileNotFoundError):
+        return f"{where}not found. Fix: check the path"
+    if isinstance(exc, IsADirectoryError):
+        return f"{where}is a folder, a file was expected. Fix: check the path"
+    if isinstance(exc, PermissionError):
+        return f"{where}permission denied. Fix: check the file's permissions"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON ({exc.msg} at line {exc.lineno}). Fix: check the file named above"
+    if isinstance(exc, (zipfile.BadZipFile, pickle.UnpicklingError)):
+        return f"{type(exc).__name__}: {exc}. Fix: the file is damaged or of another kind; use the original"
+    if type(exc).__name__ == "SafetensorError":
+        return f"cannot read a .safetensors file ({exc}). Fix: re-create the checkpoint"
+    if isinstance(exc, ValueError):  # argument and content errors raised with a readable message
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{where}{exc.strerror or exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
-    except (SettingsError, ValueError, FileNotFoundError) as exc:  # NoFaceError and DataError are ValueErrors
-        # reader errors (storage.errors.DataError) and body-model errors are ValueErrors with a readable message
-        print(f"morphable: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("morphable: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; --debug keeps the traceback
+        if args.debug:
+            raise
+        message = user_error_message(exc)
+        if message is None:
+            print(f"morphable: internal error: {type(exc).__name__}: {exc} (this is a bug; run the command again "
+                  "with --debug for the traceback and report it)", file=sys.stderr)
+            return 1
+        print(f"morphable: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

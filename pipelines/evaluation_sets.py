@@ -58,10 +58,6 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
                       method: str = "model", sampler: DDIMConfig = DDIMConfig(), image_size: int | None = None,
                       device: str | None = None, log=print, overwrite: bool = False) -> EvalSetResult:
     """Write the evaluation set (atomically) and return where it is; an existing complete one is reused."""
-    import torch
-
-    from storage.checkpoints import checkpoint_hash, load_checkpoint
-
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -70,15 +66,11 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     if method == "model":
         if checkpoint is None:
             raise ValueError("method 'model' needs a checkpoint folder")
-        from model.diffusion.config import ModelConfig
-        from model.diffusion.network import MorphableDiffusion
+        from pipelines.model_loading import PROJECTION_FOR, load_model
 
-        tensors, config = load_checkpoint(checkpoint)
-        ckpt_hash = checkpoint_hash(checkpoint)
-        model = MorphableDiffusion(ModelConfig.from_dict(config["model"]))
-        model.load_state_dict(tensors, strict=True)
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model.to(dev).eval()
+        loaded = load_model(checkpoint, projection=PROJECTION_FOR[proto.dataset], use=f"protocol {proto.name}",
+                            device=device)
+        model, ckpt_hash = loaded.model, loaded.checkpoint_hash
         size = model.cfg.image_size
     else:
         size = image_size or 64

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model import frames
 from pipelines.settings import Settings
+
+if TYPE_CHECKING:
+    from model.diffusion.ddim import DDIMConfig
 
 VIRTUAL_FOCAL_256 = 1545.23757707405  # released virtual trajectory, for 256 px images
 VIRTUAL_RADIUS = 4.5
@@ -42,29 +46,65 @@ def virtual_cameras(image_size: int, n: int = 16, radius: float = VIRTUAL_RADIUS
 
 
 def real_cameras(path: str | Path, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The released 'real' trajectory file (16 FaceScape cameras in the model frame, for 256 px images)."""
-    import pickle
+    """A camera trajectory file: the released `facescape_test_traj.pkl` (read through the allow-listed reader), or
+    the same content as JSON / NPZ ({"intrinsics": (N, 3, 3), "extrinsics": (N, 3, 4)}, model frame, 256 px)."""
+    from storage.errors import InvalidContentError
+    from storage.safe_pickle import load_npz, load_pickle
 
-    with open(path, "rb") as fh:
-        d = pickle.load(fh)
-    k = np.asarray(d["intrinsics"], np.float64).copy()
+    path = Path(path)
+    fix = "give facescape_test_traj.pkl, or a .json / .npz with 'intrinsics' (N,3,3) and 'extrinsics' (N,3,4)"
+    if path.suffix == ".json":
+        from storage.jsonfile import read_json
+
+        doc = read_json(path, "a camera trajectory", fix)
+    elif path.suffix == ".npz":
+        doc = load_npz(path, "a camera trajectory", fix)
+    else:
+        doc = load_pickle(path, "a camera trajectory pickle", fix)
+    if not isinstance(doc, dict) or not {"intrinsics", "extrinsics"} <= set(doc):
+        raise InvalidContentError(path, "a trajectory needs the keys 'intrinsics' and 'extrinsics'", fix)
+    try:
+        k = np.asarray(doc["intrinsics"], np.float64).copy()
+        rt = np.asarray(doc["extrinsics"], np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidContentError(path, f"camera matrices are not numeric ({exc})", fix) from None
+    if k.ndim != 3 or k.shape[1:] != (3, 3) or rt.shape != (len(k), 3, 4):
+        raise InvalidContentError(path, f"intrinsics {k.shape} / extrinsics {rt.shape}; expected (N, 3, 3) / "
+                                        "(N, 3, 4)", fix)
+    if not (np.isfinite(k).all() and np.isfinite(rt).all()):
+        raise InvalidContentError(path, "camera matrices hold NaN or infinite values", fix)
     k[:, :2] *= image_size / 256
-    return k, np.asarray(d["extrinsics"], np.float64)
+    return k, rt
 
 
 def _input_image(path: str | Path, size: int) -> np.ndarray:
     """Square centre crop, resized, alpha (if any) composited on white; [-1, 1] HWC float32."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGBA")
-        w, h = im.size
-        s = min(w, h)
-        im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((size, size),
-                                                                                            Image.BICUBIC)
-        rgba = np.asarray(im).astype(np.float32) / 255.0
+    from storage.images import read_image
+
+    im = Image.fromarray(read_image(path, "RGBA"))
+    w, h = im.size
+    s = min(w, h)
+    im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((size, size), Image.BICUBIC)
+    rgba = np.asarray(im).astype(np.float32) / 255.0
     rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
     return rgb * 2 - 1
+
+
+def check_face(path: str | Path) -> None:
+    """Refuse an input image with no detectable face (dlib HOG, as the single-image fit uses): the model was trained
+    on faces, and a flat or unrelated image would give 16 confident-looking views of nothing."""
+    from model.tracking.landmarks2d import NoFaceError, detect_landmarks
+    from storage.errors import InvalidContentError
+    from storage.images import read_rgb
+
+    try:
+        detect_landmarks(read_rgb(path), source=str(path))
+    except NoFaceError:
+        raise InvalidContentError(path, "no face found in the input image (dlib HOG detector)",
+                                  "use a photo with one clearly visible, roughly frontal face, or pass "
+                                  "--no-face-check to generate anyway") from None
 
 
 def _rgba(img: np.ndarray) -> np.ndarray:
@@ -128,49 +168,57 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
 
 def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_dir: str | Path,
              mesh: str | Path | None = None, expression: str | Path | None = None, trajectory: str = "virtual",
-             trajectory_file: str | Path | None = None, seed: int = 6033, steps: int = 50, cfg_scale: float = 2.0,
-             batch_view_num: int = 8) -> GenerateOutcome:
+             trajectory_file: str | Path | None = None, sampler: "DDIMConfig | None" = None,
+             face_check: bool = True) -> GenerateOutcome:
+    """Inputs are read and checked first (trajectory, image, target mesh), then the model; the output folder
+    appears complete or not at all."""
     from PIL import Image
 
-    from model.diffusion.config import ModelConfig
     from model.diffusion.ddim import DDIMConfig
-    from model.diffusion.network import MorphableDiffusion
-    from storage.checkpoints import load_checkpoint
+    from pipelines.model_loading import load_model
+    from storage.atomic import output_folder
     from storage.meshes import read_obj
     from storage.thumbnails import contact_sheet
 
     if (mesh is None) == (expression is None):
         raise ValueError("give exactly one of --mesh (a FLAME mesh) or --expression (an image to fit FLAME to)")
-    tensors, config = load_checkpoint(checkpoint)
-    cfg = ModelConfig.from_dict(config["model"])
-    model = MorphableDiffusion(cfg)
-    model.load_state_dict(tensors, strict=True)
-    model.eval()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if expression is not None:
-        from pipelines.fit_image import fit_image
-
-        fit = fit_image(settings, expression, out / "expression_fit")
-        verts = frames.flame_to_model_points(fit.fit.vertices)
-    else:
-        verts = frames.flame_to_model_points(read_obj(mesh).vertices)
-    size = cfg.image_size
-    if trajectory == "virtual":
-        ks, rts = virtual_cameras(size, cfg.view_num)
-    elif trajectory == "real":
-        if trajectory_file is None:
-            raise ValueError("--trajectory real needs --trajectory-file (facescape_test_traj.pkl)")
-        ks, rts = real_cameras(trajectory_file, size)
-    else:
+    if trajectory not in ("virtual", "real"):
         raise ValueError(f"unknown trajectory {trajectory!r}; choose virtual or real")
-    inp = _input_image(image, size)
-    views = sample_views(model, inp, ks, rts, verts, DDIMConfig(steps=steps, cfg_scale=cfg_scale,
-                                                               batch_view_num=batch_view_num, seed=seed))
-    (out / "views").mkdir(exist_ok=True)
-    for i, v in enumerate(views):
-        Image.fromarray(_rgba(v)).save(out / "views" / f"{i:02d}.png")
-    inp_u8 = ((inp + 1) * 127.5).round().astype(np.uint8)
-    Image.fromarray(contact_sheet([inp_u8, *views], tile=size, columns=len(views) + 1)).save(out / "sheet.png")
-    export_neus2(out / "neus2", views, ks, rts)
+    if trajectory == "real" and trajectory_file is None:
+        raise ValueError("--trajectory real needs --trajectory-file (facescape_test_traj.pkl, or .json / .npz)")
+    real = real_cameras(trajectory_file, 256) if trajectory == "real" else None
+    _input_image(image, 8)  # decodes the file: a bad image fails here, before anything is loaded
+    if face_check:
+        check_face(image)
+    target = None if expression is not None else read_obj(mesh)
+    loaded = load_model(checkpoint, projection="perspective", use="generation (face cameras)")
+    model, cfg = loaded.model, loaded.model.cfg
+    out = Path(out_dir)
+    with output_folder(out) as tmp:
+        if expression is not None:
+            from pipelines.fit_image import fit_image
+
+            fit = fit_image(settings, expression, tmp / "expression_fit")
+            verts = frames.flame_to_model_points(fit.fit.vertices)
+        else:
+            verts = frames.flame_to_model_points(target.vertices)
+        size = cfg.image_size
+        if real is None:
+            ks, rts = virtual_cameras(size, cfg.view_num)
+        else:
+            ks, rts = real[0].copy(), real[1]
+            ks[:, :2] *= size / 256
+        if len(ks) != cfg.view_num:
+            from storage.errors import InvalidContentError
+
+            raise InvalidContentError(trajectory_file, f"{len(ks)} cameras; the model generates {cfg.view_num} views",
+                                      f"give a trajectory with {cfg.view_num} cameras")
+        inp = _input_image(image, size)
+        views = sample_views(model, inp, ks, rts, verts, sampler or DDIMConfig())
+        (tmp / "views").mkdir()
+        for i, v in enumerate(views):
+            Image.fromarray(_rgba(v)).save(tmp / "views" / f"{i:02d}.png")
+        inp_u8 = ((inp + 1) * 127.5).round().astype(np.uint8)
+        Image.fromarray(contact_sheet([inp_u8, *views], tile=size, columns=len(views) + 1)).save(tmp / "sheet.png")
+        export_neus2(tmp / "neus2", views, ks, rts)
     return GenerateOutcome(out, views, ks, rts)

@@ -24,7 +24,7 @@ from storage.tracks import TrackRecord, write_track
 
 log = logging.getLogger(__name__)
 
-BILINEAR_TRACKER_VERSION = "bilinear-tu-1"
+BILINEAR_TRACKER_VERSION = "bilinear-tu-2"  # 2: TU topology checked, registration error
 SMPLX_TRACKER_VERSION = "smplx-release-1"
 SMPLX_REFINED_TRACKER_VERSION = "smplx-rigid-refined-1"
 TRACKERS: dict[str, dict[str, str]] = {
@@ -53,17 +53,67 @@ def _landmark_indices(settings: Settings, n_vertices: int) -> np.ndarray:
     return idx
 
 
+def tu_vertex_count(settings: Settings) -> int:
+    """The TU (models_reg) topology's vertex count: the length of the toolkit's `predef/sym_dict_old.npy` (its
+    left/right vertex map; 26,317 for FaceScape), found beside `landmark_indices.npz`."""
+    from storage.safe_pickle import load_npy
+
+    path = settings.facescape_landmark_indices.parent / "sym_dict_old.npy"
+    fix = "copy toolkit/predef/sym_dict_old.npy from the FaceScape toolkit beside landmark_indices.npz"
+    sym = load_npy(path, "the TU topology's symmetry map (it defines the registered meshes' vertex count)", fix)
+    if not isinstance(sym, np.ndarray) or sym.ndim != 1 or not len(sym):
+        raise InvalidContentError(path, "expected a 1-D vertex index array", fix)
+    return len(sym)
+
+
+def read_registered_meshes(settings: Settings, ds: FaceScapeDataset, subject: str) -> dict:
+    """Every expression's registered TU mesh, refused by name unless it has the TU topology (the toolkit's vertex
+    count, the same faces in every expression): a mesh of another topology would otherwise be tracked and rendered
+    without a word."""
+    expected = tu_vertex_count(settings)
+    meshes, faces = {}, None
+    for e in ds.expressions(subject):
+        tup = ds.tuple(subject, e)
+        mesh = ds.read_registered_mesh(tup)
+        if len(mesh.vertices) != expected:
+            raise InvalidContentError(tup.registered_mesh, f"registered mesh has {len(mesh.vertices)} vertices; the "
+                                                           f"TU topology (toolkit sym_dict_old.npy) has {expected}",
+                                      "use the models_reg mesh of this FaceScape release (same topology as the "
+                                      "bilinear model)")
+        if faces is not None and not np.array_equal(mesh.faces, faces):
+            raise InvalidContentError(tup.registered_mesh, "its faces differ from the subject's other expressions",
+                                      "every registered mesh must share the TU topology; re-extract models_reg")
+        faces = mesh.faces
+        meshes[e] = mesh
+    return meshes
+
+
+def _registration_errors(ds: FaceScapeDataset, subject: str, meshes: dict) -> dict[str, dict[str, float]]:
+    """Per expression: distance (mm) from the registered mesh's vertices to its raw scan (TU frame): how well the
+    registered mesh follows the captured surface."""
+    from model.tracking.geometry import surface_error_mm
+
+    out = {}
+    for e, mesh in meshes.items():
+        tup = ds.tuple(subject, e)
+        scale, align = ds.alignment(subject, tup.expression_index)
+        scan = ds.read_scan(tup)
+        scan_tu = frames.sfm_to_tu_points(scan.vertices, scale, align)
+        out[e] = {"vertices": len(mesh.vertices), **surface_error_mm(mesh.vertices, scan_tu, scan.faces, 1.0)}
+    return out
+
+
 def track_facescape(settings: Settings, subject: str, topology: str = "flame",
                     config: FlameFitConfig | None = None) -> TrackOutcome:
     t0 = time.perf_counter()
     ds = FaceScapeDataset(settings.facescape_root, settings.facescape_rt_scale_dict)
-    meshes = {e: ds.read_registered_mesh(ds.tuple(subject, e)) for e in ds.expressions(subject)}
+    meshes = read_registered_meshes(settings, ds, subject)
     if topology == "bilinear":
         verts = {e: frames.tu_to_model_points(m.vertices) for e, m in meshes.items()}
         params = {e: {"vertices_hash": hash_json(np.round(m.vertices, 2).tolist())} for e, m in meshes.items()}
         faces = next(iter(meshes.values())).faces
         record = TrackRecord("facescape", subject, BILINEAR_TRACKER_VERSION, params, verts, faces,
-                             {e: {"vertices": len(m.vertices)} for e, m in meshes.items()})
+                             _registration_errors(ds, subject, meshes))
         return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
     if topology != "flame":
         raise ValueError(f"unknown FaceScape topology {topology!r}; choose 'flame' or 'bilinear'")

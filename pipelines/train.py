@@ -7,8 +7,12 @@ bit-exact resume, and DDP + autocast + accumulation are a few lines here (neithe
   global index whatever the world size) draws targets, input view, timesteps, noise, posterior samples and condition
   dropout from a generator seeded with (seed, s, g). So a resumed run equals an uninterrupted one bit for bit on CPU,
   and 2 DDP processes equal 1 process with 2 accumulation micro-batches (up to all-reduce summation order).
+  CPU kernels split their reductions per thread, so the thread count is part of the state: a resume runs with the
+  run's thread count, and batches are copied into torch-allocated memory (alignment never varies).
 * Checkpoints every `ckpt_every` steps under `<storage>/runs/<name>/checkpoints/step_NNNNNN/` (model, AdamW, LR
-  schedule, step, losses, RNG, config), temp + rename, `last` names the newest; only rank 0 writes.
+  schedule, step, losses, RNG, threads, config), temp + rename, `last` names the newest; only rank 0 writes. A
+  resume refuses a changed configuration (other than steps / checkpoint interval / preview) unless forced, and
+  reads the training state through the allow-listed reader (storage.safe_pickle).
 * The finished model is exported as a content-addressed checkpoint (storage.checkpoints) with its model config, the
   training config, the first stage it used and the manifest of view-store content hashes it was trained on.
 * `tiny` without --init trains its first stage first (pipelines.first_stage), once per run; `paper` needs --init.
@@ -27,31 +31,40 @@ import numpy as np
 
 from pipelines.settings import Settings
 from storage.atomic import atomic_directory, atomic_write_text
+from storage.errors import InvalidContentError, MissingFileError
+from storage.ids import validate_name
+
+
+def _p(default, help: str, **meta):
+    """A config field with its help text (shown by the CLI and in the Dagster launchpad)."""
+    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    preset: str = "tiny"
-    dataset: str = "facescape"
-    steps: int = 100
-    batch_size: int = 2  # global (over processes and accumulation micro-batches)
-    grad_accum: int = 1
-    lr: float | None = None  # None: 5e-5 (paper, released) or 1e-3 (tiny, from scratch)
-    volume_lr_mult: float = 10.0
-    warmup_steps: int = 100
-    warmup_start: float = 0.02
-    finetune_unet: bool = True
-    condition_dropout: float | None = None  # None: 0.05 per condition when not starting from a checkpoint (§8.14)
-    precision: str = "32"  # or "bf16" (autocast)
-    gradient_checkpointing: bool = False
-    ckpt_every: int = 50
-    seed: int = 6033
-    init: str | None = None  # syncdreamer-pretrain.ckpt (released drop semantics)
-    first_stage: str | None = None  # a first-stage checkpoint folder (tiny); None: trained at the start of the run
-    first_stage_steps: int = 600
-    preview_steps: int = 10  # DDIM steps of the preview sheet written at the end (0: none)
-    loss_views: int = 1  # target views supervised per sample (1 = released; more = more signal per volume)
-    name: str | None = None
+    """One diffusion training run; the single source of the CLI flags and the checkpoint assets' run config."""
+
+    preset: str = _p("tiny", "network preset", choices=("paper", "tiny"))
+    dataset: str = _p("facescape", "training data", choices=("facescape", "thuman"))
+    steps: int = _p(100, "optimizer steps")
+    batch_size: int = _p(2, "global batch (over processes and accumulation micro-batches)")
+    grad_accum: int = _p(1, "micro-batches per step")
+    lr: float | None = _p(None, "learning rate; none: 5e-5 (paper, released) or 1e-3 (tiny, from scratch)")
+    volume_lr_mult: float = _p(10.0, "learning-rate multiplier of the volume and time-embedding group")
+    warmup_steps: int = _p(100, "linear warm-up steps")
+    warmup_start: float = _p(0.02, "warm-up starting fraction of the learning rate")
+    finetune_unet: bool = _p(True, "train the UNet too (off: only the conditioning branches)")
+    condition_dropout: float | None = _p(None, "per-condition dropout; none: 0.05 without an init, else 0")
+    precision: str = _p("32", "32 or bf16 (autocast)", choices=("32", "bf16"))
+    gradient_checkpointing: bool = _p(False, "recompute UNet activations in backward (less memory)")
+    ckpt_every: int = _p(50, "steps between resumable checkpoints")
+    seed: int = _p(6033, "seed of every random draw")
+    init: str | None = _p(None, "syncdreamer-pretrain.ckpt to start from (released drop semantics)")
+    first_stage: str | None = _p(None, "tiny: a first-stage checkpoint folder; none: trained at the start")
+    first_stage_steps: int = _p(600, "tiny: steps of that first stage")
+    preview_steps: int = _p(10, "DDIM steps of the final preview sheet (0: none)")
+    loss_views: int = _p(1, "target views supervised per sample (1 = released; more = more signal per volume)")
+    name: str | None = _p(None, "run name (default: <preset>-<dataset>)")
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else (5e-5 if self.preset == "paper" else 1e-3)
@@ -60,7 +73,8 @@ class TrainConfig:
         return self.condition_dropout if self.condition_dropout is not None else (0.0 if self.init else 0.05)
 
     def run_name(self) -> str:
-        return self.name or f"{self.preset}-{self.dataset}"
+        """The run's folder name under runs/ and checkpoints/ (a plain name: no '/', '..' or spaces)."""
+        return validate_name(self.name or f"{self.preset}-{self.dataset}", "run name (--name)")
 
 
 @dataclass
@@ -116,7 +130,13 @@ def model_config_for(cfg: TrainConfig, vae: dict | None = None):
 def _collate(items: list[dict], device: str) -> dict:
     import torch
 
-    return {k: torch.as_tensor(np.stack([it[k] for it in items])).to(device) for k in items[0]}
+    # copies into torch's own (64-byte aligned) memory: numpy's buffers land at varying alignments, and vectorised
+    # CPU kernels may round differently with the alignment of their inputs
+    return {k: torch.tensor(np.stack([it[k] for it in items]), device=device) for k in items[0]}
+
+
+#: fields that may change between a run and its --resume without changing what the resumed steps compute
+RESUMABLE_CHANGES = ("steps", "ckpt_every", "preview_steps")
 
 
 def _save_state(run_dir: Path, step: int, model, opt, sched, losses: list[float], cfg: TrainConfig) -> Path:
@@ -128,25 +148,55 @@ def _save_state(run_dir: Path, step: int, model, opt, sched, losses: list[float]
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
                   str(tmp / "model.safetensors"))
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "losses": losses,
-                    "rng": torch.get_rng_state()}, tmp / "training_state.pt")
+                    "rng": torch.get_rng_state(), "threads": torch.get_num_threads()}, tmp / "training_state.pt")
         (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     atomic_write_text(run_dir / "last", target.name)
     return target
 
 
-def _load_state(run_dir: Path, model, opt, sched, device: str) -> tuple[int, list[float]]:
-    import torch
-    from safetensors.torch import load_file
+def config_changes(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
+    """{field: (saved, now)} for the fields that differ and would change what a resumed run computes."""
+    now = dataclasses.asdict(cfg)
+    return {k: (saved.get(k), now[k]) for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]}
+
+
+def _resume_folder(run_dir: Path, cfg: TrainConfig, force: bool, log) -> Path:
+    """The run's last checkpoint folder, after checking that the configuration did not change."""
+    from storage.jsonfile import read_json
 
     last = run_dir / "last"
     if not last.is_file():
-        raise FileNotFoundError(f"{run_dir}: nothing to resume (no `last` checkpoint); start without --resume")
+        raise MissingFileError(run_dir, "nothing to resume (no `last` checkpoint)", "start without --resume")
     folder = run_dir / "checkpoints" / last.read_text().strip()
+    saved = read_json(folder / "config.json", "the resumed run's training configuration", "start without --resume")
+    changed = config_changes(saved, cfg)
+    if changed and not force:
+        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise InvalidContentError(folder, f"the run was trained with another configuration ({listed}); resuming "
+                                          "with it would not continue the same run",
+                                  "resume with the same settings, use a new --name, or pass --force to continue "
+                                  "anyway (no longer bitwise equal to an uninterrupted run)")
+    if changed:
+        log(f"resuming with a changed configuration (--force): {changed}")
+    return folder
+
+
+def _load_state(folder: Path, model, opt, sched, device: str, log) -> tuple[int, list[float]]:
+    import torch
+    from safetensors.torch import load_file
+
+    from storage.safe_pickle import load_torch
+
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device), strict=True)
-    state = torch.load(folder / "training_state.pt", map_location=device, weights_only=True)
+    state = load_torch(folder / "training_state.pt", strict=True, mmap=False, what="a training state",
+                       fix="resume from an earlier checkpoint of the run, or start without --resume")
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"].cpu())
+    threads = int(state.get("threads", torch.get_num_threads()))
+    if threads != torch.get_num_threads():  # CPU reductions split work per thread: same count, same bits
+        log(f"resume: using the run's {threads} CPU threads (this process had {torch.get_num_threads()})")
+        torch.set_num_threads(threads)
     return int(state["step"]), list(state["losses"])
 
 
@@ -177,7 +227,9 @@ def views_manifest(storage_root: str | Path, dataset: str, subjects: list[str]) 
     return {s: ViewStore.open(store_path(storage_root, dataset, s)).manifest["content_hash"] for s in sorted(subjects)}
 
 
-def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print) -> TrainResult:
+def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print, force: bool = False) -> TrainResult:
+    """Train (or with `resume`, continue exactly) the run `cfg.run_name()`; `force` resumes despite a changed
+    configuration."""
     import torch
     import torch.distributed as tdist
     from tqdm import tqdm
@@ -195,6 +247,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print)
         raise ValueError("the paper preset starts from the released weights: pass --init syncdreamer-pretrain.ckpt "
                          "(its first stage is Stable Diffusion's VAE); see docs/training.md")
     run_dir = Path(settings.storage_root) / "runs" / cfg.run_name()
+    resume_from = _resume_folder(run_dir, cfg, force, log) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
     writer = None
     if dist_.main:
@@ -221,7 +274,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print)
     opt = torch.optim.AdamW(parameter_groups(model, cfg.resolved_lr(), cfg.volume_lr_mult, cfg.finetune_unet))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, cfg.warmup_start + (1 - cfg.warmup_start)
                                                                  * s / max(cfg.warmup_steps, 1)))
-    step, losses = _load_state(run_dir, model, opt, sched, dist_.device) if resume else (0, [])
+    step, losses = (_load_state(resume_from, model, opt, sched, dist_.device, log) if resume_from else (0, []))
     model.train()
     model.first_stage_model.eval()
     model.clip_image_encoder.eval()

@@ -39,7 +39,7 @@ def run_first_stage(settings, config: dict, log: Callable[[str], None]) -> tuple
     sheet = contact_sheet(list(res.reconstructions), tile=64, columns=len(res.reconstructions) // 2)
     meta = {"dagster/uri": str(res.checkpoint), "checkpoint_hash": res.checkpoint.name,
             "psnr_heldout": {"raw_value": res.psnr_heldout, "type": "json"},
-            "psnr_target_db": PSNR_TARGET_DB, "latent_scale_factor": res.scale_factor, "steps": cfg.steps,
+            "psnr_target_db": {"raw_value": PSNR_TARGET_DB, "type": "json"}, "latent_scale_factor": res.scale_factor, "steps": cfg.steps,
             "seconds": round(res.seconds, 1), "device": _device_info(),
             "heldout_vs_reconstruction": {"raw_value": markdown_image(sheet, "held-out (top) and decoded (bottom)"),
                                           "type": "md"}}

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARED_TESTDATA
+from model.diffusion.ddim import DDIMConfig
+from tests.conftest import TESTDATA
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,10 @@ def test_generation_is_reproducible_and_exports_neus2(standin_settings, tiny_che
     from pipelines.generate import generate
 
     img = standin_settings.facescape_root / "1" / "1_neutral" / "7.jpg"
-    a = generate(standin_settings, tiny_checkpoint, img, tmp_path / "a", mesh=flame_mesh, steps=3, seed=5)
-    b = generate(standin_settings, tiny_checkpoint, img, tmp_path / "b", mesh=flame_mesh, steps=3, seed=5)
+    a = generate(standin_settings, tiny_checkpoint, img, tmp_path / "a", mesh=flame_mesh,
+                 sampler=DDIMConfig(steps=3, seed=5))
+    b = generate(standin_settings, tiny_checkpoint, img, tmp_path / "b", mesh=flame_mesh,
+                 sampler=DDIMConfig(steps=3, seed=5))
     assert np.array_equal(a.views, b.views) and a.views.shape == (16, 64, 64, 3)
     doc = json.loads((tmp_path / "a" / "neus2" / "transforms.json").read_text())
     assert len(doc["frames"]) == 16
@@ -56,19 +59,20 @@ def test_generation_is_reproducible_and_exports_neus2(standin_settings, tiny_che
 
 
 def test_generate_cli_on_a_real_face(standin_root, tiny_checkpoint, tmp_path):
-    image = SHARED_TESTDATA / "stylegan1.png"
-    if not image.is_file():
-        pytest.skip("shared/testdata is not beside the checkout")
-    env = {"MORPHABLE_SYNTHETIC_ROOT": str(standin_root), "MORPHABLE_DATA_ROOT": str(tmp_path)}
     import os
 
+    image = TESTDATA / "stylegan1_256.png"
+    env = {**os.environ, "MORPHABLE_SYNTHETIC_ROOT": str(standin_root), "MORPHABLE_DATA_ROOT": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--checkpoint", str(tiny_checkpoint),
                            "--image", str(image), "--expression", str(image), "--out", str(tmp_path / "out"),
-                           "--steps", "2"], env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+                           "--steps", "2"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list((tmp_path / "out" / "views").glob("*.png"))) == 16
     assert (tmp_path / "out" / "expression_fit" / "mesh.obj").is_file()
-    bad = subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--checkpoint", str(tmp_path / "nope"),
-                          "--image", str(image), "--mesh", "x.obj", "--out", str(tmp_path / "o2")],
-                         env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and "no complete checkpoint" in bad.stderr
+    # a second run into the same folder replaces the earlier output as a whole
+    again = subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--checkpoint", str(tiny_checkpoint),
+                            "--image", str(image), "--mesh", str(tmp_path / "out" / "expression_fit" / "mesh.obj"),
+                            "--out", str(tmp_path / "out"), "--steps", "2"], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not (tmp_path / "out" / "expression_fit").exists() and (tmp_path / "out" / "sheet.png").is_file()

@@ -96,3 +96,39 @@ def test_loss_decreases(model_data, quick_first_stage):
 def test_paper_preset_needs_its_pretrained_weights(model_data):
     with pytest.raises(ValueError, match="syncdreamer-pretrain.ckpt"):
         train(model_data, TrainConfig(preset="paper", dataset="facescape", steps=1), **QUIET)
+
+
+def test_resume_refuses_a_changed_configuration_unless_forced(model_data, quick_first_stage):
+    from storage.errors import InvalidContentError
+
+    train(model_data, _cfg(quick_first_stage, steps=2, ckpt_every=2, name="changed"), **QUIET)
+    with pytest.raises(InvalidContentError, match=r"another configuration \(lr: None -> 0.01\).*--force"):
+        train(model_data, _cfg(quick_first_stage, steps=3, ckpt_every=1, name="changed", lr=0.01), resume=True,
+              **QUIET)
+    res = train(model_data, _cfg(quick_first_stage, steps=3, ckpt_every=1, name="changed", lr=0.01), resume=True,
+                force=True, **QUIET)
+    assert res.step == 3 and len(res.losses) == 3
+
+
+class _Trojan:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_hostile_training_state_is_refused_on_resume(model_data, quick_first_stage, tmp_path):
+    res = train(model_data, _cfg(quick_first_stage, steps=1, ckpt_every=1, name="hostile"), **QUIET)
+    state = res.run_dir / "checkpoints" / "step_000001" / "training_state.pt"
+    marker = tmp_path / "pwned"
+    torch.save({"step": 1, "losses": [1.0], "optimizer": _Trojan(marker)}, state)
+    env = {**os.environ, "MORPHABLE_SYNTHETIC_ROOT": str(model_data.synthetic_root),
+           "MORPHABLE_DATA_ROOT": str(model_data.data_root), "MORPHABLE_STORAGE_ROOT": str(model_data.storage_root)}
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", "--dataset", "thuman", "--steps", "2",
+                          "--batch-size", "1", "--warmup-steps", "2", "--ckpt-every", "1", "--first-stage",
+                          str(quick_first_stage), "--preview-steps", "0", "--name", "hostile", "--resume"],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and not marker.exists()
+    assert str(state) in out.stderr and "refusing to load global io.open" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -7,7 +7,7 @@ views' latents there), then `eps` per chunk of `batch_view_num` views.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -18,13 +18,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DDIMConfig:
-    steps: int = 50
-    eta: float = 1.0
-    cfg_scale: float = 2.0
-    batch_view_num: int = 8
-    timestep_offset: int = 1  # released: tau = [0, c, 2c, ...] + 1
-    final_alpha_is_one: bool = False  # released: the last step moves to alphas_cumprod[0], not 1
-    seed: int = 6033
+    """The sampler's settings (released defaults); the single source of the sampling flags and run config."""
+
+    steps: int = field(default=50, metadata={"help": "DDIM steps (released: 50)"})
+    eta: float = field(default=1.0, metadata={"help": "DDIM eta (released: 1.0)"})
+    cfg_scale: float = field(default=2.0, metadata={"help": "classifier-free guidance scale (released: 2.0)"})
+    batch_view_num: int = field(default=8, metadata={"help": "views per UNet batch (memory vs speed)"})
+    timestep_offset: int = field(default=1, metadata={"help": "released: tau = [0, c, 2c, ...] + 1"})
+    final_alpha_is_one: bool = field(default=False, metadata={
+        "help": "released: the last step moves to alphas_cumprod[0], not 1"})
+    seed: int = field(default=6033, metadata={"help": "sampling seed"})
 
 
 class MultiViewDenoiser(Protocol):

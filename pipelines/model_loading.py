@@ -1,0 +1,52 @@
+"""One way to turn a checkpoint folder into a ready network (generate, evaluation sets, previews).
+
+The folder is verified against its manifest (storage.checkpoints), its model configuration is read with a named
+error, the projection is checked against what the caller's cameras are, and the weights are loaded strictly through
+the same key/shape comparison as the released checkpoints (model.diffusion.checkpoints), so a config.json of another
+preset or edited weights give one line naming the checkpoint and the first mismatched keys, not a torch traceback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECTION_FOR = {"facescape": "perspective", "thuman": "orthographic"}
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # MorphableDiffusion, in eval mode
+    config: dict  # the checkpoint's config.json
+    checkpoint_hash: str
+    folder: Path
+
+
+def load_model(checkpoint: str | Path, projection: str | None = None, use: str = "",
+               device: str | None = None) -> LoadedModel:
+    """`projection`: the camera model the caller will use ("perspective" for faces, "orthographic" for THuman)."""
+    import torch
+
+    from model.diffusion.checkpoints import CheckpointError, import_morphable
+    from model.diffusion.config import ModelConfig
+    from model.diffusion.network import MorphableDiffusion
+    from storage.checkpoints import checkpoint_hash, load_checkpoint
+
+    folder = Path(checkpoint)
+    tensors, config = load_checkpoint(folder)
+    try:
+        cfg = ModelConfig.from_dict(config["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(folder / "config.json", f"holds no usable model configuration ({exc})",
+                              "re-create the checkpoint") from None
+    if projection is not None and cfg.projection != projection:
+        dataset = config.get("training", {}).get("dataset", "?")
+        raise CheckpointError(folder, f"is a {cfg.projection}-camera model (trained on {dataset}); {use or 'this'} "
+                                      f"uses {projection} cameras",
+                              f"use a checkpoint trained for {projection} cameras "
+                              f"({'FaceScape' if projection == 'perspective' else 'THuman'})")
+    model = MorphableDiffusion(cfg)
+    import_morphable(model, tensors, str(folder))
+    model.eval()
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return LoadedModel(model, config, checkpoint_hash(folder), folder)
