@@ -1,13 +1,16 @@
 """Evaluation assets: a generated evaluation set per protocol (GPU process, pool `gpu_heavy`), regenerated
 automatically when its checkpoint's data version changes; the demo's two baselines."""
+import math
 import os
 
 import dagster as dg
 
 from assets_defs.gpu_steps import k8s_gpu_tags, latest_uri, run_gpu_task
 from assets_defs.resources import SettingsResource
+from assets_defs.run_config import dagster_config
 from assets_defs.training import CHECKPOINT_ASSETS
 from assets_defs.views import VIEW_ASSETS
+from model.diffusion.ddim import DDIMConfig
 from pipelines.protocols import PROTOCOLS
 
 EVAL_GROUP = "evaluation"
@@ -23,13 +26,8 @@ WEEKLY = (dg.AutomationCondition.cron_tick_passed(EVAL_CRON, cron_timezone="UTC"
 EVAL_SET_AUTOMATION = (ON_NEW_CHECKPOINT | WEEKLY).with_label("new checkpoint or weekly")
 
 
-class EvalSetAssetConfig(dg.Config):
-    """The released sampler settings (DDIM 50 steps, CFG 2.0, 8 views per UNet batch, seed 6033)."""
-
-    steps: int = 50
-    cfg_scale: float = 2.0
-    batch_view_num: int = 8
-    seed: int = 6033
+#: run config of the evaluation sets: the sampler (model.diffusion.ddim.DDIMConfig, released defaults)
+EvalSetAssetConfig = dagster_config(DDIMConfig, "EvalSetAssetConfig")
 
 
 def generated_key(protocol: str) -> dg.AssetKey:
@@ -87,7 +85,8 @@ EVAL_SET_ASSETS = {name: _eval_set_asset(name) for name in PROTOCOLS}
 
 METRICS_VERSION = "metrics-1"
 SUMMARY_KEY = dg.AssetKey(["evaluation", "summary"])
-RANGES = {"psnr": (0.0, 100.0), "masked_psnr": (0.0, 100.0), "ssim": (-1.0, 1.0), "lpips": (0.0, 2.0),
+PSNR_CAP = 10 * math.log10(255.0 ** 2 / 1e-12)  # model.metrics.image.psnr of identical images
+RANGES = {"psnr": (0.0, PSNR_CAP), "masked_psnr": (0.0, PSNR_CAP), "ssim": (-1.0, 1.0), "lpips": (0.0, 2.0),
           "silhouette_iou": (0.0, 1.0), "pck": (0.0, 1.0), "reid": (0.0, 1.0), "fid": (0.0, float("inf"))}
 
 
@@ -95,18 +94,28 @@ def metrics_key(protocol: str) -> dg.AssetKey:
     return dg.AssetKey(["evaluation", protocol, "metrics"])
 
 
-def _applicable(protocol: str, missing: str) -> list[str]:
-    """Columns that must be finite for this protocol (face metrics only on FaceScape; missing weights excluded)."""
-    cols = ["psnr", "ssim", "masked_psnr", "silhouette_iou", "lpips", "fid"]
-    return [c for c in cols if c not in missing.split(",")]
+#: scored per view and required finite in every view; FID, PCK and Re-ID are required finite per protocol (PCK and
+#: Re-ID are undefined for a view whose ground truth shows no face, but a face protocol must score some views)
+PER_VIEW_REQUIRED = ("psnr", "ssim", "masked_psnr", "silhouette_iou", "lpips")
+FACE_METRICS = ("pck", "reid")
+
+
+def applicable_metrics(protocol: str, missing: str) -> tuple[list[str], list[str]]:
+    """(per-view columns, per-protocol columns) that must be finite for this protocol: face metrics only on
+    FaceScape protocols; metrics whose weight files are missing (named in `missing`) excluded."""
+    absent = set(missing.split(","))
+    per_view = [c for c in PER_VIEW_REQUIRED if c not in absent]
+    aggregate = [c for c in ("fid",) + (FACE_METRICS if PROTOCOLS[protocol].dataset == "facescape" else ())
+                 if c not in absent]
+    return per_view, aggregate
 
 
 def _metric_checks(protocol: str, per_protocol, per_view) -> list[dg.AssetCheckResult]:
     import numpy as np
 
-    cols = _applicable(protocol, str(per_protocol["missing_metrics"].iloc[0]))
-    nan_cols = [c for c in cols if c in per_view and per_view[c].isna().any()] + \
-        [c for c in ("fid",) if c in cols and per_protocol[c].isna().any()]
+    view_cols, protocol_cols = applicable_metrics(protocol, str(per_protocol["missing_metrics"].iloc[0]))
+    nan_cols = [c for c in view_cols if c in per_view and per_view[c].isna().any()] + \
+        [c for c in protocol_cols if per_protocol[c].isna().any()]
     out_of_range = {}
     for c, (lo, hi) in RANGES.items():
         vals = per_view[c] if c in per_view else per_protocol[c]
@@ -115,7 +124,8 @@ def _metric_checks(protocol: str, per_protocol, per_view) -> list[dg.AssetCheckR
             out_of_range[c] = [float(v.min()), float(v.max())]
     return [dg.AssetCheckResult(check_name="no_nan", passed=not nan_cols,
                                 metadata={"columns_with_nan": dg.MetadataValue.json(nan_cols),
-                                          "checked": dg.MetadataValue.json(cols)}),
+                                          "checked_per_view": dg.MetadataValue.json(view_cols),
+                                          "checked_per_protocol": dg.MetadataValue.json(protocol_cols)}),
             dg.AssetCheckResult(check_name="value_ranges", passed=not out_of_range,
                                 metadata={"out_of_range": dg.MetadataValue.json(out_of_range)})]
 
@@ -196,7 +206,7 @@ def evaluation_summary(context: dg.AssetExecutionContext, settings: SettingsReso
 
     from pipelines.plots import metric_history
     from pipelines.reports import markdown_table
-    from storage.metric_tables import read_history
+    from storage.metric_tables import read_history, write_summary
     from storage.thumbnails import markdown_png_file
 
     s = settings.load()
@@ -207,10 +217,7 @@ def evaluation_summary(context: dg.AssetExecutionContext, settings: SettingsReso
     series = {f"{protocol}/{method}": list(zip(g["checkpoint_hash"].str[:6], g["psnr"]))
               for (protocol, method), g in hist.groupby(["protocol", "method"], sort=True)}
     plot = metric_history(series, s.storage_root / "metrics" / "psnr_history.png", "PSNR per checkpoint")
-    summary_path = s.storage_root / "metrics" / "summary.parquet"
-    tmp = summary_path.with_name("summary.parquet.tmp")
-    latest.to_parquet(tmp, index=False)
-    tmp.replace(summary_path)
+    summary_path = write_summary(s.storage_root, latest)
     cols = ["protocol", "method", "checkpoint_hash", "psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr",
             "silhouette_iou", "views"]
     digest = hashlib.sha256(pd.util.hash_pandas_object(latest.drop(columns=["eval_set"]), index=False)

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from pipelines.evaluate import evaluate_set, load_metric_models
 from model.diffusion.ddim import DDIMConfig
+from pipelines.evaluate import evaluate_set, load_metric_models
 from pipelines.evaluation_sets import generate_eval_set
+from storage.eval_sets import EvalSet
 from tests.conftest import REPO
 from tests.metric_weights import write_random_inception, write_random_vgg
 
@@ -60,14 +61,51 @@ def test_tables_are_complete_and_deterministic(model_data, demo_sets, weights_di
     row = a.tables["per_protocol"].iloc[0]
     assert np.isfinite(row["fid"]) and row["fid"] >= 0 and row["missing_metrics"] == ""
     assert row["psnr"] == pytest.approx(pv["psnr"].mean())
-    # the copy baseline is perfect on the input view itself: PSNR inf-capped, SSIM 1
+    # the copy baseline's per-view numbers equal scikit-image's on the stored arrays (independent reference)
+    from skimage.metrics import structural_similarity
+
+    from model.metrics.image import mask_background
+
     cb = evaluate_set(settings, copy.path, **QUIET).tables["per_view"]
-    assert (cb["ssim"] <= 1.0).all()
+    pair = next(EvalSet.open(copy.path).pairs())
+    gt, masked = pair.arrays["gt"][0], mask_background(pair.arrays["generated"][0], pair.arrays["mask"][0])
+    mse = ((gt.astype(np.float64) - masked) ** 2).mean()
+    first = cb[(cb["subject"] == pair.info["subject"]) & (cb["view"] == int(pair.arrays["view"][0]))].iloc[0]
+    assert first["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse), rel=1e-9)
+    assert first["ssim"] == pytest.approx(structural_similarity(gt, masked, channel_axis=-1, data_range=255),
+                                          rel=1e-6)
     from storage.metric_tables import read_history
 
     hist = read_history(model_data.storage_root)
     assert {"model", "copy_input"} <= set(hist["method"]) and not hist.duplicated(
         ["protocol", "method", "checkpoint_hash", "eval_set"]).any()
+
+
+def test_a_set_whose_views_equal_their_ground_truth_scores_perfectly(model_data, demo_sets, weights_dir,
+                                                                     tmp_path):
+    """Closed form: generated == ground truth gives SSIM 1, LPIPS 0, PSNR at its cap, FID 0 (and a silhouette IoU
+    just under 1: near-white foreground pixels count as background by the released white-background rule)."""
+    from storage.eval_sets import write_eval_set
+
+    settings = dataclasses.replace(model_data, metric_weights_dir=weights_dir, storage_root=tmp_path / "store")
+    src = EvalSet.open(demo_sets[2].path)
+    header = {k: v for k, v in src.manifest.items() if k not in ("format", "pairs", "content_hash")}
+
+    def fill(writer):
+        for pair in src.pairs():
+            arrays = dict(pair.arrays)
+            # ground truth white outside its mask (as the released RGBA composites are), generated identical
+            arrays["gt"] = np.where(arrays["mask"][..., None] > 0, arrays["gt"], 255).astype(np.uint8)
+            arrays["generated"] = arrays["gt"].copy()
+            writer.add(pair.key, {k: v for k, v in pair.info.items() if k != "key"}, **arrays)
+
+    write_eval_set(tmp_path / "perfect", {**header, "method": "perfect"}, fill)
+    ev = evaluate_set(settings, tmp_path / "perfect", **QUIET)
+    pv, row = ev.tables["per_view"], ev.tables["per_protocol"].iloc[0]
+    assert np.allclose(pv["ssim"], 1.0) and np.allclose(pv["lpips"], 0.0, atol=1e-6)
+    assert (pv["silhouette_iou"] > 0.99).all()
+    assert np.allclose(pv["psnr"], 10 * np.log10(255 ** 2 / 1e-12))
+    assert row["fid"] == pytest.approx(0.0, abs=1e-3)
 
 
 def test_missing_weights_disable_only_their_metric(model_data, demo_sets):

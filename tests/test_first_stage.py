@@ -3,18 +3,18 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.first_stage import PSNR_TARGET_DB, FirstStageConfig, collect_views, load_first_stage, \
-    reconstruction_psnr, train_first_stage
+from pipelines.first_stage import (PSNR_TARGET_DB, FirstStageConfig, collect_views, judge_heldout_psnr,
+                                   load_first_stage, reconstruction_psnr, train_first_stage)
 
 
 @pytest.mark.slow
-def test_heldout_reconstruction_reaches_25_db(model_data):
+def test_heldout_reconstruction_meets_each_datasets_bar(model_data):
     from model.diffusion.config import VAEConfig
     from model.diffusion.vae import AutoencoderKL
 
     res = train_first_stage(model_data, FirstStageConfig(), log=lambda *_: None)
-    assert res.psnr_heldout["facescape"] >= PSNR_TARGET_DB, res.psnr_heldout
-    assert res.psnr_heldout["thuman"] >= 21.0, res.psnr_heldout  # textured bodies: harder (docs/training.md)
+    assert judge_heldout_psnr(res.psnr_heldout)[0], res.psnr_heldout  # FaceScape 25 dB, THuman 21 dB
+    assert res.psnr_heldout["facescape"] >= PSNR_TARGET_DB["facescape"] == 25.0
     # the stored weights reproduce the figure independently of the training process
     tensors, cfg = load_first_stage(res.checkpoint)
     vae = AutoencoderKL(VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["vae"].items()}))

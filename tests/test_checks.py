@@ -1,0 +1,101 @@
+"""Every asset check can fail: each is driven with inputs that must pass and inputs that must fail."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets_defs.evaluation import _metric_checks, applicable_metrics
+from assets_defs.tracking import FitQualityConfig, fit_quality
+from assets_defs.training import inputs_current
+from pipelines.first_stage import PSNR_TARGET_DB, judge_heldout_psnr
+from storage.tracks import TrackRecord
+
+
+def _record(dataset, metrics, vertices=None):
+    vertices = vertices if vertices is not None else {k: np.zeros((4, 3)) for k in metrics}
+    return TrackRecord(dataset, "1", "t", {}, vertices, np.array([[0, 1, 2]]), metrics)
+
+
+@pytest.mark.parametrize("dataset,key", [("facescape", "p95_mm"), ("thuman", "scan_to_mesh_p95_mm")])
+def test_fit_quality_fails_on_error_missing_error_and_non_finite_vertices(dataset, key):
+    cfg = FitQualityConfig()
+    limit = cfg.facescape_max_p95_mm if dataset == "facescape" else cfg.thuman_max_p95_mm
+    assert fit_quality(dataset, _record(dataset, {"a": {key: limit * 0.5}}), cfg)[0]
+    passed, info = fit_quality(dataset, _record(dataset, {"a": {key: limit * 0.5}, "b": {key: limit * 2}}), cfg)
+    assert not passed and info["worst_p95_mm"] == limit * 2
+    passed, info = fit_quality(dataset, _record(dataset, {"a": {"vertices": 5122}}), cfg)  # nothing measured
+    assert not passed and info["items_without_error"] == "a"
+    bad = {"a": np.array([[0.0, np.nan, 0.0]] * 4)}
+    passed, info = fit_quality(dataset, _record(dataset, {"a": {key: 0.1}}, bad), cfg)
+    assert not passed and info["items_with_non_finite_vertices"] == "a"
+
+
+def test_bilinear_tracks_are_judged_by_their_registration_error(model_data):
+    """The bilinear track measures its registered meshes against the raw scans; a tight threshold fails it."""
+    from pipelines.track import track
+
+    rec = track(model_data, "facescape", "1", "bilinear").record
+    assert all(0 <= m["p95_mm"] < 2.0 for m in rec.metrics.values())
+    assert fit_quality("facescape", rec, FitQualityConfig())[0]
+    assert not fit_quality("facescape", rec, FitQualityConfig(facescape_max_p95_mm=0.01))[0]
+
+
+def test_heldout_psnr_judges_every_dataset_against_its_own_bar():
+    ok = {d: bar + 1 for d, bar in PSNR_TARGET_DB.items()}
+    assert judge_heldout_psnr(ok)[0]
+    passed, table = judge_heldout_psnr({**ok, "thuman": PSNR_TARGET_DB["thuman"] - 0.5})
+    assert not passed and not table["thuman"]["passed"] and table["facescape"]["passed"]
+    passed, table = judge_heldout_psnr({"facescape": 30.0})  # THuman not measured: the check cannot vouch for it
+    assert not passed and table["thuman"]["psnr_db"] is None and "no held-out views" in table["thuman"]["note"]
+
+
+def test_training_inputs_check_fails_without_views_and_on_changed_stores(model_data, tmp_path):
+    from storage.views import ViewStore, store_path
+
+    assert not inputs_current(model_data, "thuman", None).passed
+    subjects = ("0003", "0526")
+    views = {s: ViewStore.open(store_path(model_data.storage_root, "thuman", s)).manifest["content_hash"]
+             for s in subjects}
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model": {}}))  # a checkpoint that records no training views
+    result = inputs_current(model_data, "thuman", str(ckpt))
+    assert not result.passed and "no training views" in result.metadata["reason"].value
+    (ckpt / "config.json").write_text(json.dumps({"views": views}))
+    assert inputs_current(model_data, "thuman", str(ckpt)).passed
+    (ckpt / "config.json").write_text(json.dumps({"views": {**views, "0526": "0" * 32}}))
+    result = inputs_current(model_data, "thuman", str(ckpt))
+    assert not result.passed and set(result.metadata["changed_since_training"].value) == {"0526"}
+
+
+def _tables(protocol, pck=0.8, reid=0.5, ssim=0.9):
+    per_view = pd.DataFrame({"psnr": [20.0, 21.0], "ssim": [ssim, 0.8], "masked_psnr": [18.0, 19.0],
+                             "silhouette_iou": [0.9, 0.8], "lpips": [0.2, 0.3], "pck": [np.nan, 0.5],
+                             "reid": [1.0, np.nan]})
+    per_protocol = pd.DataFrame({"protocol": [protocol], "fid": [30.0], "pck": [pck], "reid": [reid],
+                                 "missing_metrics": [""]})
+    return per_protocol, per_view
+
+
+def test_metric_checks_cover_face_metrics_on_face_protocols_only():
+    assert {"pck", "reid"} <= set(applicable_metrics("facescape_novel_view", "")[1])
+    assert not {"pck", "reid"} & set(applicable_metrics("thuman_novel_view", "")[1])
+    no_nan, ranges = _metric_checks("facescape_novel_view", *_tables("facescape_novel_view"))
+    assert no_nan.passed and ranges.passed  # per-view PCK / Re-ID may be undefined (no face in that ground truth)
+    no_nan, _ = _metric_checks("facescape_novel_view", *_tables("facescape_novel_view", pck=np.nan))
+    assert not no_nan.passed and no_nan.metadata["columns_with_nan"].value == ["pck"]
+    no_nan, _ = _metric_checks("thuman_novel_view", *_tables("thuman_novel_view", pck=np.nan, reid=np.nan))
+    assert no_nan.passed
+    _, ranges = _metric_checks("demo", *_tables("demo", ssim=1.5))
+    assert not ranges.passed and "ssim" in ranges.metadata["out_of_range"].value
+
+
+def test_missing_metric_weights_are_excluded_from_the_checks():
+    per_protocol, per_view = _tables("demo")
+    per_protocol["missing_metrics"] = ["lpips,fid"]
+    per_view["lpips"] = np.nan
+    per_protocol["fid"] = np.nan
+    no_nan, _ = _metric_checks("demo", per_protocol, per_view)
+    assert no_nan.passed
+
