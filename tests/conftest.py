@@ -10,7 +10,7 @@ import pytest
 from pipelines.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_TESTDATA = REPO.parent / "shared" / "testdata"
+TESTDATA = REPO / "tests" / "data"  # facts copied into the repository (tests/data/README.md)
 
 
 @pytest.fixture(scope="session")

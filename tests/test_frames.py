@@ -1,11 +1,10 @@
 """The frame module: round trips, projection invariance, and the released real camera trajectory."""
-import pickle
 
 import numpy as np
 import pytest
 
 from model import frames
-from tests.conftest import SHARED_TESTDATA
+from tests.conftest import TESTDATA
 
 
 def _rand_rt(rng):
@@ -53,12 +52,9 @@ def test_extrinsics_follow_points_so_pixels_do_not_move():
 
 @pytest.fixture(scope="module")
 def real_trajectory():
-    path = SHARED_TESTDATA / "facescape_test_traj.pkl"
-    if not path.is_file():
-        pytest.skip("shared/testdata is not beside the checkout")
-    with open(path, "rb") as fh:
-        d = pickle.load(fh)
-    return np.asarray(d["intrinsics"], np.float64), np.asarray(d["extrinsics"], np.float64)
+    from pipelines.generate import real_cameras
+
+    return real_cameras(TESTDATA / "facescape_test_traj.pkl", 256)  # the released file, via the safe reader
 
 
 def test_real_facescape_cameras_in_the_model_frame(real_trajectory):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from model.metrics.image import mask_background, psnr, silhouette_iou, ssim
-from tests.conftest import SHARED_TESTDATA
+from tests.conftest import TESTDATA
 from tests.metric_weights import write_random_inception, write_random_vgg
 
 RNG = np.random.default_rng(0)
@@ -117,10 +117,7 @@ def test_reid_matches_itself_and_a_light_augmentation_not_another_face():
 
     from model.metrics.face import face_scores
 
-    path = SHARED_TESTDATA / "stylegan1.png"
-    if not path.is_file():
-        pytest.skip("shared/testdata is not beside the checkout")
-    with Image.open(path) as im:
+    with Image.open(TESTDATA / "stylegan1_256.png") as im:
         face = im.convert("RGB").resize((256, 256), Image.BICUBIC)
     aug = np.asarray(ImageEnhance.Brightness(face).enhance(1.1))
     aug = np.clip(aug.astype(int) + RNG.integers(-6, 7, aug.shape), 0, 255).astype(np.uint8)

@@ -6,7 +6,7 @@ from model import frames
 from model.bodies.flame import load_flame_landmarks, load_flame_model
 from model.tracking.landmarks2d import NoFaceError
 from model.tracking.single_image import fit_flame_to_image
-from tests.conftest import SHARED_TESTDATA
+from tests.conftest import TESTDATA
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +39,16 @@ def test_synthetic_view_fit_reprojects_within_two_percent(flame, standin_setting
     assert np.all(np.isfinite(fit.vertices))
 
 
-@pytest.mark.parametrize("name", ["stylegan1.png", "stylegan2.png", "astronaut"])
+@pytest.mark.parametrize("name", ["stylegan1_256.png", "stylegan2_256.png", "astronaut"])
 def test_real_faces(flame, name):
     if name == "astronaut":
         import skimage.data
 
         image = skimage.data.astronaut()
     else:
-        if not (SHARED_TESTDATA / name).is_file():
-            pytest.skip("shared/testdata is not beside the checkout")
         from storage.images import read_rgb
 
-        image = read_rgb(SHARED_TESTDATA / name)
+        image = read_rgb(TESTDATA / name)
     fit = fit_flame_to_image(*flame, image)
     # the synthetic stand-in FLAME has 12 identity components: a coarse but real fit (see docs/benchmarks.md)
     assert fit.relative_error < 0.04, fit.relative_error
