@@ -18,6 +18,39 @@ def test_schedule_matches_the_scaled_linear_definition():
     np.testing.assert_allclose(out[:, 0].numpy(), np.sqrt(s["alphas_cumprod"][[0, 999]]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("steps", [20, 30, 50, 200])
+def test_released_timestep_selection_for_any_step_count(steps):
+    """Closed form of ldm's "uniform" discretisation: range(0, 1000, 1000 // steps) + 1."""
+    c = 1000 // steps
+    expected = [k * c + 1 for k in range(-(-1000 // c))]
+    np.testing.assert_array_equal(ddim_timesteps(steps), expected)
+    assert len(expected) == {20: 20, 30: 31, 50: 50, 200: 200}[steps]
+
+
+def test_posterior_log_variance_is_clamped_as_released():
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
+    ac = np.cumprod(1 - betas)
+    var = betas * (1 - np.append(1.0, ac[:-1])) / (1 - ac)
+    expected = np.maximum(np.log(np.maximum(var, 1e-20)), -10.0)
+    buffer = schedule_arrays()["posterior_log_variance_clipped"]
+    np.testing.assert_allclose(buffer, expected, rtol=1e-6)
+    assert buffer[0] == -10.0 and np.log(1e-20) < -10 and np.all(buffer[1:] > -10)
+
+
+def test_a_30_step_run_visits_31_timesteps():
+    seen = []
+
+    class Recorder:
+        def begin_step(self, x, t):
+            seen.append(int(t[0]))
+
+        def eps(self, state, x, t, views, cond):
+            return torch.zeros_like(x)
+
+    sample(Recorder(), (1, 2, 4, 2, 2), schedule_arrays()["alphas_cumprod"], DDIMConfig(steps=30, cfg_scale=1.0))
+    assert seen == list(range(991, 0, -33)) and len(seen) == 31
+
+
 def test_released_timesteps_and_coefficients():
     np.testing.assert_array_equal(ddim_timesteps(50)[:3], [1, 21, 41])
     assert ddim_timesteps(50)[-1] == 981

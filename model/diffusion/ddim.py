@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 class DDIMConfig:
     """The sampler's settings (released defaults); the single source of the sampling flags and run config."""
 
-    steps: int = field(default=50, metadata={"help": "DDIM steps (released: 50)"})
+    steps: int = field(default=50, metadata={
+        "help": "DDIM steps (released: 50; as released, every multiple of 1000 // steps is used, so 30 runs 31)"})
     eta: float = field(default=1.0, metadata={"help": "DDIM eta (released: 1.0)"})
     cfg_scale: float = field(default=2.0, metadata={"help": "classifier-free guidance scale (released: 2.0)"})
     batch_view_num: int = field(default=8, metadata={"help": "views per UNet batch (memory vs speed)"})
@@ -40,8 +41,11 @@ class MultiViewDenoiser(Protocol):
 
 
 def ddim_timesteps(steps: int, total: int = 1000, offset: int = 1) -> np.ndarray:
-    c = total // steps
-    return np.arange(0, total, c)[:steps] + offset
+    """The released "uniform" selection: every multiple of c = total // steps below total, plus the offset. When
+    `steps` does not divide `total` this is more than `steps` timesteps (30 -> c = 33 -> 31 timesteps), as released."""
+    if not 1 <= steps <= total:
+        raise ValueError(f"DDIM steps must be between 1 and {total}, got {steps}")
+    return np.arange(0, total, total // steps) + offset
 
 
 def ddim_coefficients(alphas_cumprod: np.ndarray, config: DDIMConfig) -> dict[str, np.ndarray]:
@@ -82,7 +86,7 @@ def sample(model: MultiViewDenoiser, shape: tuple[int, ...], alphas_cumprod: np.
     coef = ddim_coefficients(np.asarray(alphas_cumprod, np.float64), config)
     x = torch.randn(shape, generator=gen, device=device, dtype=dtype)
     n_views = shape[1]
-    for i in range(config.steps - 1, -1, -1):
+    for i in range(len(coef["timesteps"]) - 1, -1, -1):
         t = torch.full((shape[0],), int(coef["timesteps"][i]), device=device, dtype=torch.long)
         state = model.begin_step(x, t)
         eps = torch.empty_like(x)

@@ -1,6 +1,8 @@
 """The SD-1.x "scaled linear" noise schedule (spec §3.2): 1000 steps, beta = linspace(sqrt(0.00085), sqrt(0.012))^2.
 
-The buffer names and values match the released checkpoints' top-level buffers (stored as float32).
+The buffer names and values match the released checkpoints' top-level buffers (stored as float32), including the
+release's clamp of `posterior_log_variance_clipped` at -10 after the 1e-20 floor (it only changes t = 0, whose
+variance is 0).
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 T_STEPS = 1000
+POSTERIOR_LOG_VARIANCE_MIN = -10.0  # released: torch.clamp(log(clamp(var, 1e-20)), min=-10)
 BETA_START, BETA_END = 0.00085, 0.012
 
 
@@ -29,7 +32,8 @@ def schedule_arrays(config: ScheduleConfig = ScheduleConfig()) -> dict[str, np.n
     out = {
         "betas": betas, "alphas": alphas, "alphas_cumprod": ac, "sqrt_alphas_cumprod": np.sqrt(ac),
         "sqrt_one_minus_alphas_cumprod": np.sqrt(1.0 - ac), "posterior_variance": posterior_variance,
-        "posterior_log_variance_clipped": np.log(np.maximum(posterior_variance, 1e-20)),
+        "posterior_log_variance_clipped": np.maximum(np.log(np.maximum(posterior_variance, 1e-20)),
+                                                     POSTERIOR_LOG_VARIANCE_MIN),
     }
     return {k: v.astype(np.float32) for k, v in out.items()}
 
