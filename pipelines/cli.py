@@ -170,6 +170,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_checkpoint(args: argparse.Namespace) -> int:
+    from pipelines.import_checkpoint import import_checkpoint
+
+    out = import_checkpoint(_settings(args), args.file, args.kind, args.preset, args.projection, args.topology,
+                            args.name, log=(lambda *_: None) if args.json else print)
+    doc = {"checkpoint": str(out.folder), "source_sha256": out.source_sha256, "preset": out.preset,
+           "report": out.report, "reused": out.reused, "seconds": round(out.seconds, 1)}
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        verb = "already imported" if out.reused else f"imported in {out.seconds:.1f} s"
+        print(f"{args.file}: {verb} -> {out.folder}\n  preset {out.preset}; {out.report}")
+    return 0
+
+
 def cmd_inspect_model(args: argparse.Namespace) -> int:
     from model.diffusion.config import PRESETS
     from model.diffusion.network import state_dict_manifest
@@ -283,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train_first_stage)
 
     s = sub.add_parser("generate", help="one image + a target mesh or expression image -> 16 views + NeuS2 data")
-    s.add_argument("--checkpoint", required=True, help="a checkpoint folder (model.safetensors + config.json)")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint folder, or a released .ckpt (imported once)")
     s.add_argument("--image", required=True)
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--mesh", help="FLAME mesh (.obj, canonical frame, metres)")
@@ -299,12 +314,26 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="generate a protocol's evaluation set and compute its metric tables")
     s.add_argument("--protocol", required=True, help="facescape_novel_view, facescape_novel_expression, "
                                                      "thuman_novel_view or demo")
-    s.add_argument("--checkpoint", help="checkpoint folder (required for --method model)")
+    s.add_argument("--checkpoint", help="checkpoint folder or released .ckpt (required for --method model)")
     s.add_argument("--method", choices=["model", "copy_input", "mean_train"], default="model")
     s.add_argument("--image-size", type=int, help="baselines: image size (default 64)")
     s.add_argument("--json", action="store_true")
     add_config_arguments(s, DDIMConfig)
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("import-checkpoint", help="a released .ckpt (Morphable Diffusion or SyncDreamer) into the "
+                                                 "checkpoint store (read without running any code from the file)")
+    s.add_argument("file", help="the .ckpt / .pt file (PyTorch Lightning or a bare state dict)")
+    s.add_argument("--kind", choices=["morphable", "syncdreamer"], default="morphable",
+                   help="morphable: every key must match (generation); syncdreamer: the release's drop filter "
+                        "(a training init)")
+    s.add_argument("--preset", choices=["paper", "tiny"], help="default: recognised from the weights' keys and shapes")
+    s.add_argument("--projection", choices=["perspective", "orthographic"],
+                   help="default: from --topology (smplx: orthographic), else perspective")
+    s.add_argument("--topology", choices=["flame", "bilinear", "smplx"], help="the 3DMM the model was trained with")
+    s.add_argument("--name", help="checkpoint name under checkpoints/ (default: <kind>-<preset>-<topology>)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_import_checkpoint)
 
     s = sub.add_parser("inspect-model", help="the network's state-dict keys, shapes and dtypes (meta device, "
                                              "no weights allocated)")

@@ -65,12 +65,12 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     model = None
     if method == "model":
         if checkpoint is None:
-            raise ValueError("method 'model' needs a checkpoint folder")
+            raise ValueError("method 'model' needs a checkpoint (folder or released .ckpt)")
         from pipelines.model_loading import PROJECTION_FOR, load_model
 
         loaded = load_model(checkpoint, projection=PROJECTION_FOR[proto.dataset], use=f"protocol {proto.name}",
-                            device=device)
-        model, ckpt_hash = loaded.model, loaded.checkpoint_hash
+                            device=device, settings=settings)
+        model, ckpt_hash, checkpoint = loaded.model, loaded.checkpoint_hash, loaded.folder
         size = model.cfg.image_size
     else:
         size = image_size or 64

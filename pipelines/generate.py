@@ -191,7 +191,7 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
     if face_check:
         check_face(image)
     target = None if expression is not None else read_obj(mesh)
-    loaded = load_model(checkpoint, projection="perspective", use="generation (face cameras)")
+    loaded = load_model(checkpoint, projection="perspective", use="generation (face cameras)", settings=settings)
     model, cfg = loaded.model, loaded.model.cfg
     out = Path(out_dir)
     with output_folder(out) as tmp:

@@ -1,4 +1,4 @@
-"""One way to turn a checkpoint folder into a ready network (generate, evaluation sets, previews).
+"""One way to turn a checkpoint (our folder, or a released `.ckpt`, imported once) into a ready network.
 
 The folder is verified against its manifest (storage.checkpoints), its model configuration is read with a named
 error, the projection is checked against what the caller's cameras are, and the weights are loaded strictly through
@@ -22,17 +22,23 @@ class LoadedModel:
     folder: Path
 
 
-def load_model(checkpoint: str | Path, projection: str | None = None, use: str = "",
-               device: str | None = None) -> LoadedModel:
-    """`projection`: the camera model the caller will use ("perspective" for faces, "orthographic" for THuman)."""
+def load_model(checkpoint: str | Path, projection: str | None = None, use: str = "", device: str | None = None,
+               settings=None) -> LoadedModel:
+    """`projection`: the camera model the caller will use ("perspective" for faces, "orthographic" for THuman).
+    A released checkpoint file is imported into `settings.storage_root` first (cached by its sha256)."""
     import torch
 
     from model.diffusion.checkpoints import CheckpointError, import_morphable
     from model.diffusion.config import ModelConfig
     from model.diffusion.network import MorphableDiffusion
+    from pipelines.import_checkpoint import checkpoint_folder, is_checkpoint_file
     from storage.checkpoints import checkpoint_hash, load_checkpoint
 
     folder = Path(checkpoint)
+    if is_checkpoint_file(folder):
+        if settings is None:
+            raise ValueError(f"{folder}: a released checkpoint file needs settings (its import goes to the store)")
+        folder = checkpoint_folder(settings, folder, projection or "perspective")
     tensors, config = load_checkpoint(folder)
     try:
         cfg = ModelConfig.from_dict(config["model"])

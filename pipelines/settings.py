@@ -45,7 +45,6 @@ PATH_KEYS: dict[str, tuple[str | None, str]] = {
     "smplx_model_dir": ("{synthetic_root}/body_models/smplx", "SMPL-X: SMPLX_{NEUTRAL,MALE,FEMALE}.npz"),
     "syncdreamer_checkpoint": (None, "syncdreamer-pretrain.ckpt (training init; optional)"),
     "morphable_checkpoint": (None, "a released Morphable Diffusion .ckpt (generation; optional)"),
-    "clip_checkpoint": (None, "OpenAI CLIP ViT-L-14.pt (paper preset; optional)"),
     "metric_weights_dir": (
         None,
         "folder with vgg16-397923af.pth (LPIPS) and pt_inception-2015-12-05-6726825d.pth (FID); optional",
@@ -78,7 +77,6 @@ class Settings:
     smplx_model_dir: Path
     syncdreamer_checkpoint: Path | None = None
     morphable_checkpoint: Path | None = None
-    clip_checkpoint: Path | None = None
     metric_weights_dir: Path | None = None
     synthetic_seed: int = 0
     source: str = "embedded default"

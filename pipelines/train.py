@@ -59,7 +59,8 @@ class TrainConfig:
     gradient_checkpointing: bool = _p(False, "recompute UNet activations in backward (less memory)")
     ckpt_every: int = _p(50, "steps between resumable checkpoints")
     seed: int = _p(6033, "seed of every random draw")
-    init: str | None = _p(None, "syncdreamer-pretrain.ckpt to start from (released drop semantics)")
+    init: str | None = _p(None, "start weights: syncdreamer-pretrain.ckpt (released drop semantics) or a checkpoint "
+                                "folder (loaded strictly)")
     first_stage: str | None = _p(None, "tiny: a first-stage checkpoint folder; none: trained at the start")
     first_stage_steps: int = _p(600, "tiny: steps of that first stage")
     preview_steps: int = _p(10, "DDIM steps of the final preview sheet (0: none)")
@@ -220,6 +221,19 @@ def _first_stage(settings: Settings, cfg: TrainConfig, run_dir: Path, dist_: _Di
     return record.read_text().strip()
 
 
+def initialise(model, init: str | Path) -> dict[str, int]:
+    """Start weights: a released file (syncdreamer-pretrain.ckpt) with the release's drop semantics, or one of our
+    checkpoint folders (an imported SyncDreamer init, or a trained / published Morphable Diffusion model to fine-tune)
+    loaded strictly."""
+    from model.diffusion.checkpoints import import_morphable, import_syncdreamer, read_checkpoint
+    from storage.checkpoints import load_checkpoint
+
+    if Path(init).is_dir():
+        tensors, _config = load_checkpoint(init)
+        return import_morphable(model, tensors, str(init)).summary()
+    return import_syncdreamer(model, read_checkpoint(init), str(init)).summary()
+
+
 def views_manifest(storage_root: str | Path, dataset: str, subjects: list[str]) -> dict[str, str]:
     """{subject: content hash of its view store}: what a checkpoint was trained on."""
     from storage.views import ViewStore, store_path
@@ -234,7 +248,6 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
     import torch.distributed as tdist
     from tqdm import tqdm
 
-    from model.diffusion.checkpoints import import_syncdreamer, read_checkpoint
     from model.diffusion.network import MorphableDiffusion, parameter_groups
     from pipelines.training_data import MultiViewDataset, SplitConfig
 
@@ -268,8 +281,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
         model.first_stage_model.load_state_dict({k.removeprefix("first_stage_model."): v
                                                  for k, v in fs_tensors.items()}, strict=True)
     if cfg.init and not resume:
-        rep = import_syncdreamer(model, read_checkpoint(cfg.init), str(cfg.init))
-        log(f"initialised from {cfg.init}: {rep.summary()}")
+        log(f"initialised from {cfg.init}: {initialise(model, cfg.init)}")
     model.to(dist_.device)
     opt = torch.optim.AdamW(parameter_groups(model, cfg.resolved_lr(), cfg.volume_lr_mult, cfg.finetune_unet))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, cfg.warmup_start + (1 - cfg.warmup_start)

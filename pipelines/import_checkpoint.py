@@ -1,0 +1,125 @@
+"""Stage `import-checkpoint`: a released `.ckpt` (Morphable Diffusion or SyncDreamer) into our checkpoint store.
+
+The file is read through the allow-listed reader (model.diffusion.checkpoints.read_checkpoint: tensors only, the
+rest of a Lightning checkpoint inert, memory-mapped), its weights are loaded into the network with the release's
+semantics (strict for Morphable Diffusion; SyncDreamer's drop filter for a training init), and the result is written
+as `<storage>/checkpoints/<name>/<weights hash>/` (model.safetensors + config.json recording the preset, projection,
+topology, the source file's name and sha256 and the import report's counts).
+
+Imports are cached by the source file's sha256 (`<storage>/checkpoints/.imports/<sha256>-<kind>-<projection>.json`),
+so every command that accepts a `.ckpt` (generate, evaluate, train --init, the published-checkpoint assets) imports
+it once. The preset is recognised from the state dict's keys and shapes when not given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.settings import Settings
+
+KINDS = ("morphable", "syncdreamer")
+TOPOLOGY_DATASET = {"flame": "facescape", "bilinear": "facescape", "smplx": "thuman"}
+TOPOLOGY_PROJECTION = {"flame": "perspective", "bilinear": "perspective", "smplx": "orthographic"}
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+@dataclass
+class ImportOutcome:
+    folder: Path
+    source_sha256: str
+    preset: str
+    report: dict[str, int]
+    reused: bool
+    seconds: float
+
+
+def is_checkpoint_file(path: str | Path) -> bool:
+    """A released checkpoint file (imported on use) rather than one of our checkpoint folders."""
+    p = Path(path)
+    return p.is_file() and p.suffix in CHECKPOINT_SUFFIXES
+
+
+def _cache_path(root: Path, sha: str, kind: str, projection: str) -> Path:
+    return root / "checkpoints" / ".imports" / f"{sha}-{kind}-{projection}.json"
+
+
+def recognise_preset(state_dict: dict, projection: str, kind: str, source: str) -> str:
+    """The preset whose state-dict keys and shapes the file holds (built on the meta device: no memory)."""
+    from model.diffusion.checkpoints import MULTIVIEW_BUFFERS, CheckpointError, syncdreamer_keeps
+    from model.diffusion.config import PRESETS
+    from model.diffusion.network import state_dict_manifest
+
+    def relevant(key: str) -> bool:
+        return key not in MULTIVIEW_BUFFERS and (kind == "morphable" or syncdreamer_keeps(key))
+
+    theirs = {k: list(v.shape) for k, v in state_dict.items() if relevant(k)}
+    for name, make in PRESETS.items():
+        ours = {k: v["shape"] for k, v in state_dict_manifest(make(projection)).items() if relevant(k)}
+        if kind == "morphable" and ours == theirs:
+            return name
+        if kind == "syncdreamer" and all(ours.get(k) == s for k, s in theirs.items() if k in ours) and \
+                len(set(theirs) & set(ours)) > 0.9 * len(ours):
+            return name
+    raise CheckpointError(source, f"its {len(theirs)} weights match neither the paper nor the tiny preset "
+                                  f"(kind {kind!r})", "check --kind; this may be another architecture's checkpoint")
+
+
+def import_checkpoint(settings: Settings, path: str | Path, kind: str = "morphable", preset: str | None = None,
+                      projection: str | None = None, topology: str | None = None, name: str | None = None,
+                      log=print) -> ImportOutcome:
+    """Import (or find the earlier import of) a released checkpoint file; returns our checkpoint folder."""
+    import torch
+
+    from model.diffusion.checkpoints import CheckpointError, import_morphable, import_syncdreamer, read_checkpoint
+    from model.diffusion.config import PRESETS
+    from model.diffusion.network import MorphableDiffusion
+    from storage.atomic import atomic_write_text
+    from storage.checkpoints import file_sha256, read_manifest, save_checkpoint
+    from storage.ids import validate_name
+
+    t0 = time.perf_counter()
+    path = Path(path)
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}; choose one of {KINDS}")
+    if topology is not None and topology not in TOPOLOGY_DATASET:
+        raise ValueError(f"unknown topology {topology!r}; choose one of {sorted(TOPOLOGY_DATASET)}")
+    projection = projection or TOPOLOGY_PROJECTION.get(topology or "", "perspective")
+    if not path.is_file():
+        raise CheckpointError(path, "checkpoint file not found", "give the path of the released .ckpt")
+    sha = file_sha256(path)
+    root = Path(settings.storage_root)
+    cache = _cache_path(root, sha, kind, projection)
+    if cache.is_file():
+        doc = json.loads(cache.read_text())
+        folder = Path(doc["folder"])
+        if (folder / "manifest.json").is_file():
+            read_manifest(folder)
+            return ImportOutcome(folder, sha, doc["preset"], doc["report"], True, time.perf_counter() - t0)
+    log(f"importing {path.name} ({path.stat().st_size / 1e9:.2f} GB, sha256 {sha[:12]})")
+    state_dict = read_checkpoint(path)
+    preset = preset or recognise_preset(state_dict, projection, kind, str(path))
+    cfg = PRESETS[preset](projection)
+    torch.manual_seed(0)  # the parts a SyncDreamer init leaves at their initialisation are reproducible
+    model = MorphableDiffusion(cfg)
+    report = (import_morphable if kind == "morphable" else import_syncdreamer)(model, state_dict, str(path))
+    counts = report.summary()
+    dataset = TOPOLOGY_DATASET.get(topology or "", "thuman" if projection == "orthographic" else "facescape")
+    config = {"model": dataclasses.asdict(cfg),
+              "training": {"dataset": dataset, "topology": topology, "imported": True},
+              "imported": {"kind": kind, "source": path.name, "source_sha256": sha, "report": counts}}
+    name = validate_name(name or f"{kind}-{preset}-{topology or dataset}", "checkpoint name (--name)")
+    folder = save_checkpoint(root, name, model.state_dict(), config, extra={"imported_from_sha256": sha})
+    atomic_write_text(cache, json.dumps({"folder": str(folder), "preset": preset, "report": counts,
+                                         "source": str(path)}))
+    log(f"imported into {folder} ({counts})")
+    return ImportOutcome(folder, sha, preset, counts, False, time.perf_counter() - t0)
+
+
+def checkpoint_folder(settings: Settings, checkpoint: str | Path, projection: str, log=print) -> Path:
+    """Our checkpoint folder for `checkpoint`: the folder itself, or the (cached) import of a released file."""
+    if is_checkpoint_file(checkpoint):
+        return import_checkpoint(settings, checkpoint, "morphable", projection=projection, log=log).folder
+    return Path(checkpoint)
