@@ -1,22 +1,35 @@
 """Every error a user can cause ends in one readable line that names the file and the fix, exit code 2, no
-traceback (unless --debug), and no half-written output. Driven through the `morphable` command as a user runs it."""
+traceback (unless --debug), and no half-written output. Driven through the `morphable` entry point (`main`, in
+this process: the console script's code path without an interpreter start per case)."""
 import dataclasses
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO, TESTDATA
+from tests.conftest import TESTDATA
 
 
-def run(args, env):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env={**os.environ, **env}, cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+@dataclasses.dataclass
+class Outcome:
+    returncode: int
+    stderr: str
+
+
+@pytest.fixture
+def run(monkeypatch, capsys):
+    from pipelines.cli import main
+
+    def _run(args, env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("MORPHABLE_SETTINGS", raising=False)
+        code = main(args)
+        return Outcome(code, capsys.readouterr().err)
+
+    return _run
 
 
 def one_line_error(out) -> str:
@@ -65,7 +78,7 @@ def _generate(ckpt, image, mesh, out, *extra):
             "--steps", "1", *extra]
 
 
-def test_non_image_input(env, checkpoints, flame_obj, tmp_path):
+def test_non_image_input(run, env, checkpoints, flame_obj, tmp_path):
     bad = tmp_path / "face.png"
     bad.write_text("not an image")
     err = one_line_error(run(_generate(checkpoints["perspective"], bad, flame_obj, tmp_path / "out"), env))
@@ -73,7 +86,7 @@ def test_non_image_input(env, checkpoints, flame_obj, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_image_without_a_face_is_refused_unless_asked(env, checkpoints, flame_obj, tmp_path):
+def test_image_without_a_face_is_refused_unless_asked(run, env, checkpoints, flame_obj, tmp_path):
     from PIL import Image
 
     flat = tmp_path / "flat.png"
@@ -86,7 +99,7 @@ def test_image_without_a_face_is_refused_unless_asked(env, checkpoints, flame_ob
     assert len(list((tmp_path / "out" / "views").glob("*.png"))) == 16
 
 
-def test_flipped_bytes_in_the_weights_are_refused(env, checkpoints, flame_obj, tmp_path):
+def test_flipped_bytes_in_the_weights_are_refused(run, env, checkpoints, flame_obj, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(checkpoints["perspective"], ckpt)
     weights = ckpt / "model.safetensors"
@@ -98,7 +111,7 @@ def test_flipped_bytes_in_the_weights_are_refused(env, checkpoints, flame_obj, t
     assert not (tmp_path / "out").exists()  # a failed command leaves no output folder
 
 
-def test_edited_config_and_swapped_projection_are_refused(env, checkpoints, flame_obj, tmp_path):
+def test_edited_config_and_swapped_projection_are_refused(run, env, checkpoints, flame_obj, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(checkpoints["perspective"], ckpt)
     config = json.loads((ckpt / "config.json").read_text())
@@ -112,7 +125,7 @@ def test_edited_config_and_swapped_projection_are_refused(env, checkpoints, flam
     assert str(checkpoints["orthographic"]) in err and "orthographic-camera model" in err
 
 
-def test_config_of_another_architecture_names_the_checkpoint_and_keys(env, checkpoints, flame_obj, tmp_path):
+def test_config_of_another_architecture_names_the_checkpoint_and_keys(run, env, checkpoints, flame_obj, tmp_path):
     from model.diffusion.config import tiny
     from safetensors.torch import load_file
     from storage.checkpoints import save_checkpoint
@@ -125,7 +138,7 @@ def test_config_of_another_architecture_names_the_checkpoint_and_keys(env, check
     assert str(ckpt) in err and "has shape" in err and "model expects" in err
 
 
-def test_output_folder_with_other_files_is_never_overwritten(env, checkpoints, flame_obj, tmp_path):
+def test_output_folder_with_other_files_is_never_overwritten(run, env, checkpoints, flame_obj, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
@@ -135,7 +148,7 @@ def test_output_folder_with_other_files_is_never_overwritten(env, checkpoints, f
     assert (out / "thesis.tex").read_text() == "precious"
 
 
-def test_registered_mesh_of_another_topology(env, broken_copy, tmp_path):
+def test_registered_mesh_of_another_topology(run, env, broken_copy, tmp_path):
     from storage.meshes import Mesh, read_obj, write_obj
 
     path = broken_copy / "facescape" / "1" / "models_reg" / "2_smile.obj"
@@ -147,7 +160,7 @@ def test_registered_mesh_of_another_topology(env, broken_copy, tmp_path):
         assert str(path) in err and f"{len(mesh.vertices) + 10} vertices" in err and "TU topology" in err
 
 
-def test_trajectory_of_the_wrong_shape(env, checkpoints, flame_obj, tmp_path):
+def test_trajectory_of_the_wrong_shape(run, env, checkpoints, flame_obj, tmp_path):
     traj = tmp_path / "traj.json"
     traj.write_text(json.dumps({"intrinsics": [np.eye(3).tolist()] * 4, "extrinsics": [np.eye(3, 4).tolist()] * 3}))
     err = one_line_error(run(_generate(checkpoints["perspective"], TESTDATA / "stylegan1_256.png", flame_obj,
@@ -167,18 +180,20 @@ def test_released_trajectory_pickle_and_its_json_form_give_the_same_cameras(tmp_
     assert k.shape == (16, 3, 3) and rt.shape == (16, 3, 4)
 
 
-def test_unsafe_run_name_and_unknown_subject(env):
+def test_unsafe_run_name_and_unknown_subject(run, env):
     err = one_line_error(run(["train", "--name", "../../etc", "--steps", "1"], env))
     assert "invalid run name" in err and "Fix:" in err
     err = one_line_error(run(["views", "--dataset", "thuman", "--subject", "../0003"], env))
     assert "invalid subject id" in err
 
 
-def test_debug_shows_the_traceback(env, tmp_path):
+def test_debug_raises_instead_of_one_line(run, env, tmp_path):
+    from storage.errors import CorruptFileError
+
     bad = tmp_path / "face.png"
     bad.write_text("not an image")
-    out = run(["--debug", "fit-image", "--image", str(bad), "--out", str(tmp_path / "fit")], env)
-    assert out.returncode != 0 and "Traceback" in out.stderr
+    with pytest.raises(CorruptFileError, match="cannot decode image"):  # the console script prints its traceback
+        run(["--debug", "fit-image", "--image", str(bad), "--out", str(tmp_path / "fit")], env)
     err = one_line_error(run(["fit-image", "--image", str(bad), "--out", str(tmp_path / "fit")], env))
     assert str(bad) in err
     assert not (tmp_path / "fit").exists()

@@ -55,9 +55,9 @@ def test_deterministic_for_a_seed(standin_root, tmp_path):
 
 def test_crash_leaves_no_standin_that_looks_complete(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
-        raise RuntimeError("simulated crash while writing THuman")
+        raise RuntimeError("simulated crash while writing the bilinear model (the FLAME files are already written)")
 
-    monkeypatch.setattr(demo_data, "_write_thuman_scan", boom)
+    monkeypatch.setattr(demo_data, "_write_bilinear_and_toolkit", boom)
     root = tmp_path / "synthetic"
     with pytest.raises(RuntimeError, match="simulated crash"):
         demo_data.generate_demo_data(root, seed=0)

@@ -12,7 +12,7 @@ def test_heldout_reconstruction_meets_each_datasets_bar(model_data):
     from model.diffusion.config import VAEConfig
     from model.diffusion.vae import AutoencoderKL
 
-    res = train_first_stage(model_data, FirstStageConfig(), log=lambda *_: None)
+    res = train_first_stage(model_data, FirstStageConfig(steps=450), log=lambda *_: None)  # the demo's budget
     assert judge_heldout_psnr(res.psnr_heldout)[0], res.psnr_heldout  # FaceScape 25 dB, THuman 21 dB
     assert res.psnr_heldout["facescape"] >= PSNR_TARGET_DB["facescape"] == 25.0
     # the stored weights reproduce the figure independently of the training process

@@ -1,11 +1,8 @@
 """No user file runs code: every pickle-bearing format goes through storage.safe_pickle. The released formats read
 (Python-2 chumpy pickles, object .npy / .npz, torch files); a hostile payload in each format, driven through the
 command a user would run, is refused with the file named, a non-zero exit and no side effect."""
-import os
 import pickle
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +10,6 @@ import scipy.sparse
 
 from model.standin.legacy_writers import chumpy_array, dump_py2_pickle, old_scipy_csc
 from storage.safe_pickle import (Placeholder, UnsafePickleError, load_npy, load_npz, load_pickle, load_torch)
-from tests.conftest import REPO
 
 
 class Trojan:
@@ -95,9 +91,15 @@ def test_placeholders_keep_what_the_file_gave_and_run_nothing(tmp_path):
 # every format, through the command a user runs
 
 
-def _cli(args, env, cwd):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env={**os.environ, **env}, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+def _cli(args, env, monkeypatch, capsys):
+    """The `morphable` entry point in this process (same code path as the console script; no interpreter start)."""
+    from pipelines.cli import main
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MORPHABLE_SETTINGS", raising=False)
+    code = main(args)
+    return code, capsys.readouterr().err
 
 
 def _copy_flame(standin_root, dst, deca=True):
@@ -175,13 +177,13 @@ FORMATS = ["flame_model", "flame_static_embedding", "flame_dynamic_embedding", "
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_hostile_file_in_each_format_is_refused_by_the_cli(name, standin_root, tmp_path):
+def test_hostile_file_in_each_format_is_refused_by_the_cli(name, standin_root, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "pwned"
     args, env, evil = _case(name, standin_root, tmp_path, marker)
     env = {"MORPHABLE_SYNTHETIC_ROOT": str(standin_root), "MORPHABLE_DATA_ROOT": str(tmp_path / "data"), **env}
-    out = _cli(args, env, REPO)
-    assert out.returncode != 0
+    code, err = _cli(args, env, monkeypatch, capsys)
+    assert code == 2
     assert not marker.exists(), "the payload ran"
-    err = out.stderr.strip()
+    err = err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert str(evil) in err and "refusing to load global io.open" in err, err

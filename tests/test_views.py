@@ -9,25 +9,18 @@ import numpy as np
 import pytest
 
 from model.geometry.voxels import voxelize
-from pipelines.track import track
 from pipelines.training_data import MultiViewDataset, SplitConfig
-from pipelines.views import RENDER_VERSION, views
+from pipelines.views import RENDER_VERSION
 from storage.errors import CorruptFileError, MissingFileError
 from storage.safe_pickle import load_pickle
 from storage.views import ViewStore, store_path
-from tests.conftest import TESTDATA, settings_for
+from tests.conftest import TESTDATA
 
 
 @pytest.fixture(scope="module")
-def view_settings(standin_root, tmp_path_factory):
-    s = settings_for(standin_root, tmp_path_factory.mktemp("views"))
-    for subject in ("1", "122"):
-        track(s, "facescape", subject, "flame")
-        views(s, "facescape", subject)
-    for uid in ("0003", "0526", "2201"):
-        track(s, "thuman", uid)
-        views(s, "thuman", uid)
-    return s
+def view_settings(model_data):
+    """The session's tracked and rendered stand-in (read only here; writers use their own temporary roots)."""
+    return model_data
 
 
 def _inside_fraction(store: ViewStore, item: str, index: int, orthographic: bool) -> float:
@@ -175,7 +168,8 @@ def test_reader_refuses_a_store_with_missing_parts(view_settings, tmp_path, dama
 
 def test_facescape_batch_dict(view_settings):
     ds = MultiViewDataset(view_settings.storage_root, "facescape")
-    assert [ds.describe(i) for i in range(len(ds))] == ["facescape/1/1_neutral", "facescape/1/2_smile"]
+    assert [ds.describe(i) for i in range(len(ds))] == [f"facescape/{s}/{e}" for s in ("1", "2", "3")
+                                                        for e in ("1_neutral", "2_smile")]
     b = ds[1]
     shapes = {"target_image": (16, 256, 256, 3), "input_image": (256, 256, 3), "input_elevation": (1,),
               "target_azimuth": (16,), "input_K": (3, 3), "input_RT": (3, 4), "target_K": (16, 4, 4),
@@ -199,7 +193,7 @@ def test_val_split_and_thuman(view_settings):
     val = MultiViewDataset(view_settings.storage_root, "facescape", SplitConfig(split="val"))
     assert [val.describe(i) for i in range(len(val))] == ["facescape/122/6_jaw_right"]
     th = MultiViewDataset(view_settings.storage_root, "thuman")
-    assert [th.describe(i) for i in range(len(th))] == ["thuman/0003/scan", "thuman/0526/scan"]
+    assert [th.describe(i) for i in range(len(th))] == ["thuman/0003/scan", "thuman/0526/scan", "thuman/1024/scan"]
     b = th[0]
     assert b["target_K"].shape == (16, 4, 4) and b["input_K"].shape == (4, 4) and b["vertices"].shape[1] == 3
     th_val = MultiViewDataset(view_settings.storage_root, "thuman", SplitConfig(split="val"))
