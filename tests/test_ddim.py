@@ -27,6 +27,11 @@ def test_released_timestep_selection_for_any_step_count(steps):
     assert len(expected) == {20: 20, 30: 31, 50: 50, 200: 200}[steps]
 
 
+def test_a_selection_reaching_t_1000_drops_it():
+    """3 steps: the release selects [1, 334, 667, 1000] and fails indexing t = 1000; we keep the valid three."""
+    np.testing.assert_array_equal(ddim_timesteps(3), [1, 334, 667])
+
+
 def test_posterior_log_variance_is_clamped_as_released():
     betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
     ac = np.cumprod(1 - betas)

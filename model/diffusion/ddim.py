@@ -42,10 +42,12 @@ class MultiViewDenoiser(Protocol):
 
 def ddim_timesteps(steps: int, total: int = 1000, offset: int = 1) -> np.ndarray:
     """The released "uniform" selection: every multiple of c = total // steps below total, plus the offset. When
-    `steps` does not divide `total` this is more than `steps` timesteps (30 -> c = 33 -> 31 timesteps), as released."""
+    `steps` does not divide `total` this is more than `steps` timesteps (30 -> c = 33 -> 31 timesteps), as released.
+    Where that reaches t = total (3 steps: 999 + 1), the release indexes past its schedule and fails; we drop it."""
     if not 1 <= steps <= total:
         raise ValueError(f"DDIM steps must be between 1 and {total}, got {steps}")
-    return np.arange(0, total, total // steps) + offset
+    tau = np.arange(0, total, total // steps) + offset
+    return tau[tau < total]
 
 
 def ddim_coefficients(alphas_cumprod: np.ndarray, config: DDIMConfig) -> dict[str, np.ndarray]:
