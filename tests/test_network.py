@@ -65,6 +65,29 @@ def test_tiny_sampling_runs_and_is_seeded():
     assert images.shape == (1, cfg.view_num, 3, cfg.image_size, cfg.image_size) and torch.isfinite(images).all()
 
 
+def test_cfg_in_one_batched_pass_equals_two_passes():
+    """The sampler batches the conditional and null passes (as released); same noise as two separate passes."""
+    torch.manual_seed(0)
+    cfg = tiny()
+    model = MorphableDiffusion(cfg).eval()
+    batch = _batch(cfg, b=2)
+    inp = batch["input_image"].permute(0, 3, 1, 2)
+    with torch.no_grad():
+        for p in model.parameters():  # the released zero-initialised output layers would make every eps 0
+            p.add_(torch.randn_like(p) * 0.05)
+        den = ConditionedDenoiser(model, batch, model.clip_embedding(inp), model.encode_images(inp))
+        x = torch.randn(2, cfg.view_num, 4, cfg.latent_size, cfg.latent_size)
+        t = torch.tensor([500, 20])
+        state = den.begin_step(x, t)
+        views = torch.arange(3, 11)
+        eps_c, eps_u = den.eps_pair(state, x[:, views], t, views)
+        separate_c = den.eps(state, x[:, views], t, views, True)
+        separate_u = den.eps(state, x[:, views], t, views, False)
+    assert eps_c.abs().mean() > 0.05 and (eps_c - eps_u).abs().mean() > 1e-3  # the condition matters here
+    torch.testing.assert_close(eps_c, separate_c, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eps_u, separate_u, rtol=1e-5, atol=1e-5)
+
+
 def test_bf16_autocast_and_gradient_checkpointing():
     import dataclasses
 

@@ -69,11 +69,14 @@ def ddim_step(x: "torch.Tensor", eps: "torch.Tensor", alpha: float, alpha_prev: 
 
 def guided_eps(model: MultiViewDenoiser, state: Any, x: "torch.Tensor", t: "torch.Tensor",
                views: "torch.Tensor", cfg_scale: float) -> "torch.Tensor":
-    """eps_u + s (eps_c - eps_u); a single conditional pass when s == 1."""
-    eps_c = model.eps(state, x, t, views, True)
+    """eps_u + s (eps_c - eps_u); a single conditional pass when s == 1, one batched pass of both where the model
+    offers it (`eps_pair`)."""
     if cfg_scale == 1.0:
-        return eps_c
-    eps_u = model.eps(state, x, t, views, False)
+        return model.eps(state, x, t, views, True)
+    if hasattr(model, "eps_pair"):
+        eps_c, eps_u = model.eps_pair(state, x, t, views)
+    else:
+        eps_c, eps_u = model.eps(state, x, t, views, True), model.eps(state, x, t, views, False)
     return eps_u + cfg_scale * (eps_c - eps_u)
 
 
@@ -94,7 +97,8 @@ def sample(model: MultiViewDenoiser, shape: tuple[int, ...], alphas_cumprod: np.
         eps = torch.empty_like(x)
         for start in range(0, n_views, config.batch_view_num):
             views = torch.arange(start, min(start + config.batch_view_num, n_views), device=device)
-            eps[:, views] = guided_eps(model, state, x[:, views], t, views, config.cfg_scale)
+            # under autocast the network answers in bf16; the sampler's state stays in its own dtype
+            eps[:, views] = guided_eps(model, state, x[:, views], t, views, config.cfg_scale).to(eps.dtype)
         noise = torch.randn(shape, generator=gen, device=device, dtype=dtype) if i > 0 else None
         x = ddim_step(x, eps, float(coef["alpha"][i]), float(coef["alpha_prev"][i]), float(coef["sigma"][i]), noise)
     return x

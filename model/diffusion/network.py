@@ -167,6 +167,24 @@ class ConditionedDenoiser:
         return self.model.eps_views(x_t, t, t_embed, volume, views, self.clip, self.x_concat, self.batch,
                                     None if conditional else self.null)
 
+    def eps_pair(self, state, x_t: torch.Tensor, t: torch.Tensor,
+                 views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(conditional, unconditional) noise in one network pass over a doubled batch, as the release batches
+        CFG: half the kernel launches of two passes, which is what a launch-bound GPU step needs."""
+        t_embed, volume = state
+        b = x_t.shape[0]
+        if not hasattr(self, "_doubled"):
+            ones = torch.ones(b, device=self.clip.device, dtype=self.clip.dtype)
+            keep = torch.cat([ones, torch.zeros_like(ones)])
+            self._doubled = (torch.cat([self.clip] * 2), torch.cat([self.x_concat] * 2),
+                             {k: torch.cat([self.batch[k]] * 2) for k in ("target_K", "target_RT")},
+                             {k: keep for k in ("clip", "volume", "concat")})
+        clip, x_concat, batch, drop = self._doubled
+        views = views.expand(b, -1) if views.dim() == 1 else views
+        eps = self.model.eps_views(torch.cat([x_t] * 2), torch.cat([t] * 2), torch.cat([t_embed] * 2),
+                                   torch.cat([volume] * 2), torch.cat([views] * 2), clip, x_concat, batch, drop)
+        return eps[:b], eps[b:]
+
 
 def state_dict_manifest(cfg: ModelConfig) -> dict[str, dict]:
     """{key: {"shape": [...], "dtype": ...}} built on the meta device (no weights allocated)."""
