@@ -13,7 +13,7 @@ import numpy as np
 from pipelines.settings import Settings
 from storage.errors import DataError
 from storage.facescape import FaceScapeDataset
-from storage.hashing import hash_file_list
+from storage.hashing import ContentHashCache, content_version
 from storage.thuman import THumanDataset
 
 Dataset = Literal["facescape", "thuman"]
@@ -24,7 +24,7 @@ DATASETS: tuple[Dataset, ...] = ("facescape", "thuman")
 class SubjectReport:
     dataset: str
     subject: str
-    data_version: str  # hash of the subject's file list (path + size)
+    data_version: str  # hash of the subject's files (relative path + content sha256)
     n_files: int
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -49,8 +49,14 @@ def discover_subjects(settings: Settings, dataset: Dataset) -> list[str]:
     return open_dataset(settings, dataset).subjects()
 
 
+def hash_cache(settings: Settings) -> ContentHashCache:
+    """The raw files' content hashes, remembered by size and mtime (a cache under the storage root)."""
+    return ContentHashCache(settings.storage_root / "cache" / "raw_content_hashes.json")
+
+
 def subject_data_version(settings: Settings, dataset: Dataset, subject: str) -> str:
-    return hash_file_list(open_dataset(settings, dataset).file_list(subject))
+    """Content hash of every file of the subject: a rewrite of the same size is a change, a copy or touch is not."""
+    return content_version(open_dataset(settings, dataset).file_list(subject), hash_cache(settings))
 
 
 def _facescape_details(ds: FaceScapeDataset, subject: str, decode: bool) -> dict[str, Any]:
@@ -86,7 +92,7 @@ def validate_subject(settings: Settings, dataset: Dataset, subject: str, decode_
     ds = open_dataset(settings, dataset)
     try:
         files = ds.file_list(subject)
-        report = SubjectReport(dataset, subject, hash_file_list(files), len(files))
+        report = SubjectReport(dataset, subject, content_version(files, hash_cache(settings)), len(files))
     except DataError as exc:
         return SubjectReport(dataset, subject, "", 0, error=str(exc))
     try:

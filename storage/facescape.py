@@ -211,7 +211,7 @@ class FaceScapeDataset:
                                       "use the toolkit's Rt_scale_dict.json")
         return float(scale), rt
 
-    def file_list(self, subject: str) -> list[tuple[str, int]]:
-        """(relative path, size) of every file of a subject, sorted: the basis of its raw data version."""
+    def file_list(self, subject: str) -> list[tuple[str, Path]]:
+        """(relative path, path) of every file of a subject, sorted: the basis of its raw data version."""
         d = self.subject_dir(subject)
-        return sorted((str(p.relative_to(self.root)), p.stat().st_size) for p in d.rglob("*") if p.is_file())
+        return sorted((str(p.relative_to(self.root)), p) for p in d.rglob("*") if p.is_file())

@@ -13,9 +13,59 @@ def hash_json(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def hash_file_list(entries: Iterable[tuple[str, int]], length: int = 16) -> str:
-    """Hash of (relative path, size) pairs: cheap, and changes when a file is added, removed or resized."""
-    return hash_json(sorted(entries), length)
+class ContentHashCache:
+    """sha256 of files, remembered by (size, mtime_ns) in a JSON file: a subject's content version costs one stat per
+    file when nothing changed, and reads only the files that did. A rewrite at the same size changes the mtime, so
+    it is re-read; a touch re-reads the file but gives the same hash, so nothing downstream changes."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._entries: dict[str, list] = {}
+        self._dirty = False
+        if self.path is not None and self.path.is_file():
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}  # a cache: an unreadable one is rebuilt, never trusted
+
+    def sha256(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path.resolve())
+        hit = self._entries.get(key)
+        if isinstance(hit, list) and len(hit) == 3 and hit[:2] == [st.st_size, st.st_mtime_ns]:
+            return str(hit[2])
+        digest = hash_file(path)
+        self._entries[key] = [st.st_size, st.st_mtime_ns, digest]
+        self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        """Merge into the file under its lock (several processes may hash at once; no entry is lost)."""
+        if self.path is None or not self._dirty:
+            return
+        from storage.atomic import atomic_write_text, writer_lock
+
+        with writer_lock(self.path):
+            current: dict = {}
+            if self.path.is_file():
+                try:
+                    current = json.loads(self.path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    current = {}
+            current.update(self._entries)
+            atomic_write_text(self.path, json.dumps(current, separators=(",", ":")))
+        self._dirty = False
+
+
+def content_version(files: Iterable[tuple[str, Path]], cache: ContentHashCache | None = None,
+                    length: int = 16) -> str:
+    """Data version of a set of files: hash of (relative path, sha256 of the bytes) pairs. Changes when any file's
+    content changes, is added or removed; not when files are only copied or touched."""
+    cache = cache or ContentHashCache(None)
+    out = hash_json(sorted((rel, cache.sha256(Path(p))) for rel, p in files), length)
+    cache.save()
+    return out
 
 
 def hash_file(path: str | Path, length: int = 64) -> str:

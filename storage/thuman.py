@@ -149,10 +149,11 @@ class THumanDataset:
         """The released `mesh_smplx.obj` (THuman 2.1), in the scan's frame."""
         return read_obj(self.fit_path(uid).parent / "mesh_smplx.obj")
 
-    def file_list(self, uid: str) -> list[tuple[str, int]]:
+    def file_list(self, uid: str) -> list[tuple[str, Path]]:
+        """(relative path, path) of every file of a scan and its fit, sorted: the basis of its raw data version."""
         files = [p for p in (self.root / validate_subject_id(str(uid))).rglob("*") if p.is_file()]
-        out = [(str(p.relative_to(self.root)), p.stat().st_size) for p in files]
+        out = [(str(p.relative_to(self.root)), p) for p in files]
         if self.fits_root is not None and (self.fits_root / uid).is_dir():
-            out += [(f"fits/{p.relative_to(self.fits_root)}", p.stat().st_size)
+            out += [(f"fits/{p.relative_to(self.fits_root)}", p)
                     for p in (self.fits_root / uid).rglob("*") if p.is_file()]
         return sorted(out)

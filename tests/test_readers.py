@@ -170,3 +170,37 @@ def test_one_bad_subject_does_not_hide_the_others(broken_copy):
     reports = {r.subject: r for r in validate_dataset(settings_for(broken_copy), "facescape")}
     assert not reports["3"].ok and "params.json" in reports["3"].error
     assert all(r.ok for s, r in reports.items() if s != "3")
+
+
+def test_raw_data_version_follows_content_not_size_or_mtime(broken_copy, tmp_path):
+    """A scan rewritten at the same size is a change; a touch is not; the hash cache is shared across processes."""
+    import os
+
+    from pipelines.ingest import subject_data_version
+    from storage.hashing import ContentHashCache, content_version
+
+    settings = settings_for(broken_copy, tmp_path / "data")
+    before = subject_data_version(settings, "thuman", "0526")
+    scan = broken_copy / "thuman" / "model" / "0526" / "0526.obj"
+    text = scan.read_text()
+    i = text.index("\nv ") + 3
+    digit = next(j for j in range(i, i + 40) if text[j].isdigit())
+    flipped = text[:digit] + ("1" if text[digit] != "1" else "2") + text[digit + 1:]
+    scan.write_text(flipped)
+    assert scan.stat().st_size == len(text.encode())  # same size: a (path, size) version would not see it
+    changed = subject_data_version(settings, "thuman", "0526")
+    assert changed != before
+    os.utime(scan, ns=(1, 1))  # touched: re-read, same content, same version
+    assert subject_data_version(settings, "thuman", "0526") == changed
+    assert subject_data_version(settings, "thuman", "1024") != changed
+
+    cache_file = tmp_path / "hashes.json"
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"x" * 10)
+    b.write_bytes(b"y" * 10)
+    first, second = ContentHashCache(cache_file), ContentHashCache(cache_file)
+    content_version([("a", a)], first)
+    content_version([("b", b)], second)  # a second cache object saved after the first: both entries kept
+    assert len(json.loads(cache_file.read_text())) == 2
+    cache_file.write_text("{not json")  # a broken cache is rebuilt, never trusted
+    assert content_version([("a", a)], ContentHashCache(cache_file)) == content_version([("a", a)])
