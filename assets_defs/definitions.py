@@ -1,58 +1,64 @@
-"""The code location: `dagster dev -m assets_defs.definitions` (or `morphable ui`)."""
+"""The code location: `dagster dev -m assets_defs.definitions` (or `morphable ui`).
+
+What runs is decided by the assets' automation conditions (assets_defs/automation.py): the `automation` sensor
+applies them under the daemon, `morphable demo` applies the same ones in process. The jobs below are named for what
+they select, for launching by hand from the UI.
+"""
 import os
 
 import dagster as dg
 
 from assets_defs import raw
-from assets_defs.tracking import TRACK_ASSETS
-from assets_defs.views import VIEW_ASSETS
-from assets_defs.training import CHECKPOINT_ASSETS, TRAINING_CHECKS, first_stage
-from assets_defs.evaluation import EVAL_SET_ASSETS, METRIC_ASSETS, demo_baselines, evaluation_summary
+from assets_defs.evaluation import EVAL_SET_ASSETS, METRIC_ASSETS, comparison
+from assets_defs.experiments import EXPERIMENT_SOURCES
+from assets_defs.references import ReferenceIOManager
 from assets_defs.resources import SettingsResource
-from assets_defs.sensors import raw_subject_discovery
+from assets_defs.sensors import OBSERVE_JOBS, SENSORS_ON, discovery
+from assets_defs.tracking import TRACK_ASSETS
+from assets_defs.training import CHECKPOINT_ASSETS, TRAINING_CHECKS, first_stage
+from assets_defs.views import VIEW_ASSETS
 
-MATERIALIZABLE = [raw.synthetic_standin, raw.body_models, raw.facescape_raw_inventory, raw.thuman_raw_inventory]
-SOURCES = [raw.facescape_raw_subject, raw.thuman_raw_subject]
+RAW_ASSETS = [raw.synthetic_standin, raw.body_models]
+SOURCES = [raw.facescape_raw_subject, raw.thuman_raw_subject, *EXPERIMENT_SOURCES.values()]
+INVENTORY_ASSETS = {"facescape": raw.facescape_raw_inventory, "thuman": raw.thuman_raw_inventory}
+SUBJECT_ASSETS = {d: [INVENTORY_ASSETS[d], *TRACK_ASSETS[d], VIEW_ASSETS[d]] for d in TRACK_ASSETS}
+EVALUATION_ASSETS = {d: [EVAL_SET_ASSETS[d], METRIC_ASSETS[d]] for d in EVAL_SET_ASSETS}
+ALL_ASSETS = RAW_ASSETS + [a for v in SUBJECT_ASSETS.values() for a in v] + [first_stage] + \
+    list(CHECKPOINT_ASSETS.values()) + [a for v in EVALUATION_ASSETS.values() for a in v] + [comparison]
 
-#: The main job: every materializable asset of the graph (the README's demo command runs it).
-main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.assets(*MATERIALIZABLE),
-                               description="Every asset of the graph on the configured data (embedded default: "
-                                           "the synthetic stand-in).")
-#: Per subject: tracked meshes then training views, one job per dataset (partitioned by subject).
-SUBJECT_JOBS = {d: dg.define_asset_job(f"subjects_{d}", selection=dg.AssetSelection.assets(*assets, VIEW_ASSETS[d]),
-                                       description=f"Track and render the views of {d} subject partitions.")
-                for d, assets in TRACK_ASSETS.items()}
+raw_assets_job = dg.define_asset_job("raw_assets", selection=dg.AssetSelection.assets(*RAW_ASSETS),
+                                     description="The synthetic stand-in (when the settings use it) and the body-model "
+                                                 "files.")
+#: per dataset, partitioned by subject
+SUBJECT_JOBS = {d: dg.define_asset_job(f"track_and_render_{d}", selection=dg.AssetSelection.assets(*assets),
+                                       description=f"Validate, track and render the training views of {d} "
+                                                   "subjects.")
+                for d, assets in SUBJECT_ASSETS.items()}
+first_stage_job = dg.define_asset_job("train_first_stage", selection=dg.AssetSelection.assets(first_stage),
+                                      description="The tiny preset's autoencoder ([first_stage] of the experiments "
+                                                  "file).")
+#: per dataset, partitioned by experiment
+CHECKPOINT_JOBS = {d: dg.define_asset_job(f"checkpoints_{d}", selection=dg.AssetSelection.assets(asset),
+                                          description=f"Train, import or set up the {d} experiments' models.")
+                   for d, asset in CHECKPOINT_ASSETS.items()}
+#: per dataset, partitioned by experiment x protocol
+EVALUATION_JOBS = {d: dg.define_asset_job(f"evaluate_{d}", selection=dg.AssetSelection.assets(*assets),
+                                          description=f"Generate and score the {d} evaluation sets.")
+                   for d, assets in EVALUATION_ASSETS.items()}
+#: the standalone checks (per dataset, partitioned by experiment): re-evaluated when view stores change
+CHECK_JOBS = {next(iter(check.check_keys)): dg.define_asset_job(
+    f"check_training_inputs_{dataset}", selection=dg.AssetSelection.checks(check),
+    description=f"Whether the {dataset} view stores changed since each experiment's checkpoint was trained.")
+    for dataset, check in zip(CHECKPOINT_ASSETS, TRAINING_CHECKS)}
+comparison_job = dg.define_asset_job("compare_experiments", selection=dg.AssetSelection.assets(comparison),
+                                     description="The comparison table across experiments.")
 
-#: Model and evaluation: first stage, checkpoints, evaluation sets, baselines, metrics, summary (unpartitioned).
-MODEL_ASSETS = [first_stage, *CHECKPOINT_ASSETS.values()]
-EVALUATION_ASSETS = [*EVAL_SET_ASSETS.values(), demo_baselines, *METRIC_ASSETS.values(), evaluation_summary]
-model_job = dg.define_asset_job("model_job", selection=dg.AssetSelection.assets(*MODEL_ASSETS, *EVALUATION_ASSETS),
-                                description="Train the first stage and both checkpoints, then generate and score "
-                                            "every evaluation protocol (GPU steps in their own processes).")
-evaluation_job = dg.define_asset_job("evaluation_job", selection=dg.AssetSelection.assets(*EVALUATION_ASSETS),
-                                     description="Regenerate every evaluation set with the current checkpoints and "
-                                                 "recompute the metric tables and the summary.")
+#: the one policy, under the daemon: every asset's automation condition (on when MORPHABLE_SENSORS=on)
+automation = dg.AutomationConditionSensorDefinition(
+    "automation", target=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(), default_status=SENSORS_ON,
+    description="Evaluates every asset's automation condition (assets_defs/automation.py): what `morphable demo` "
+                "applies in process.")
 
-#: Declarative automation for the views (re-render when a track's data version changes); on when MORPHABLE_SENSORS=on.
-views_automation = dg.AutomationConditionSensorDefinition(
-    "views_automation", target=dg.AssetSelection.assets(*VIEW_ASSETS.values()),
-    default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on"
-    else dg.DefaultSensorStatus.STOPPED)
-
-#: New checkpoint -> evaluation sets -> metrics -> summary, and the weekly regeneration (MORPHABLE_EVAL_CRON).
-evaluation_automation = dg.AutomationConditionSensorDefinition(
-    "evaluation_automation", target=dg.AssetSelection.assets(*EVALUATION_ASSETS),
-    default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on"
-    else dg.DefaultSensorStatus.STOPPED)
-
-#: One observation job per dataset (their partition sets differ): records each raw subject's data version.
-OBSERVE_JOBS = {
-    src.key.path[0]: dg.define_asset_job(f"observe_{src.key.path[0]}_subjects",
-                                         selection=dg.AssetSelection.assets(src.key),
-                                         description=f"Record the data version (file-list hash) of every "
-                                                     f"{src.key.path[0]} subject.")
-    for src in SOURCES
-}
 
 def _executor():
     """Multiprocess locally; one Kubernetes pod per step on a cluster (MORPHABLE_EXECUTOR=k8s, deploy/cluster)."""
@@ -64,11 +70,11 @@ def _executor():
 
 
 defs = dg.Definitions(
-    assets=MATERIALIZABLE + SOURCES + [a for assets in TRACK_ASSETS.values() for a in assets]
-    + list(VIEW_ASSETS.values()) + MODEL_ASSETS + EVALUATION_ASSETS,
+    assets=ALL_ASSETS + SOURCES,
     asset_checks=TRAINING_CHECKS,
-    jobs=[main_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values(), model_job, evaluation_job],
-    sensors=[raw_subject_discovery, views_automation, evaluation_automation],
-    resources={"settings": SettingsResource()},
+    jobs=[raw_assets_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values(), first_stage_job, *CHECKPOINT_JOBS.values(),
+          *EVALUATION_JOBS.values(), *CHECK_JOBS.values(), comparison_job],
+    sensors=[discovery, automation],
+    resources={"settings": SettingsResource(), "references": ReferenceIOManager(settings=SettingsResource())},
     executor=_executor(),
 )

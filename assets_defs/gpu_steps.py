@@ -96,6 +96,14 @@ def run_gpu_task(context: dg.AssetExecutionContext, task: str, config: dict, set
     return worker_report(invocation.get_results(implicit_materializations=False), task)
 
 
+def from_pipes_metadata(meta: dict) -> dict:
+    """Metadata in the Pipes wire form ({"raw_value", "type"}) as Dagster metadata values (for a task run in
+    process instead of in a worker)."""
+    kinds = {"md": dg.MetadataValue.md, "json": dg.MetadataValue.json, "path": dg.MetadataValue.path}
+    return {k: kinds[v["type"]](v["raw_value"]) if isinstance(v, dict) and set(v) == {"raw_value", "type"}
+            and v["type"] in kinds else v for k, v in meta.items()}
+
+
 def worker_report(results, task: str) -> dg.MaterializeResult:
     """The worker's one materialization; a step whose worker exited without reporting where its output is fails
     (it must never succeed without its `dagster/uri`, or downstream steps read nothing)."""
@@ -104,12 +112,3 @@ def worker_report(results, task: str) -> dg.MaterializeResult:
         raise dg.Failure(f"the {task} worker exited without reporting its output ({len(reports)} materialization "
                          "reports received); see the step's stderr for the worker's own log")
     return reports[0]
-
-
-def latest_uri(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
-    """The `dagster/uri` of the latest materialization of `key` (where an upstream GPU step put its output)."""
-    event = context.instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get("dagster/uri")
-    return None if value is None else str(value.value)

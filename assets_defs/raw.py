@@ -5,6 +5,7 @@ Thin wrappers: each calls one `pipelines` function and turns its result into met
 
 import dagster as dg
 
+from assets_defs.automation import POLICY
 from assets_defs.partitions import SUBJECT_PARTITIONS
 from assets_defs.resources import SettingsResource
 
@@ -12,7 +13,7 @@ RAW_GROUP = "raw"
 
 
 @dg.asset(key=["raw", "synthetic_standin"], group_name=RAW_GROUP, code_version="1", kinds={"python", "numpy"},
-          owners=["team:morphable"],
+          owners=["team:morphable"], automation_condition=POLICY,
           description="Deterministic synthetic stand-in in the real FaceScape / THuman / FLAME / SMPL-X formats. "
                       "Generated only when the settings point at it (the embedded default).")
 def synthetic_standin(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
@@ -53,7 +54,7 @@ def _facescape_sheet(settings) -> str:
 
 
 @dg.asset(key=["raw", "body_models"], deps=[synthetic_standin], group_name=RAW_GROUP, code_version="1",
-          kinds={"python", "pytorch"}, owners=["team:morphable"],
+          kinds={"python", "pytorch"}, owners=["team:morphable"], automation_condition=POLICY,
           description="FLAME, SMPL-X and FaceScape bilinear model files, loaded through the project's loaders "
                       "(no chumpy) with one forward pass each.",
           check_specs=[dg.AssetCheckSpec("forward_passes_finite", asset=["raw", "body_models"])])
@@ -89,31 +90,25 @@ thuman_raw_subject = _raw_subject_source("thuman")
 def _inventory_asset(dataset: str, source: dg.SourceAsset) -> dg.AssetsDefinition:
     key = [dataset, "raw_inventory"]
 
-    @dg.asset(key=key, deps=[synthetic_standin, source], group_name=RAW_GROUP, code_version="1",
-              kinds={"python", "pandas"}, owners=["team:morphable"],
-              description=f"Every {dataset} subject opened through the raw-format readers: file counts, views, "
-                          "data versions, and the error of any subject that fails validation.",
-              check_specs=[dg.AssetCheckSpec("all_subjects_valid", asset=key)])
+    @dg.asset(key=key, deps=[synthetic_standin, source], partitions_def=SUBJECT_PARTITIONS[dataset],
+              group_name=RAW_GROUP, code_version="2", kinds={"python", "pandas"}, owners=["team:morphable"],
+              automation_condition=POLICY,
+              description=f"One {dataset} subject opened through the raw-format readers (every file: cameras, "
+                          "images, meshes, fits): counts, data version, and the error if it fails validation.",
+              check_specs=[dg.AssetCheckSpec("subject_valid", asset=key)])
     def raw_inventory(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
-        import pandas as pd
+        from pipelines.ingest import validate_subject
 
-        from pipelines.ingest import validate_dataset
-
-        reports = validate_dataset(settings.load(), dataset)
-        rows = [{"subject": r.subject, "data_version": r.data_version, "files": r.n_files,
-                 "ok": r.ok, "error": r.error or "", **{k: v for k, v in r.details.items() if not isinstance(v, dict)}}
-                for r in reports]
-        df = pd.DataFrame(rows)
-        bad = [r.subject for r in reports if not r.ok]
-        for r in reports:
-            if not r.ok:
-                context.log.error(f"{dataset} subject {r.subject}: {r.error}")
-        schema = dg.TableSchema(columns=[dg.TableColumn(c, str(t)) for c, t in df.dtypes.items()])
+        report = validate_subject(settings.load(), dataset, context.partition_key)
+        if not report.ok:
+            context.log.error(f"{dataset} subject {report.subject}: {report.error}")
+        details = {k: v for k, v in report.details.items() if not isinstance(v, dict)}
         return dg.MaterializeResult(
-            metadata={"dagster/row_count": len(df), "dagster/column_schema": schema,
-                      "preview": dg.MetadataValue.md(df.to_markdown(index=False)), "invalid_subjects": bad},
-            check_results=[dg.AssetCheckResult(passed=not bad, check_name="all_subjects_valid",
-                                               metadata={"invalid": bad})])
+            data_version=dg.DataVersion(report.data_version or "invalid"),
+            metadata={"files": report.n_files, "data_version": report.data_version, **details,
+                      "error": report.error or ""},
+            check_results=[dg.AssetCheckResult(passed=report.ok, check_name="subject_valid",
+                                               metadata={"error": report.error or ""})])
 
     return raw_inventory
 

@@ -1,11 +1,32 @@
-"""Subject discovery: adds a dynamic partition for every new raw subject folder."""
+"""Discovery: subject folders and experiments become dynamic partitions, and a source is re-observed when what it
+describes changed (a raw subject's file list, an experiment's definition), so that the automation conditions see
+new subjects, changed raw files and edited experiments."""
 
+import hashlib
+import json
 import os
 
 import dagster as dg
 
-from assets_defs.partitions import SUBJECT_PARTITIONS
+from assets_defs.experiments import apply_partition_requests, experiment_sync, experiment_version
+from assets_defs.partitions import EXPERIMENT_PARTITIONS, SUBJECT_PARTITIONS
 from assets_defs.resources import SettingsResource
+
+SENSORS_ON = dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on" \
+    else dg.DefaultSensorStatus.STOPPED
+
+
+def observe_job_name(source_key: dg.AssetKey) -> str:
+    return "observe_" + "_".join(source_key.path)
+
+
+#: one observation job per source (their partition sets differ, so they cannot share a job)
+SOURCE_KEYS = [dg.AssetKey([d, "raw_subject"]) for d in SUBJECT_PARTITIONS] + \
+    [dg.AssetKey([d, "experiment"]) for d in EXPERIMENT_PARTITIONS]
+OBSERVE_JOBS = {key: dg.define_asset_job(observe_job_name(key), selection=dg.AssetSelection.assets(key),
+                                         description=f"Record the data version of every {key.path[0]} "
+                                                     f"{key.path[1].replace('_', ' ')} partition.")
+                for key in SOURCE_KEYS}
 
 
 def new_subject_requests(instance: dg.DagsterInstance, settings) -> list[dg.AddDynamicPartitionsRequest]:
@@ -26,12 +47,46 @@ def new_subject_requests(instance: dg.DagsterInstance, settings) -> list[dg.AddD
     return requests
 
 
-@dg.sensor(name="raw_subject_discovery", minimum_interval_seconds=60,
-           default_status=dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on"
-           else dg.DefaultSensorStatus.STOPPED,
-           description="Adds new FaceScape / THuman subject folders as dynamic partitions.")
-def raw_subject_discovery(context: dg.SensorEvaluationContext, settings: SettingsResource) -> dg.SensorResult:
-    requests = new_subject_requests(context.instance, settings.load())
-    added = sum(len(r.partition_keys) for r in requests)
-    return dg.SensorResult(dynamic_partitions_requests=requests,
-                           skip_reason=None if added else dg.SkipReason("no new subjects"))
+def current_versions(instance: dg.DagsterInstance, settings) -> dict[str, dict[str, str]]:
+    """What each source's observation would record now: {source key: {partition: data version}}."""
+    from pipelines.experiments import load_experiments
+    from pipelines.ingest import subject_data_version
+    from storage.errors import DataError
+
+    out: dict[str, dict[str, str]] = {}
+    for dataset, pdef in SUBJECT_PARTITIONS.items():
+        versions = {}
+        for key in instance.get_dynamic_partitions(pdef.name):
+            try:
+                versions[key] = subject_data_version(settings, dataset, key)
+            except DataError:
+                versions[key] = "unreadable"
+        out[f"{dataset}/raw_subject"] = versions
+    experiments = load_experiments(settings.experiments_file).experiments
+    for dataset, pdef in EXPERIMENT_PARTITIONS.items():
+        out[f"{dataset}/experiment"] = {k: experiment_version(settings, experiments[k])
+                                        for k in instance.get_dynamic_partitions(pdef.name) if k in experiments}
+    return out
+
+
+@dg.sensor(name="discovery", minimum_interval_seconds=60, default_status=SENSORS_ON, jobs=list(OBSERVE_JOBS.values()),
+           description="Adds new FaceScape / THuman subject folders and new experiments as partitions (removed "
+                       "experiments lose theirs; their data is kept and reported), and re-observes a source when "
+                       "its subjects' files or its experiments' definitions changed.")
+def discovery(context: dg.SensorEvaluationContext, settings: SettingsResource) -> dg.SensorResult:
+    s = settings.load()
+    sync = experiment_sync(context.instance, s)
+    for dataset, names in sync.removed.items():
+        context.log.warning(f"{dataset} experiments removed from the experiments file: {names}; their partitions "
+                            "are dropped, their checkpoints, evaluation sets and metric rows are kept")
+    requests = new_subject_requests(context.instance, s) + sync.requests
+    apply_partition_requests(context.instance, requests)  # applied now, so the observations below include them
+    seen = json.loads(context.cursor) if context.cursor else {}
+    now = current_versions(context.instance, s)
+    runs = [dg.RunRequest(job_name=observe_job_name(dg.AssetKey(key.split("/"))),
+                          run_key=f"{key}:{hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:12]}")
+            for key, v in now.items() if seen.get(key) != v]
+    context.update_cursor(json.dumps(now))
+    if not runs and not requests:
+        return dg.SensorResult(skip_reason=dg.SkipReason("nothing new or changed"))
+    return dg.SensorResult(run_requests=runs)

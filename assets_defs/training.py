@@ -1,57 +1,147 @@
-"""Model assets: the tiny first stage and one diffusion checkpoint per dataset, each trained in its own process on
-one GPU (pool `gpu_heavy`). Retraining is an explicit action; the `training_inputs_current` check says when the
-view stores changed since the checkpoint was trained."""
+"""Model assets: the tiny first stage and one checkpoint per experiment (partition) and dataset.
+
+A checkpoint partition is what its experiment says: a training run (GPU process, pool `gpu_heavy`), the import of a
+released checkpoint, or a baseline (no weights). It returns a reference (assets_defs/references.py) that its
+evaluations read. It retrains when its experiment's definition, the first stage or the training code changes, not
+when a view store changes: the `training_inputs_current` check names the subjects whose views changed since.
+"""
 import os
 
 import dagster as dg
 
-from assets_defs.gpu_steps import k8s_gpu_tags, latest_uri, run_gpu_task
+from assets_defs.automation import CHECK_POLICY, checkpoint_policy
+from assets_defs.experiments import EXPERIMENT_SOURCES
+from assets_defs.gpu_steps import k8s_gpu_tags, run_gpu_task
+from assets_defs.partitions import EXPERIMENT_PARTITIONS
+from assets_defs.references import ReferenceIOManager
 from assets_defs.resources import SettingsResource
-from assets_defs.run_config import dagster_config
 from assets_defs.views import VIEW_ASSETS
-from pipelines.first_stage import FirstStageConfig
-from pipelines.train import TrainConfig
 
 MODEL_GROUP = "model"
-FIRST_STAGE_VERSION = "first-stage-1"
-TRAIN_VERSION = "train-2"
+FIRST_STAGE_VERSION = "first-stage-2"
+
+
+def _first_stage_version() -> str:
+    """The code version plus the digest of the experiments file's [first_stage] table, so that editing it retrains
+    the first stage (read when the code location loads; a broken file fails the asset itself, by name)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    try:
+        from pipelines.experiments import load_experiments
+        from pipelines.settings import load_settings
+
+        cfg = dataclasses.asdict(load_experiments(load_settings().experiments_file).first_stage)
+    except Exception:  # noqa: BLE001 - reported when the asset runs
+        return FIRST_STAGE_VERSION
+    return f"{FIRST_STAGE_VERSION}-{hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]}"
+TRAIN_VERSION = "train-3"
 FIRST_STAGE_KEY = dg.AssetKey(["model", "first_stage"])
+ALL_SUBJECTS = dg.AllPartitionMapping()
 
 
-#: run config of `model/first_stage`: every FirstStageConfig field (pipelines.first_stage)
-FirstStageAssetConfig = dagster_config(FirstStageConfig, "FirstStageAssetConfig", exclude=("preset",))
+class LaunchConfig(dg.Config):
+    """How to run a training step (what to train is the experiment's definition, in the experiments file)."""
 
-#: run config of the checkpoints: every TrainConfig field but those the asset sets itself (dataset, run name, init,
-#: first stage), with the asset's own budget as defaults, plus the launch options
-TrainingAssetConfig = dagster_config(
-    TrainConfig, "TrainingAssetConfig", exclude=("dataset", "name", "init", "first_stage", "first_stage_steps"),
-    defaults={"steps": 300, "batch_size": 4, "ckpt_every": 100},
-    extra={"resume": (bool, False, "continue the run from its last checkpoint, exactly"),
-           "gpus": (int, 1, "> 1: DDP under torchrun, one process per GPU (on Kubernetes also set "
-                            "MORPHABLE_TRAIN_GPUS)")})
+    gpus: int = 1  # > 1: DDP under torchrun, one process per GPU (on Kubernetes also set MORPHABLE_TRAIN_GPUS)
+    resume: bool = False  # continue the run from its last checkpoint, exactly
 
 
-def _with_check(result: dg.MaterializeResult, checks: list[dg.AssetCheckResult]) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=checks)
+def _outputs(result: dg.MaterializeResult, reference: dict) -> dg.Output:
+    """The worker's report as an Output carrying the reference the downstream partitions read."""
+    return dg.Output(reference, metadata=dict(result.metadata or {}), data_version=result.data_version)
 
 
-@dg.asset(key=FIRST_STAGE_KEY, deps=list(VIEW_ASSETS.values()), code_version=FIRST_STAGE_VERSION,
-          group_name=MODEL_GROUP, pool="gpu_heavy", kinds={"pytorch", "safetensors"}, owners=["team:morphable"],
-          op_tags=k8s_gpu_tags(1),
-          description="The tiny preset's KL autoencoder, trained on every dataset's training views; judged by "
-                      "held-out reconstruction PSNR (the paper preset uses the SD VAE of syncdreamer-pretrain.ckpt).",
+@dg.asset(key=FIRST_STAGE_KEY, deps=[dg.AssetDep(v, partition_mapping=ALL_SUBJECTS) for v in VIEW_ASSETS.values()],
+          code_version=_first_stage_version(), group_name=MODEL_GROUP, pool="gpu_heavy", kinds={"pytorch", "safetensors"},
+          owners=["team:morphable"], op_tags=k8s_gpu_tags(1), io_manager_key="references",
+          automation_condition=checkpoint_policy(dg.AssetSelection.assets(*VIEW_ASSETS.values())),
+          description="The tiny preset's KL autoencoder ([first_stage] of the experiments file), trained on every "
+                      "dataset's training views; judged by held-out reconstruction PSNR (the paper preset uses the "
+                      "SD VAE inside syncdreamer-pretrain.ckpt).",
           check_specs=[dg.AssetCheckSpec("heldout_psnr", asset=FIRST_STAGE_KEY,
                                          description="decode(encode(x)) PSNR on every dataset's held-out views "
                                                      "meets that dataset's bar (FaceScape 25 dB, THuman 21 dB)")])
-def first_stage(context: dg.AssetExecutionContext, settings: SettingsResource,
-                config: FirstStageAssetConfig) -> dg.MaterializeResult:
+def first_stage(context: dg.AssetExecutionContext, settings: SettingsResource):
+    import dataclasses
+
+    from pipelines.experiments import load_experiments
     from pipelines.first_stage import judge_heldout_psnr
 
-    result = run_gpu_task(context, "first_stage", config.model_dump(), settings.settings_file)
+    cfg = load_experiments(settings.load().experiments_file).first_stage
+    result = run_gpu_task(context, "first_stage", dataclasses.asdict(cfg), settings.settings_file)
     psnr = result.metadata["psnr_heldout"]
-    passed, table = judge_heldout_psnr(psnr.value if hasattr(psnr, "value") else psnr, tuple(config.datasets))
-    return _with_check(result, [dg.AssetCheckResult(check_name="heldout_psnr", passed=passed,
-                                                    metadata={"per_dataset": dg.MetadataValue.json(table)})])
+    passed, table = judge_heldout_psnr(psnr.value if hasattr(psnr, "value") else psnr, tuple(cfg.datasets))
+    uri = str(result.metadata["dagster/uri"].value)
+    yield _outputs(result, {"folder": uri, "checkpoint_hash": result.data_version.value})
+    yield dg.AssetCheckResult(check_name="heldout_psnr", passed=passed,
+                              metadata={"per_dataset": dg.MetadataValue.json(table)})
+
+
+def _checkpoint_reference(experiment, folder: str | None, digest: str) -> dict:
+    return {"experiment": experiment.name, "kind": experiment.kind, "dataset": experiment.dataset,
+            "topology": experiment.topology, "folder": folder, "checkpoint_hash": digest,
+            "method": experiment.method, "image_size": experiment.image_size}
+
+
+def _checkpoint_asset(dataset: str):
+    key = dg.AssetKey([dataset, "checkpoint"])
+    views = VIEW_ASSETS[dataset]
+
+    @dg.asset(key=key, partitions_def=EXPERIMENT_PARTITIONS[dataset], code_version=TRAIN_VERSION,
+              ins={"first_stage": dg.AssetIn(FIRST_STAGE_KEY)},
+              deps=[EXPERIMENT_SOURCES[dataset], dg.AssetDep(views, partition_mapping=ALL_SUBJECTS)],
+              op_tags=k8s_gpu_tags(int(os.environ.get("MORPHABLE_TRAIN_GPUS", "1"))), io_manager_key="references",
+              automation_condition=checkpoint_policy(dg.AssetSelection.assets(views)),
+              group_name=MODEL_GROUP, pool="gpu_heavy", kinds={"pytorch", "safetensors"}, owners=["team:morphable"],
+              description=f"One {dataset} experiment's model: trained (GPU process), a released checkpoint imported "
+                          "into the store, or a baseline. Data version = weights hash.")
+    def checkpoint(context: dg.AssetExecutionContext, settings: SettingsResource, config: LaunchConfig,
+                   first_stage: dict) -> dg.Output:
+        import dataclasses
+
+        from pipelines.experiments import load_experiments
+
+        s = settings.load()
+        exp = load_experiments(s.experiments_file).get(context.partition_key)
+        context.log.info(f"experiment {exp.name} ({exp.kind}): {exp.description}")
+        if exp.kind == "baseline":
+            digest = f"baseline-{exp.method}{exp.image_size}"
+            return dg.Output(_checkpoint_reference(exp, None, digest), data_version=dg.DataVersion(digest),
+                             metadata={"kind": "baseline", "method": exp.method, "image_size": exp.image_size})
+        if exp.kind == "published":
+            result = run_gpu_task(context, "import", {"file": str(exp.file), "projection": exp.projection,
+                                                      "topology": exp.topology, "name": exp.name},
+                                  settings.settings_file)
+        else:
+            cfg = exp.train_config()
+            if cfg.preset == "paper" and not cfg.init and s.syncdreamer_checkpoint:
+                cfg = dataclasses.replace(cfg, init=str(s.syncdreamer_checkpoint))
+            if cfg.preset == "tiny" and not cfg.init and not cfg.first_stage:
+                cfg = dataclasses.replace(cfg, first_stage=first_stage["folder"])
+            result = run_gpu_task(context, "train", {**dataclasses.asdict(cfg), "resume": config.resume},
+                                  settings.settings_file, gpus=config.gpus)
+        folder = str(result.metadata["dagster/uri"].value)
+        return _outputs(result, _checkpoint_reference(exp, folder, result.data_version.value))
+
+    # one check over all of the dataset's experiments (not one per experiment partition): Dagster 1.13 keeps no
+    # automation cursor for a partitioned check (its evaluation is "initial" every tick, so "a view store's data
+    # version changed" never fires); the failure's metadata names each stale experiment and its changed subjects
+    @dg.asset_check(asset=key, name="training_inputs_current",
+                    additional_deps=[dg.AssetDep(views, partition_mapping=ALL_SUBJECTS)],
+                    automation_condition=CHECK_POLICY,
+                    description="Passes while every view store each trained experiment's checkpoint was trained on "
+                                "is unchanged; a failure lists, per experiment, the subjects to retrain on "
+                                "(retraining stays an explicit action).")
+    def training_inputs_current(context: dg.AssetCheckExecutionContext, settings: SettingsResource,
+                                references: dg.ResourceParam[ReferenceIOManager]) -> dg.AssetCheckResult:
+        # every experiment's current checkpoint, also when the check runs beside one experiment's training: a pass
+        # must never hide another experiment that is stale
+        experiments = context.instance.get_dynamic_partitions(EXPERIMENT_PARTITIONS[dataset].name)
+        return inputs_current_per_experiment(settings.load(), dataset, references.read_partitions(key, experiments))
+
+    return checkpoint, training_inputs_current
 
 
 def inputs_current(settings, dataset: str, checkpoint: str | None) -> dg.AssetCheckResult:
@@ -84,35 +174,20 @@ def inputs_current(settings, dataset: str, checkpoint: str | None) -> dg.AssetCh
                                          "changed_since_training": dg.MetadataValue.json(stale)})
 
 
-def _checkpoint_asset(dataset: str) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
-    key = dg.AssetKey([dataset, "checkpoint"])
-
-    @dg.asset(key=key, deps=[VIEW_ASSETS[dataset], FIRST_STAGE_KEY], code_version=TRAIN_VERSION,
-              op_tags=k8s_gpu_tags(int(os.environ.get("MORPHABLE_TRAIN_GPUS", "1"))),
-              group_name=MODEL_GROUP, pool="gpu_heavy", kinds={"pytorch", "safetensors"}, owners=["team:morphable"],
-              description=f"Morphable Diffusion trained on the {dataset} training views (tiny: from scratch on the "
-                          f"first stage; paper: from syncdreamer-pretrain.ckpt). Data version = weights hash.")
-    def checkpoint(context: dg.AssetExecutionContext, settings: SettingsResource,
-                   config: TrainingAssetConfig) -> dg.MaterializeResult:
-        s = settings.load()
-        cfg = {**config.model_dump(exclude={"gpus"}), "dataset": dataset, "name": f"{config.preset}-{dataset}"}
-        if config.preset == "paper":
-            cfg["init"] = str(s.syncdreamer_checkpoint) if s.syncdreamer_checkpoint else None
-        else:
-            fs = latest_uri(context, FIRST_STAGE_KEY)
-            if fs is None:
-                raise dg.Failure(f"materialize {FIRST_STAGE_KEY.to_user_string()} first (the tiny preset's VAE)")
-            cfg["first_stage"] = fs
-        return run_gpu_task(context, "train", cfg, settings.settings_file, gpus=config.gpus)
-
-    @dg.asset_check(asset=key, name="training_inputs_current", additional_deps=[VIEW_ASSETS[dataset]],
-                    description="Passes while every view store the checkpoint was trained on is unchanged; a "
-                                "failure lists the subjects to retrain on (retraining stays an explicit action).")
-    def training_inputs_current(context: dg.AssetCheckExecutionContext,
-                                settings: SettingsResource) -> dg.AssetCheckResult:
-        return inputs_current(settings.load(), dataset, latest_uri(context, key))
-
-    return checkpoint, training_inputs_current
+def inputs_current_per_experiment(settings, dataset: str, references: dict[str, dict]) -> dg.AssetCheckResult:
+    """`inputs_current` for every trained experiment's checkpoint ({experiment: reference}); fails (WARN) when any
+    is stale, naming the experiments and their changed subjects."""
+    per: dict[str, dict] = {}
+    for name, ref in sorted(references.items()):
+        if ref.get("kind") != "trained":
+            continue
+        result = inputs_current(settings, dataset, ref.get("folder"))
+        per[name] = {"passed": result.passed, **{k: getattr(v, "value", v) for k, v in result.metadata.items()}}
+    stale = sorted(name for name, r in per.items() if not r["passed"])
+    return dg.AssetCheckResult(passed=not stale, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"stale_experiments": dg.MetadataValue.json(stale),
+                                         "trained_experiments": len(per),
+                                         "per_experiment": dg.MetadataValue.json(per)})
 
 
 facescape_checkpoint, facescape_inputs_check = _checkpoint_asset("facescape")

@@ -1,14 +1,13 @@
 """Training views per subject (zarr view stores), re-materialized only when the subject's tracked mesh changed."""
 import dagster as dg
 
-from assets_defs import tracking
+from assets_defs import raw, tracking
+from assets_defs.automation import POLICY
 from assets_defs.partitions import SUBJECT_PARTITIONS
 from assets_defs.resources import SettingsResource
 from pipelines.views import RENDER_VERSION
 
 VIEWS_GROUP = "views"
-#: eager, but "updated" means the upstream *data version* changed (a re-track with equal parameters is ignored)
-ON_TRACK_CHANGE = dg.AutomationCondition.eager().replace("newly_updated", dg.AutomationCondition.data_version_changed())
 MIN_MASK_FRACTION = 0.005
 
 
@@ -33,12 +32,13 @@ def _checks(store, dataset: str) -> list[dg.AssetCheckResult]:
     ]
 
 
-def _views_asset(dataset: str, upstream: dg.AssetsDefinition) -> dg.AssetsDefinition:
+def _views_asset(dataset: str, upstream: dg.AssetsDefinition, raw_source) -> dg.AssetsDefinition:
     key = [dataset, "views"]
 
-    @dg.asset(key=key, deps=[upstream], partitions_def=SUBJECT_PARTITIONS[dataset], code_version=RENDER_VERSION,
+    @dg.asset(key=key, deps=[upstream, raw_source], partitions_def=SUBJECT_PARTITIONS[dataset],
+              code_version=RENDER_VERSION,
               group_name=VIEWS_GROUP, pool="gpu_light", kinds={"zarr", "numpy"}, owners=["team:morphable"],
-              automation_condition=ON_TRACK_CHANGE,
+              automation_condition=POLICY,
               description=f"256x256 training views, masks, model-frame cameras and the voxelised tracked mesh of one "
                           f"{dataset} subject, in one zarr v3 store.",
               check_specs=[dg.AssetCheckSpec(n, asset=key) for n in
@@ -63,6 +63,6 @@ def _views_asset(dataset: str, upstream: dg.AssetsDefinition) -> dg.AssetsDefini
     return views_asset
 
 
-facescape_views = _views_asset("facescape", tracking.facescape_flame_tracks)
-thuman_views = _views_asset("thuman", tracking.thuman_smplx_tracks)
+facescape_views = _views_asset("facescape", tracking.facescape_flame_tracks, raw.facescape_raw_subject)
+thuman_views = _views_asset("thuman", tracking.thuman_smplx_tracks, raw.thuman_raw_subject)
 VIEW_ASSETS = {"facescape": facescape_views, "thuman": thuman_views}

@@ -207,22 +207,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from assets_defs.demo import run_demo
 
     result = run_demo(args.settings or "")
-    print(f"\nmain job finished in {result.seconds:.1f} s; materialized {len(result.materialized)} assets:")
-    for key in result.materialized:
-        print(f"  {key}")
-    print(f"subject partitions: {result.subject_partitions}")
-    failed = sorted(name for name, passed in result.checks.items() if not passed)
-    print(f"asset checks: {len(result.checks) - len(failed)} passed, {len(failed)} failed "
-          f"{'(' + ', '.join(failed) + ')' if failed else ''}")
-    if result.demo_table is not None:
+    pol = result.policy
+    print(f"\nmain job finished in {result.seconds:.1f} s: {len(pol.runs)} runs in {pol.ticks} policy ticks, "
+          f"{len(result.materialized)} assets materialized, {pol.observations} source observations")
+    if not pol.runs:
+        print("nothing to do: every asset is up to date with its code, its inputs and the experiments file")
+    print(f"partitions: subjects {result.subject_partitions}, experiments {result.experiment_partitions}")
+    failed_checks = sorted(name for name, passed in result.checks.items() if not passed)
+    print(f"asset checks: {len(result.checks) - len(failed_checks)} passed, {len(failed_checks)} failed "
+          f"{'(' + ', '.join(failed_checks) + ')' if failed_checks else ''}")
+    for run in pol.failed:
+        print(f"FAILED run {run.label} (run id {run.run_id}; the UI shows its log)")
+    if result.comparison is not None:
         from pipelines.evaluate import format_table
 
-        print("\ndemo protocol (training identities, their held-out expression 06, 16 views each; higher is better):")
-        print(format_table(result.demo_table, ["method", "masked_psnr", "silhouette_iou", "psnr", "ssim", "lpips",
-                                               "reid", "views"]))
+        table = result.comparison
+        cols = [c for c in ("experiment", "demo/masked_psnr", "demo/silhouette_iou", "demo/psnr", "demo/ssim",
+                            "demo/reid") if c in table]
+        demo = table[table["dataset"] == "facescape"]
+        print("\ndemo protocol (the training identities' held-out expression 06, 16 views each; higher is better):")
+        print(format_table(demo, cols))
+        print("(every protocol and experiment: the comparison asset, evaluation/comparison)")
     for what, where in (result.pictures or {}).items():
         print(f"{what}: {where}")
-    return 0 if not failed else 1
+    return 0 if not failed_checks and not pol.failed else 1
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

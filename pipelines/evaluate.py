@@ -62,7 +62,9 @@ class Evaluation:
 
 
 def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels | None = None,
-                 log=print) -> Evaluation:
+                 log=print, experiment: str = "") -> Evaluation:
+    """Every metric of an evaluation set: per-view, per-subject and per-protocol tables (labelled with the
+    experiment when given), written under metrics/<protocol>/[<experiment>/]<set>/ and added to the history."""
     from model.metrics.face import face_scores
     from model.metrics.fid import fid_from_features
     from model.metrics.image import mask_background, psnr, silhouette_iou, ssim
@@ -101,8 +103,8 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
                     r["pck"] = fs.pck
             rows.append({"subject": pair.info["subject"], "item": pair.info["item"], **r})
         timing["face"] += time.perf_counter() - t
-    ident = {"protocol": man["protocol"], "method": man["method"], "checkpoint_hash": man["checkpoint_hash"],
-             "eval_set": es.path.name}
+    ident = {"protocol": man["protocol"], "experiment": experiment, "method": man["method"],
+             "checkpoint_hash": man["checkpoint_hash"], "eval_set": es.path.name}
     per_view = pd.DataFrame([{**ident, **r} for r in rows])
     metric_cols = list(PER_VIEW_METRICS) + ["reid_distance"]
     per_subject = (per_view.groupby(list(ident) + ["subject"], sort=True)[metric_cols].mean().reset_index())
@@ -115,7 +117,8 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
                                   "missing_metrics": ",".join(sorted(models.missing))}])
     tables = {"per_view": per_view.sort_values(["subject", "item", "view"]).reset_index(drop=True),
               "per_subject": per_subject, "per_protocol": per_protocol}
-    paths = write_tables(tables_dir(settings.storage_root, man["protocol"], es.path.name), tables)
+    folder = f"{experiment}/{es.path.name}" if experiment else es.path.name
+    paths = write_tables(tables_dir(settings.storage_root, man["protocol"], folder), tables)
     update_history(settings.storage_root, per_protocol)
     n = max(len(per_view), 1)
     for name, why in models.missing.items():

@@ -88,6 +88,10 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     mean_img = mean_training_image(settings.storage_root, proto.dataset, size) if method == "mean_train" else None
     n_views = 0
 
+    from pipelines.progress import Progress
+
+    bar = Progress(sum(len(p.target_views) for p in pairs), f"{proto.name}/{method} views", log)
+
     def fill(writer) -> None:
         nonlocal n_views
         for pair in pairs:
@@ -95,13 +99,14 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
             writer.add(pair.key, {"subject": pair.subject, "item": pair.item, "input_item": pair.input_item,
                                   "input_view": pair.input_view, "views": pair.target_views}, **arrays)
             n_views += len(pair.target_views)
-            log(f"{proto.name}/{method}: {pair.key} ({len(pair.target_views)} views)")
+            bar.update(len(pair.target_views), note=pair.key)
 
     header = {"protocol": proto.name, "protocol_definition": proto.__dict__ | {"digest": proto.digest()},
               "method": method, "checkpoint": str(checkpoint) if checkpoint else None,
               "checkpoint_hash": ckpt_hash, "inputs_digest": inputs, "image_size": size,
               "sampler": sampler.__dict__ if method == "model" else None}
     write_eval_set(target, header, fill)
+    bar.close()
     return EvalSetResult(target, proto.name, method, ckpt_hash, len(pairs), n_views, time.perf_counter() - t0)
 
 

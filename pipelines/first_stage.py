@@ -134,9 +134,10 @@ def train_first_stage(settings: Settings, cfg: FirstStageConfig = FirstStageConf
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=max(0.1, 2 / cfg.steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
-    from tqdm import tqdm
+    from pipelines.progress import Progress
 
-    for step in tqdm(range(cfg.steps), desc="first stage", mininterval=5, disable=None):
+    bar = Progress(cfg.steps, "first stage", log)
+    for step in range(cfg.steps):
         x = train_x[torch.randint(len(train_x), (cfg.batch_size,), generator=gen)]
         flip = torch.rand(cfg.batch_size, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -150,8 +151,10 @@ def train_first_stage(settings: Settings, cfg: FirstStageConfig = FirstStageConf
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        bar.update(1, note=f"loss {losses[-1]:.4f}")
         if writer is not None and (step + 1) % 10 == 0:
             writer.add_scalar("first_stage/loss", losses[-1], step + 1)
+    bar.close()
     vae.eval()
     psnr = {ds: float(reconstruction_psnr(vae, imgs).mean()) for ds, imgs in data["heldout"].items()}
     with torch.no_grad():

@@ -44,7 +44,8 @@ PATH_KEYS: dict[str, tuple[str | None, str]] = {
     ),
     "smplx_model_dir": ("{synthetic_root}/body_models/smplx", "SMPL-X: SMPLX_{NEUTRAL,MALE,FEMALE}.npz"),
     "syncdreamer_checkpoint": (None, "syncdreamer-pretrain.ckpt (training init; optional)"),
-    "morphable_checkpoint": (None, "a released Morphable Diffusion .ckpt (generation; optional)"),
+    "experiments_file": (None, "experiments TOML: the configurations the graph trains, imports and evaluates "
+                               "(default: the embedded demo experiments, pipelines/experiments.toml)"),
     "metric_weights_dir": (
         None,
         "folder with vgg16-397923af.pth (LPIPS) and pt_inception-2015-12-05-6726825d.pth (FID); optional",
@@ -76,7 +77,7 @@ class Settings:
     flame_model_dir: Path
     smplx_model_dir: Path
     syncdreamer_checkpoint: Path | None = None
-    morphable_checkpoint: Path | None = None
+    experiments_file: Path | None = None
     metric_weights_dir: Path | None = None
     synthetic_seed: int = 0
     source: str = "embedded default"

@@ -65,6 +65,8 @@ class TrainConfig:
     first_stage_steps: int = _p(600, "tiny: steps of that first stage")
     preview_steps: int = _p(10, "DDIM steps of the final preview sheet (0: none)")
     loss_views: int = _p(1, "target views supervised per sample (1 = released; more = more signal per volume)")
+    shuffled_expression: bool = _p(True, "FaceScape: the input view shows another expression than the targets "
+                                         "(released); off: the same expression")
     name: str | None = _p(None, "run name (default: <preset>-<dataset>)")
 
     def resolved_lr(self) -> float:
@@ -158,7 +160,9 @@ def _save_state(run_dir: Path, step: int, model, opt, sched, losses: list[float]
 def config_changes(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
     """{field: (saved, now)} for the fields that differ and would change what a resumed run computes."""
     now = dataclasses.asdict(cfg)
-    return {k: (saved.get(k), now[k]) for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # a field newer than the run: default
+    return {k: (saved.get(k, defaults[k]), now[k]) for k in now
+            if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != now[k]}
 
 
 def _resume_folder(run_dir: Path, cfg: TrainConfig, force: bool, log) -> Path:
@@ -246,7 +250,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
     configuration."""
     import torch
     import torch.distributed as tdist
-    from tqdm import tqdm
+    from pipelines.progress import Progress
 
     from model.diffusion.network import MorphableDiffusion, parameter_groups
     from pipelines.training_data import MultiViewDataset, SplitConfig
@@ -274,7 +278,9 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
 
         fs_tensors, fs_config = load_first_stage(fs_path)
     mc = model_config_for(cfg, fs_config["vae"] if fs_config else None)
-    ds = MultiViewDataset(settings.storage_root, cfg.dataset, SplitConfig(image_size=mc.image_size), seed=cfg.seed)
+    ds = MultiViewDataset(settings.storage_root, cfg.dataset,
+                          SplitConfig(image_size=mc.image_size, shuffled_expression=cfg.shuffled_expression),
+                          seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     model = MorphableDiffusion(mc)
     if fs_tensors is not None:  # exactly the first stage's keys, strictly
@@ -296,8 +302,8 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
             model, device_ids=[int(dist_.device.split(":")[1])] if dist_.device.startswith("cuda") else None)
     autocast = torch.autocast(dist_.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     per = cfg.batch_size // (dist_.world * cfg.grad_accum)
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.run_name()}", disable=not dist_.main or None,
-               mininterval=5)
+    bar = Progress(cfg.steps, f"train {cfg.run_name()}", log if dist_.main else None, start=step,
+                   live=None if dist_.main else False)
     while step < cfg.steps:
         idx = np.random.default_rng([cfg.seed, step]).integers(len(ds), size=cfg.batch_size)
         opt.zero_grad(set_to_none=True)
@@ -318,14 +324,13 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
         sched.step()
         losses.append(float(step_loss))
         step += 1
-        bar.update(1)
+        bar.update(1, note=f"loss {np.mean(losses[-10:]):.4f}")
         if writer is not None:
             writer.add_scalar("train/loss", losses[-1], step)
             writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             if dist_.main:
                 _save_state(run_dir, step, model, opt, sched, losses, cfg)
-                bar.set_postfix(loss=f"{np.mean(losses[-cfg.ckpt_every:]):.4f}")
                 log(f"step {step}/{cfg.steps} loss {np.mean(losses[-cfg.ckpt_every:]):.4f}")
             if dist_.world > 1:
                 tdist.barrier()

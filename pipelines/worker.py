@@ -88,7 +88,28 @@ def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[di
     return meta, es.manifest["content_hash"]
 
 
-TASKS = {"first_stage": run_first_stage, "train": run_train, "eval_set": run_eval_set}
+def run_import(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
+    """A published experiment: the released file (or one of our checkpoint folders) into the store, once."""
+    from pathlib import Path
+
+    from pipelines.import_checkpoint import import_checkpoint
+    from storage.checkpoints import checkpoint_hash
+
+    source = Path(config["file"])
+    if source.is_dir():
+        folder, meta = source, {"source": str(source), "imported": False}
+    else:
+        out = import_checkpoint(settings, source, "morphable", projection=config["projection"],
+                                topology=config.get("topology"), name=config.get("name"), log=log)
+        folder = out.folder
+        meta = {"source": str(source), "source_sha256": out.source_sha256, "preset": out.preset,
+                "import_report": {"raw_value": out.report, "type": "json"}, "reused_import": out.reused,
+                "seconds": round(out.seconds, 1)}
+    digest = checkpoint_hash(folder)
+    return {"dagster/uri": str(folder), "checkpoint_hash": digest, **meta}, digest
+
+
+TASKS = {"first_stage": run_first_stage, "train": run_train, "eval_set": run_eval_set, "import": run_import}
 
 
 def main() -> None:

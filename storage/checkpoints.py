@@ -43,6 +43,24 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def cached_file_sha256(path: str | Path, cache_file: str | Path) -> str:
+    """sha256 of a (large) file, recomputed only when its size or modification time changed."""
+    path, cache_file = Path(path), Path(cache_file)
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        cache[key] = file_sha256(path)
+        try:
+            atomic_write_text(cache_file, json.dumps(cache))
+        except OSError:
+            pass
+    return cache[key]
+
+
 def save_checkpoint(root: str | Path, name: str, tensors: dict[str, Any], config: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> Path:
     from safetensors.torch import save_file

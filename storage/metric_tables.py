@@ -1,7 +1,8 @@
 """Metric tables (parquet) per evaluated set, and the history across checkpoints.
 
     <root>/metrics/<protocol>/<eval set folder name>/per_view.parquet, per_subject.parquet, per_protocol.parquet
-    <root>/metrics/history.parquet    one row per (protocol, method, checkpoint, inputs) ever evaluated
+    <root>/metrics/history.parquet    one row per (protocol, experiment, method, checkpoint, inputs) ever evaluated
+    <root>/metrics/comparison.parquet the latest row per (experiment, protocol): the paper-style comparison
 Every file is written to a temporary sibling and renamed, so a crash never leaves a half-written table; the history
 (updated by every evaluation, possibly from several processes at once) is read, merged and replaced under its
 writer lock, so no concurrent update loses a row.
@@ -15,7 +16,7 @@ import pandas as pd
 from storage.atomic import atomic_save, writer_lock
 
 TABLES = ("per_view", "per_subject", "per_protocol")
-HISTORY_KEY = ["protocol", "method", "checkpoint_hash", "eval_set"]
+HISTORY_KEY = ["protocol", "experiment", "method", "checkpoint_hash", "eval_set"]
 
 
 def tables_dir(root: str | Path, protocol: str, eval_set_name: str) -> Path:
@@ -43,6 +44,8 @@ def update_history(root: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     path = Path(root) / "metrics" / "history.parquet"
     with writer_lock(path):
         old = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=rows.columns)
+        if len(old) and "experiment" not in old:  # rows from before experiments were recorded
+            old["experiment"] = ""
         if len(old):
             keys = set(map(tuple, rows[HISTORY_KEY].astype(str).values))
             old = old[[tuple(r) not in keys for r in old[HISTORY_KEY].astype(str).values]]
@@ -56,8 +59,8 @@ def read_history(root: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=HISTORY_KEY)
 
 
-def write_summary(root: str | Path, latest: pd.DataFrame) -> Path:
-    """The latest row per (protocol, method), replaced atomically."""
-    path = Path(root) / "metrics" / "summary.parquet"
-    _atomic_parquet(latest.reset_index(drop=True), path)
+def write_comparison(root: str | Path, table: pd.DataFrame) -> Path:
+    """The comparison across experiments (one row per experiment and checkpoint), replaced atomically."""
+    path = Path(root) / "metrics" / "comparison.parquet"
+    _atomic_parquet(table.reset_index(drop=True), path)
     return path

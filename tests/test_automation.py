@@ -1,40 +1,117 @@
-"""Declarative automation: views re-render only for subjects whose tracked-mesh data version changed."""
+"""The policy's semantics at simulated ticks (Dagster's automation evaluator on a real instance): views follow the
+*data version* of their subject's track, evaluations follow their experiment's checkpoint and the weekly tick, once
+per change or tick; checkpoints do not retrain on their own when a view store changes."""
+import datetime as dt
+
 import dagster as dg
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-def _report_track(instance, uid: str, data_version: str) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=["thuman", "smplx_tracks"], partition=uid, tags={"dagster/data_version": data_version}))
+
+def _report(instance, key: list[str], version: str, partition: str | None = None) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition,
+                                                                tags={"dagster/data_version": version}))
 
 
 def test_views_follow_track_data_versions(embedded):
     from assets_defs.definitions import SUBJECT_JOBS, defs
     from assets_defs.instance import get_instance
     from assets_defs.partitions import thuman_subjects
-    from assets_defs.views import VIEW_ASSETS
+    from assets_defs.sensors import observe_job_name
 
     instance = get_instance()
     instance.add_dynamic_partitions(thuman_subjects.name, ["0003", "0526"])
+    defs.resolve_job_def(observe_job_name(dg.AssetKey(["thuman", "raw_subject"]))).execute_in_process(
+        instance=instance, run_config=QUIET)
     job = defs.resolve_job_def(SUBJECT_JOBS["thuman"].name)
     versions = {}
     for uid in ("0003", "0526"):
-        res = job.execute_in_process(instance=instance, partition_key=uid)
+        res = job.execute_in_process(instance=instance, partition_key=uid, run_config=QUIET)
         assert res.success
         mats = [e.event_specific_data.materialization for e in res.get_asset_materialization_events()]
         versions[uid] = next(m.tags["dagster/data_version"] for m in mats
                              if m.asset_key == dg.AssetKey(["thuman", "smplx_tracks"]))
-    selection = dg.AssetSelection.assets(VIEW_ASSETS["thuman"])
+    selection = dg.AssetSelection.assets(dg.AssetKey(["thuman", "views"]))
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
     assert result.total_requested == 0  # everything up to date
     # re-tracking with an unchanged tracker: same data version -> nothing re-renders
     for uid in ("0003", "0526"):
-        _report_track(instance, uid, versions[uid])
+        _report(instance, ["thuman", "smplx_tracks"], versions[uid], uid)
     same = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                              cursor=result.cursor)
     # a better tracker changes one subject's parameters -> only that subject's views are requested
-    _report_track(instance, "0526", "a-new-parameter-hash")
+    _report(instance, ["thuman", "smplx_tracks"], "a-new-parameter-hash", "0526")
     changed = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                                 cursor=same.cursor)
     key = dg.AssetKey(["thuman", "views"])
     assert same.get_num_requested(key) == 0
     assert changed.get_requested_partitions(key) == {"0526"}
+
+
+def test_new_checkpoint_and_weekly_tick_without_duplicates(embedded):
+    from assets_defs.automation import EVAL_CRON
+    from assets_defs.definitions import defs
+    from assets_defs.evaluation import generated_key
+    from assets_defs.instance import get_instance
+
+    assert EVAL_CRON == "0 4 * * 1"
+    instance = get_instance()
+    instance.add_dynamic_partitions("facescape_experiments", ["exp"])
+    key = generated_key("facescape")
+    partition = "exp|facescape_novel_view"
+    selection = dg.AssetSelection.assets(key)
+    sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+    _report(instance, ["facescape", "checkpoint"], "ckpt-a", "exp")
+    for protocol in ("demo", "facescape_novel_expression", "facescape_novel_view"):
+        _report(instance, key.path, "set-a", f"exp|{protocol}")
+
+    def tick(when, cursor=None):
+        return dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                 evaluation_time=when, cursor=cursor)
+
+    first = tick(sunday)
+    assert first.total_requested == 0  # up to date, no tick passed
+    later = tick(sunday + dt.timedelta(hours=6), first.cursor)
+    assert later.total_requested == 0
+    _report(instance, ["facescape", "checkpoint"], "ckpt-b", "exp")  # a new checkpoint of this experiment
+    changed = tick(sunday + dt.timedelta(hours=7), later.cursor)
+    assert partition in changed.get_requested_partitions(key) and changed.get_num_requested(key) == 3
+    for protocol in ("demo", "facescape_novel_expression", "facescape_novel_view"):
+        _report(instance, key.path, "set-b", f"exp|{protocol}")  # the requested runs happened
+    settled = tick(sunday + dt.timedelta(hours=8), changed.cursor)
+    assert settled.total_requested == 0
+    monday = dt.datetime(2026, 11, 23, 4, 5, tzinfo=dt.timezone.utc)  # just after the weekly tick
+    weekly = tick(monday, settled.cursor)
+    assert weekly.get_num_requested(key) == 3
+    again = tick(monday + dt.timedelta(minutes=30), weekly.cursor)
+    assert again.total_requested == 0  # one run per tick, not one per evaluation
+
+
+def test_a_changed_view_store_does_not_retrain(embedded):
+    from assets_defs.definitions import defs
+    from assets_defs.instance import get_instance
+
+    instance = get_instance()
+    instance.add_dynamic_partitions("thuman_subjects", ["0003"])
+    instance.add_dynamic_partitions("thuman_experiments", ["exp"])
+    _report(instance, ["thuman", "views"], "views-a", "0003")
+    _report(instance, ["model", "first_stage"], "fs-a")
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=["thuman", "experiment"], partition="exp",
+                                                            tags={"dagster/data_version": "def-a"}))
+    _report(instance, ["thuman", "checkpoint"], "ckpt-a", "exp")
+    selection = dg.AssetSelection.assets(dg.AssetKey(["thuman", "checkpoint"]))
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
+    _report(instance, ["thuman", "views"], "views-b", "0003")  # a subject re-rendered with new content
+    views_changed = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                      cursor=first.cursor)
+    # no retraining; only the staleness check (selected with its asset) runs, to name the changed subjects
+    assert views_changed.get_requested_partitions(dg.AssetKey(["thuman", "checkpoint"])) == set()
+    assert views_changed.total_requested == 1
+    again = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                              cursor=views_changed.cursor)
+    assert again.total_requested == 0  # once per change: the check's cursor is kept (it is not partitioned)
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=["thuman", "experiment"], partition="exp",
+                                                            tags={"dagster/data_version": "def-b"}))
+    edited = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                               cursor=again.cursor)
+    assert edited.get_requested_partitions(dg.AssetKey(["thuman", "checkpoint"])) == {"exp"}

@@ -7,7 +7,7 @@ import pytest
 
 from assets_defs.evaluation import _metric_checks, applicable_metrics
 from assets_defs.tracking import FitQualityConfig, fit_quality
-from assets_defs.training import inputs_current
+from assets_defs.training import inputs_current, inputs_current_per_experiment
 from pipelines.first_stage import PSNR_TARGET_DB, judge_heldout_psnr
 from storage.tracks import TrackRecord
 
@@ -67,6 +67,17 @@ def test_training_inputs_check_fails_without_views_and_on_changed_stores(model_d
     (ckpt / "config.json").write_text(json.dumps({"views": {**views, "0526": "0" * 32}}))
     result = inputs_current(model_data, "thuman", str(ckpt))
     assert not result.passed and set(result.metadata["changed_since_training"].value) == {"0526"}
+    current = tmp_path / "current"
+    current.mkdir()
+    (current / "config.json").write_text(json.dumps({"views": views}))
+    refs = {"a": {"kind": "trained", "folder": str(ckpt)}, "b": {"kind": "trained", "folder": str(current)},
+            "copy": {"kind": "baseline", "folder": None}}
+    both = inputs_current_per_experiment(model_data, "thuman", refs)
+    assert not both.passed and both.metadata["stale_experiments"].value == ["a"]
+    assert both.metadata["per_experiment"].value["a"]["changed_since_training"] == {"0526": f"{'0' * 8} -> "
+                                                                                    f"{views['0526'][:8]}"}
+    assert both.metadata["trained_experiments"].value == 2  # the baseline was not trained on views
+    assert inputs_current_per_experiment(model_data, "thuman", {"b": refs["b"]}).passed
 
 
 def _tables(protocol, pck=0.8, reid=0.5, ssim=0.9):

@@ -46,13 +46,13 @@ def test_gpu_steps_request_gpus_and_k8s_executor_is_selectable():
     graph = defs.get_repository_def().asset_graph
     heavy = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
              and graph.assets_def_for_key(k).op.pool == "gpu_heavy"]
-    assert len(heavy) == 7  # first stage, 2 checkpoints, 4 evaluation sets
+    assert len(heavy) == 5  # first stage, 2 checkpoint assets, 2 evaluation-set assets (partitioned)
     for key in heavy:
         tags = graph.assets_def_for_key(key).op.tags
         res = json.loads(tags["dagster-k8s/config"])["container_config"]["resources"]
         assert res["limits"]["nvidia.com/gpu"] == "1"
     code = ("from assets_defs.definitions import defs; "
-            "print(defs.get_repository_def().get_job('main_job').executor_def.name)")
+            "print(defs.get_repository_def().get_job('raw_assets').executor_def.name)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "MORPHABLE_EXECUTOR": "k8s", "MORPHABLE_TRAIN_GPUS": "4"})
     assert out.returncode == 0, out.stderr[-2000:]

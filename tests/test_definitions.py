@@ -1,4 +1,5 @@
-"""The Dagster code location loads, and the main job materializes every asset in a real (temporary) instance."""
+"""The Dagster code location loads with one automation condition on every asset, the discovery sensor keeps the
+partitions in sync, and subject jobs are reproducible (the main job itself: tests/test_policy.py)."""
 import os
 import shutil
 import subprocess
@@ -21,13 +22,23 @@ def test_definitions_validate_cli(tmp_path):
 
 def test_asset_graph_shape():
     from assets_defs.definitions import defs
+    from assets_defs.partitions import EVALUATION_PARTITIONS, EXPERIMENT_PARTITIONS
 
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"raw/synthetic_standin", "raw/body_models", "facescape/raw_subject", "thuman/raw_subject",
-            "facescape/raw_inventory", "thuman/raw_inventory"} <= keys
-    assert defs.resolve_job_def("main_job") is not None
-    assert defs.resolve_sensor_def("raw_subject_discovery") is not None
+            "facescape/experiment", "thuman/experiment", "facescape/raw_inventory", "model/first_stage",
+            "facescape/checkpoint", "evaluation/facescape/generated", "evaluation/thuman/metrics",
+            "evaluation/comparison"} <= keys
+    assert graph.get(dg.AssetKey(["facescape", "checkpoint"])).partitions_def == EXPERIMENT_PARTITIONS["facescape"]
+    assert graph.get(dg.AssetKey(["evaluation", "thuman", "generated"])).partitions_def == \
+        EVALUATION_PARTITIONS["thuman"]
+    materializable = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
+    assert all(graph.get(k).automation_condition is not None for k in materializable)  # one policy: every asset
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"raw_assets", "track_and_render_facescape",
+                                                              "train_first_stage", "checkpoints_thuman",
+                                                              "evaluate_facescape", "compare_experiments"}
+    assert defs.resolve_sensor_def("discovery") is not None and defs.resolve_sensor_def("automation") is not None
 
 
 def test_model_and_storage_never_import_dagster():
@@ -48,49 +59,24 @@ def test_repository_dagster_yaml_configures_the_instance(tmp_path):
         assert instance.event_log_storage.get_concurrency_info("gpu_heavy").slot_count == 2
 
 
-def test_discovery_sensor_adds_subject_partitions(embedded):
+def test_discovery_sensor_adds_partitions_and_requests_observations(embedded):
     from assets_defs.definitions import defs
     from assets_defs.instance import get_instance
 
     instance = get_instance()
-    sensor = defs.resolve_sensor_def("raw_subject_discovery")
-    result = sensor(dg.build_sensor_context(instance=instance, resources={"settings": defs.resources["settings"]}))
-    added = {r.partitions_def_name: list(r.partition_keys) for r in result.dynamic_partitions_requests}
-    assert added["facescape_subjects"] == ["1", "2", "3", "122"] and len(added["thuman_subjects"]) == 4
-    for name, keys in added.items():
-        instance.add_dynamic_partitions(name, keys)
-    again = sensor(dg.build_sensor_context(instance=instance, resources={"settings": defs.resources["settings"]}))
-    assert not again.dynamic_partitions_requests
-
-
-def test_main_job_materializes_everything(embedded):
-    from assets_defs.demo import run_demo
-    from assets_defs.instance import get_instance
-
-    result = run_demo(smoke=True)  # the demo's whole path with a seconds-long model budget
-    assert set(result.materialized) == {"raw/synthetic_standin", "raw/body_models", "facescape/raw_inventory",
-                                        "thuman/raw_inventory", "facescape/flame_tracks", "facescape/bilinear_tracks",
-                                        "thuman/smplx_tracks", "facescape/views", "thuman/views", "model/first_stage",
-                                        "facescape/checkpoint", "thuman/checkpoint", "evaluation/demo/baselines",
-                                        "evaluation/summary"} | {f"evaluation/{p}/{k}" for p in (
-                                            "demo", "facescape_novel_view", "facescape_novel_expression",
-                                            "thuman_novel_view") for k in ("generated", "metrics")}
-    failed = {name for name, passed in result.checks.items() if not passed}
-    assert failed == {"model/first_stage:heldout_psnr"}  # 3 first-stage steps cannot reach 25 dB, and it says so
-    assert list(result.demo_table["method"]) == ["model", "copy_input", "mean_train"]
-    assert Path(result.pictures["metric history plot"]).is_file()
-    assert result.subject_partitions == {"facescape": 4, "thuman": 4}
-    instance = get_instance()
-    assert instance.root_directory == str(embedded / "home")
-    # every raw subject has an observed data version, and the pools exist with one slot per GPU (CPU: 1)
-    records = instance.fetch_observations(dg.AssetKey(["facescape", "raw_subject"]), limit=10).records
-    assert {r.partition_key for r in records} == {"1", "2", "3", "122"}
-    assert instance.event_log_storage.get_concurrency_info("gpu_heavy").slot_count >= 1
-    inv = instance.get_latest_materialization_event(dg.AssetKey(["facescape", "raw_inventory"]))
-    meta = inv.asset_materialization.metadata
-    assert meta["dagster/row_count"].value == 4 and meta["invalid_subjects"].value == []
-    standin = instance.get_latest_materialization_event(dg.AssetKey(["raw", "synthetic_standin"]))
-    assert "data:image/png;base64," in standin.asset_materialization.metadata["preview"].value
+    sensor = defs.resolve_sensor_def("discovery")
+    context = dg.build_sensor_context(instance=instance, resources={"settings": defs.resources["settings"]})
+    result = sensor(context)
+    assert instance.get_dynamic_partitions("facescape_subjects") == ["1", "2", "3", "122"]
+    assert len(instance.get_dynamic_partitions("thuman_subjects")) == 4
+    assert set(instance.get_dynamic_partitions("facescape_experiments")) == {
+        "tiny-facescape", "copy-input-facescape", "mean-train-facescape"}  # the embedded demo experiments
+    assert {r.job_name for r in result.run_requests} == {
+        "observe_facescape_raw_subject", "observe_thuman_raw_subject", "observe_facescape_experiment",
+        "observe_thuman_experiment"}
+    again = sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor,
+                                           resources={"settings": defs.resources["settings"]}))
+    assert not again.run_requests  # nothing changed: nothing re-observed
 
 
 def _data_versions(instance, key, partition):

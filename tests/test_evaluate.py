@@ -132,3 +132,25 @@ def test_evaluate_cli_json(model_data, demo_sets, weights_dir):
     bad = subprocess.run([sys.executable, "-m", "pipelines.cli", "evaluate", "--protocol", "nope", "--checkpoint",
                           str(demo_sets[0])], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "unknown protocol" in bad.stderr
+
+
+def test_comparison_has_one_row_per_experiment_and_checkpoint():
+    import math
+
+    from pipelines.comparison import comparison_table
+
+    rows = [{"dataset": "facescape", "experiment": "a", "kind": "trained", "checkpoint_hash": "h1", "protocol": "demo",
+             "psnr": 20.0, "pck": 0.7},
+            {"dataset": "facescape", "experiment": "a", "kind": "trained", "checkpoint_hash": "h1",
+             "protocol": "facescape_novel_view", "psnr": 21.0, "pck": 0.8},
+            {"dataset": "facescape", "experiment": "copy", "kind": "baseline", "checkpoint_hash": "b64",
+             "protocol": "demo", "psnr": 11.0, "pck": 0.2},
+            {"dataset": "thuman", "experiment": "t", "kind": "published", "checkpoint_hash": "h2",
+             "protocol": "thuman_novel_view", "psnr": 18.0}]
+    table = comparison_table(rows)
+    assert list(zip(table["dataset"], table["experiment"], table["kind"])) == [
+        ("facescape", "a", "trained"), ("facescape", "copy", "baseline"), ("thuman", "t", "published")]
+    assert table.loc[0, "demo/psnr"] == 20.0 and table.loc[0, "facescape_novel_view/pck"] == 0.8
+    assert table.loc[1, "demo/psnr"] == 11.0 and math.isnan(table.loc[1, "facescape_novel_view/psnr"])
+    assert table.loc[2, "thuman_novel_view/psnr"] == 18.0 and math.isnan(table.loc[2, "thuman_novel_view/pck"])
+    assert "demo/lpips" in table  # a metric no row measured keeps its column

@@ -35,34 +35,35 @@ def test_gpu_slots_are_exclusive_and_cpu_falls_back(monkeypatch, tmp_path):
 
 
 def test_first_stage_checkpoint_and_eval_set_through_pipes(model_data, monkeypatch, tmp_path):
-    from assets_defs.evaluation import EVAL_SET_ASSETS, demo_baselines
-    from assets_defs.resources import SettingsResource
+    """The GPU steps as their assets run them: each in a Pipes worker process (CPU here), reporting metadata and a
+    data version, and handing its output reference to the next partition through the IO manager."""
+    from assets_defs.definitions import defs
+    from assets_defs.evaluation import EVAL_SET_ASSETS
     from assets_defs.training import facescape_checkpoint, facescape_inputs_check, first_stage
+    from tests.conftest import TESTDATA
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("MORPHABLE_EXPERIMENTS_FILE", str(TESTDATA / "experiments_smoke.toml"))
     for key in ("SYNTHETIC_ROOT", "DATA_ROOT", "STORAGE_ROOT"):
         monkeypatch.setenv(f"MORPHABLE_{key}", str(getattr(model_data, key.lower())))
     inst = dg.DagsterInstance.ephemeral()
-    res = {"settings": SettingsResource()}
-    fs = dg.materialize([first_stage], instance=inst, resources=res,
-                        run_config={"ops": {"model__first_stage": {"config": {"steps": 10}}}})
+    inst.add_dynamic_partitions("facescape_experiments", ["smoke-facescape"])
+    res = dict(defs.resources)
+    fs = dg.materialize([first_stage], instance=inst, resources=res)
     meta = fs.asset_materializations_for_node("model__first_stage")[0].metadata
-    assert meta["device"].value.startswith("cpu") and "psnr_heldout" in meta
-    assert [c.passed for c in fs.get_asset_check_evaluations()] == [False]  # 10 steps: far from 25 dB, and says so
+    assert meta["device"].value.startswith("cpu") and "psnr_heldout" in meta and meta["steps"].value == 3
+    assert [c.passed for c in fs.get_asset_check_evaluations()] == [False]  # 3 steps: far from its bars, and says so
     ck = dg.materialize([first_stage, facescape_checkpoint, facescape_inputs_check], instance=inst, resources=res,
-                        selection=[facescape_checkpoint, facescape_inputs_check],
-                        run_config={"ops": {"facescape__checkpoint": {"config": {"steps": 2, "batch_size": 2,
-                                                                                  "preview_steps": 2}}}})
+                        selection=[facescape_checkpoint, facescape_inputs_check], partition_key="smoke-facescape")
     mat = ck.asset_materializations_for_node("facescape__checkpoint")[0]
     assert mat.tags["dagster/data_version"] == mat.metadata["checkpoint_hash"].value
-    assert {"loss_curve", "sample_sheet", "training_views", "tensorboard"} <= set(mat.metadata)
+    assert {"loss_curve", "training_views", "tensorboard"} <= set(mat.metadata)
     assert set(mat.metadata["training_views"].value) == {"1", "2", "3"}
     assert [c.passed for c in ck.get_asset_check_evaluations()] == [True]
-    demo = EVAL_SET_ASSETS["demo"]
-    es = dg.materialize([facescape_checkpoint, demo, demo_baselines], instance=inst, resources=res,
-                        selection=[demo, demo_baselines],
-                        run_config={"ops": {"evaluation__demo__generated": {"config": {"steps": 2}}}})
-    gen = es.asset_materializations_for_node("evaluation__demo__generated")[0]
+    gen_asset = EVAL_SET_ASSETS["facescape"]
+    es = dg.materialize([facescape_checkpoint, gen_asset], instance=inst, resources=res, selection=[gen_asset],
+                        partition_key="smoke-facescape|demo")
+    gen = es.asset_materializations_for_node("evaluation__facescape__generated")[0]
     assert gen.metadata["checkpoint_hash"].value == mat.metadata["checkpoint_hash"].value
     assert gen.metadata["views"].value == 48 and gen.metadata["sample"].value.startswith("![")

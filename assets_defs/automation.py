@@ -1,0 +1,51 @@
+"""The one policy: the automation conditions every asset declares. The daemon (`make ui`, a cluster) and
+`morphable demo` (assets_defs/policy.py) evaluate exactly these; nothing else decides what runs.
+
+An asset partition is requested when it is missing, when its code version changed, or when the *data version* of a
+dependency changed (a re-run that reproduces the same data changes nothing downstream), and only once its
+dependencies exist and none of them is in progress. A partition whose last run failed is not retried until
+something changes. Evaluation sets and metrics also regenerate at a weekly cron tick.
+"""
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+A = dg.AutomationCondition
+
+#: a dependency's data version changed since the previous evaluation (or it is about to be requested)
+DEPS_CHANGED = A.any_deps_match(A.data_version_changed() | A.will_be_requested()).with_label("deps_data_changed")
+BLOCKED = (A.any_deps_missing() | A.any_deps_in_progress() | A.in_progress()).with_label("blocked")
+MISSING = (A.missing() & ~A.execution_failed()).with_label("missing_not_failed")
+
+
+def policy(deps_changed: A = DEPS_CHANGED, extra: A | None = None,
+           label: str = "missing, code or upstream data changed") -> A:
+    """missing | (code version changed | `deps_changed` | `extra`) since last handled, unless blocked (a dependency
+    missing or in progress, or this partition in progress)."""
+    events = A.code_version_changed() | deps_changed
+    if extra is not None:
+        events = events | extra
+    return ((MISSING | events.since_last_handled()) & ~BLOCKED).with_label(label)
+
+
+#: the default: raw inventories, tracks, views, the first stage, the comparison
+POLICY = policy()
+
+#: weekly regeneration of evaluation sets and metrics (cron configurable, UTC)
+EVAL_CRON = os.environ.get("MORPHABLE_EVAL_CRON", "0 4 * * 1")
+EVALUATION_POLICY = policy(extra=A.cron_tick_passed(EVAL_CRON, cron_timezone="UTC"),
+                           label=f"missing, code or upstream data changed, or weekly ({EVAL_CRON} UTC)")
+
+
+def checkpoint_policy(ignored: dg.AssetSelection) -> A:
+    """Checkpoints retrain when their experiment's definition, the first stage or the code change, not when a view
+    store changes: retraining on new views stays a decision (the `training_inputs_current` check names them)."""
+    return policy(deps_changed=DEPS_CHANGED.ignore(ignored),
+                  label="missing, code, experiment or first stage changed (not views)")
+
+
+#: checks that follow their additional dependencies (views): re-evaluated when one changes
+CHECK_POLICY = (A.any_deps_match(A.data_version_changed()).since_last_handled() & ~A.any_deps_missing()
+                & ~A.any_deps_in_progress()).with_label("deps_data_changed")

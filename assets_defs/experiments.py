@@ -1,0 +1,90 @@
+"""Experiments in the graph: one dynamic partition per experiment of the experiments file, kept in sync by the
+discovery sensor, and an observable source whose data version is the experiment's definition (plus, for a published
+checkpoint, the file's sha256), so that changing one experiment makes exactly its partitions stale."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from assets_defs.partitions import DATASETS, EXPERIMENT_PARTITIONS
+from assets_defs.resources import SettingsResource
+
+EXPERIMENTS_GROUP = "experiments"
+
+
+def experiment_version(settings, experiment) -> str:
+    """The data version of an experiment: its definition digest, and the published file's content."""
+    from pathlib import Path
+
+    from storage.checkpoints import cached_file_sha256
+
+    version = experiment.digest()
+    if experiment.kind == "published" and experiment.file is not None:
+        path = Path(experiment.file)
+        if path.is_file():
+            cache = Path(settings.storage_root) / "checkpoints" / ".imports" / "file_hashes.json"
+            version += "-" + cached_file_sha256(path, cache)[:16]
+        elif path.is_dir() and (path / "manifest.json").is_file():
+            from storage.checkpoints import checkpoint_hash
+
+            version += "-" + checkpoint_hash(path)
+        else:
+            version += "-missing"
+    return version
+
+
+def _experiment_source(dataset: str):
+    @dg.observable_source_asset(
+        key=[dataset, "experiment"], partitions_def=EXPERIMENT_PARTITIONS[dataset], group_name=EXPERIMENTS_GROUP,
+        description=f"The {dataset} experiments of the experiments file (settings `experiments_file`): data version "
+                    "= the definition's digest (and a published checkpoint's sha256).")
+    def experiment(context, settings: SettingsResource) -> dg.DataVersionsByPartition:
+        from pipelines.experiments import load_experiments
+
+        s = settings.load()
+        experiments = load_experiments(s.experiments_file).for_dataset(dataset)
+        keys = context.instance.get_dynamic_partitions(EXPERIMENT_PARTITIONS[dataset].name)
+        return dg.DataVersionsByPartition({k: experiment_version(s, experiments[k]) for k in keys
+                                           if k in experiments})
+
+    return experiment
+
+
+EXPERIMENT_SOURCES = {d: _experiment_source(d) for d in DATASETS}
+
+
+@dataclass
+class ExperimentSync:
+    requests: list = field(default_factory=list)  # add / delete dynamic-partition requests
+    added: dict[str, list[str]] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+
+
+def experiment_sync(instance: dg.DagsterInstance, settings) -> ExperimentSync:
+    """Partitions = the enabled experiments of the file. A removed experiment loses its partition (so nothing is
+    scheduled for it); its checkpoints, evaluation sets and metric rows stay where they are, and it is reported."""
+    from pipelines.experiments import load_experiments
+
+    exps = load_experiments(settings.experiments_file)
+    out = ExperimentSync()
+    for dataset, pdef in EXPERIMENT_PARTITIONS.items():
+        wanted = set(exps.for_dataset(dataset))
+        known = set(instance.get_dynamic_partitions(pdef.name))
+        if wanted - known:
+            out.added[dataset] = sorted(wanted - known)
+            out.requests.append(pdef.build_add_request(out.added[dataset]))
+        if known - wanted:
+            out.removed[dataset] = sorted(known - wanted)
+            out.requests.append(pdef.build_delete_request(out.removed[dataset]))
+    return out
+
+
+def apply_partition_requests(instance: dg.DagsterInstance, requests) -> None:
+    """What the sensor's SensorResult does, for the in-process policy loop."""
+    for req in requests:
+        if isinstance(req, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        else:
+            for key in req.partition_keys:
+                instance.delete_dynamic_partition(req.partitions_def_name, key)

@@ -1,0 +1,174 @@
+"""Experiments as data: named model configurations, read from a TOML file, that the graph partitions by.
+
+An experiment is one row of the paper's comparison tables:
+
+    kind = "trained"    a training configuration (every TrainConfig field in [training]) on one dataset/topology;
+    kind = "published"  a released checkpoint file (or one of our checkpoint folders) to evaluate as it is;
+    kind = "baseline"   a non-learned method ("copy_input": the input view copied; "mean_train": the mean training
+                        image) at an image size, evaluated through the same path.
+
+Every experiment also carries its sampler settings ([sampler]: DDIMConfig fields). The file also holds the tiny
+first stage's configuration ([first_stage]: FirstStageConfig fields), which trained tiny experiments share.
+
+    [first_stage]
+    steps = 450
+
+    [experiments.tiny-facescape]
+    kind = "trained"
+    dataset = "facescape"
+    topology = "flame"
+    training = { preset = "tiny", steps = 230, batch_size = 4, loss_views = 4 }
+    sampler = { steps = 20, cfg_scale = 1.0 }
+
+A definition's digest (`Experiment.digest`) is what the graph versions it by: change an experiment and exactly its
+checkpoint and evaluations become stale. `enabled = false` keeps an entry in the file without making it a partition.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.diffusion.ddim import DDIMConfig
+from pipelines.first_stage import FirstStageConfig
+from pipelines.train import TrainConfig
+from storage.errors import InvalidContentError, MissingFileError
+from storage.ids import validate_name
+
+DEFAULT_FILE = Path(__file__).with_name("experiments.toml")
+KINDS = ("trained", "published", "baseline")
+TOPOLOGIES = {"facescape": ("flame", "bilinear"), "thuman": ("smplx",)}
+BASELINE_METHODS = ("copy_input", "mean_train")
+FIX = "see the documented example in morphable.example.toml (and docs/experiments.md)"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    kind: str
+    dataset: str
+    topology: str
+    training: TrainConfig | None = None  # kind "trained"
+    file: Path | None = None  # kind "published": a released .ckpt / .pt, or a checkpoint folder
+    method: str | None = None  # kind "baseline"
+    image_size: int = 64  # kind "baseline": the resolution it is evaluated at
+    sampler: DDIMConfig = field(default_factory=DDIMConfig)
+    description: str = ""
+
+    @property
+    def projection(self) -> str:
+        return "orthographic" if self.dataset == "thuman" else "perspective"
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        doc["file"] = str(self.file) if self.file else None
+        return doc
+
+    def digest(self) -> str:
+        """Hash of the definition (not of the description): the experiment's version in the graph."""
+        doc = self.as_dict()
+        doc.pop("description")
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def train_config(self) -> TrainConfig:
+        if self.training is None:
+            raise ValueError(f"experiment {self.name!r} is of kind {self.kind!r}, not trained")
+        return dataclasses.replace(self.training, dataset=self.dataset, name=self.name)
+
+
+@dataclass(frozen=True)
+class ExperimentSet:
+    path: Path
+    first_stage: FirstStageConfig
+    experiments: dict[str, Experiment]
+    disabled: tuple[str, ...] = ()
+
+    def for_dataset(self, dataset: str) -> dict[str, Experiment]:
+        return {k: e for k, e in self.experiments.items() if e.dataset == dataset}
+
+    def get(self, name: str) -> Experiment:
+        if name not in self.experiments:
+            raise InvalidContentError(self.path, f"no experiment named {name!r} (known: {sorted(self.experiments)})",
+                                      "add it to the experiments file or use one of the known names")
+        return self.experiments[name]
+
+
+def _fields(cls: type, table: Any, where: str, path: Path) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise InvalidContentError(path, f"{where} must be a table", FIX)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise InvalidContentError(path, f"{where}: unknown field(s) {unknown} (known: {sorted(names)})", FIX)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+
+
+def _experiment(name: str, doc: dict, path: Path) -> Experiment:
+    where = f"[experiments.{name}]"
+    allowed = {"kind", "dataset", "topology", "training", "sampler", "file", "method", "image_size", "description",
+               "enabled"}
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise InvalidContentError(path, f"{where}: unknown key(s) {unknown} (known: {sorted(allowed)})", FIX)
+    kind, dataset = doc.get("kind", "trained"), doc.get("dataset")
+    if kind not in KINDS:
+        raise InvalidContentError(path, f"{where}: kind {kind!r}; choose one of {KINDS}", FIX)
+    if dataset not in TOPOLOGIES:
+        raise InvalidContentError(path, f"{where}: dataset {dataset!r}; choose facescape or thuman", FIX)
+    topology = doc.get("topology", TOPOLOGIES[dataset][0])
+    if topology not in TOPOLOGIES[dataset]:
+        raise InvalidContentError(path, f"{where}: topology {topology!r} is not one of {dataset}'s "
+                                        f"{TOPOLOGIES[dataset]}", FIX)
+    try:
+        sampler = DDIMConfig(**_fields(DDIMConfig, doc.get("sampler", {}), f"{where} sampler", path))
+        kw: dict[str, Any] = {}
+        if kind == "trained":
+            table = _fields(TrainConfig, doc.get("training", {}), f"{where} training", path)
+            if "dataset" in table or "name" in table:
+                raise InvalidContentError(path, f"{where} training: dataset and name come from the experiment", FIX)
+            kw["training"] = TrainConfig(**table)
+        elif kind == "published":
+            if not doc.get("file"):
+                raise InvalidContentError(path, f"{where}: a published experiment needs file = \"...\"", FIX)
+            file = Path(str(doc["file"])).expanduser()
+            kw["file"] = file if file.is_absolute() else (path.parent / file).resolve()
+        else:
+            if doc.get("method") not in BASELINE_METHODS:
+                raise InvalidContentError(path, f"{where}: method {doc.get('method')!r}; choose one of "
+                                                f"{BASELINE_METHODS}", FIX)
+            kw["method"], kw["image_size"] = doc["method"], int(doc.get("image_size", 64))
+    except TypeError as exc:  # wrong value types caught by the dataclasses
+        raise InvalidContentError(path, f"{where}: {exc}", FIX) from None
+    return Experiment(name=name, kind=kind, dataset=dataset, topology=topology, sampler=sampler,
+                      description=str(doc.get("description", "")), **kw)
+
+
+def load_experiments(path: str | Path | None = None) -> ExperimentSet:
+    """The experiments file (default: the embedded one, which holds the demo's experiments)."""
+    path = Path(path) if path else DEFAULT_FILE
+    if not path.is_file():
+        raise MissingFileError(path, "experiments file not found", "set experiments_file to an existing TOML file")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidContentError(path, f"not valid TOML ({exc})", FIX) from None
+    unknown = sorted(set(doc) - {"first_stage", "experiments"})
+    if unknown:
+        raise InvalidContentError(path, f"unknown top-level table(s) {unknown}", FIX)
+    first_stage = FirstStageConfig(**_fields(FirstStageConfig, doc.get("first_stage", {}), "[first_stage]", path))
+    experiments, disabled = {}, []
+    for name, entry in doc.get("experiments", {}).items():
+        validate_name(name, "experiment name")
+        if not isinstance(entry, dict):
+            raise InvalidContentError(path, f"[experiments.{name}] must be a table", FIX)
+        if entry.get("enabled", True) is False:
+            disabled.append(name)
+            continue
+        experiments[name] = _experiment(name, entry, path)
+    if not experiments:
+        raise InvalidContentError(path, "no (enabled) experiments", FIX)
+    return ExperimentSet(path, first_stage, experiments, tuple(disabled))

@@ -1,0 +1,254 @@
+"""The main job is the policy, through a real Dagster instance (asserted from its event log): `morphable demo` runs
+what the assets' automation conditions request until nothing more is; a second run does nothing; experiments are
+partitions whose evaluations read exactly their own checkpoint; a changed raw file re-runs exactly its subject."""
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, TESTDATA
+from tests.ui import CHROMIUM, CHROMIUM_ARGS, LOCATION, dagster_ui, wait_for_run
+
+pytestmark = pytest.mark.slow
+
+
+def _materializations(instance, after: int = 0) -> list[tuple[str, str | None]]:
+    """(asset key, partition) of every materialization recorded after storage id `after`."""
+    out = []
+    for key in instance.get_asset_keys():
+        for r in instance.fetch_materializations(key, limit=10000).records:
+            if r.storage_id > after:
+                out.append((key.to_user_string(), r.partition_key))
+    return sorted(out)
+
+
+def _last_storage_id(instance) -> int:
+    ids = [r.storage_id for key in instance.get_asset_keys()
+           for r in instance.fetch_materializations(key, limit=10000).records]
+    return max(ids, default=0)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, standin_root):
+    """A stand-in copy (so a raw file can change), a persistent instance and an experiments file."""
+    root = tmp_path_factory.mktemp("policy")
+    data = root / "synthetic"
+    shutil.copytree(standin_root, data)
+    experiments = root / "experiments.toml"
+    shutil.copyfile(TESTDATA / "experiments_smoke.toml", experiments)
+    env = {"DAGSTER_HOME": str(root / "home"), "MORPHABLE_SYNTHETIC_ROOT": str(data),
+           "MORPHABLE_DATA_ROOT": str(root / "data"), "MORPHABLE_EXPERIMENTS_FILE": str(experiments),
+           "CUDA_VISIBLE_DEVICES": ""}
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MORPHABLE_SETTINGS", raising=False)
+    for k, v in env.items():
+        mp.setenv(k, v)
+    state: dict = {"root": root, "data": data, "experiments": experiments}
+    yield state
+    mp.undo()
+
+
+def _instance():
+    from assets_defs.instance import get_instance
+
+    return get_instance()
+
+
+def test_first_run_materializes_the_whole_graph(world):
+    from assets_defs.demo import run_demo
+
+    result = run_demo(log=lambda *_: None)
+    assert not result.policy.failed, [r.label for r in result.policy.failed]
+    assert set(result.materialized) == {
+        "raw/synthetic_standin", "raw/body_models", "facescape/raw_inventory", "thuman/raw_inventory",
+        "facescape/flame_tracks", "facescape/bilinear_tracks", "thuman/smplx_tracks", "facescape/views",
+        "thuman/views", "model/first_stage", "facescape/checkpoint", "thuman/checkpoint",
+        "evaluation/facescape/generated", "evaluation/facescape/metrics", "evaluation/thuman/generated",
+        "evaluation/thuman/metrics", "evaluation/comparison"}
+    failed = {name for name, passed in result.checks.items() if not passed}
+    assert failed == {"model/first_stage:heldout_psnr"}  # 3 first-stage steps reach no bar, and it says so
+    assert result.subject_partitions == {"facescape": 4, "thuman": 4}
+    assert result.experiment_partitions == {"facescape": 2, "thuman": 1}
+    table = result.comparison
+    assert sorted(table["experiment"]) == ["copy-input-facescape", "smoke-facescape", "smoke-thuman"]  # one row each
+    assert {"demo/masked_psnr", "facescape_novel_view/psnr", "thuman_novel_view/ssim"} <= set(table.columns)
+    instance = _instance()
+    evals = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "metrics"]), limit=100).records
+    assert {r.partition_key for r in evals} == {f"{e}|{p}" for e in ("smoke-facescape", "copy-input-facescape")
+                                                for p in ("demo", "facescape_novel_expression",
+                                                          "facescape_novel_view")}
+    runs = instance.get_runs(dg.RunsFilter(tags={"morphable/policy": "demo"}))
+    assert len(runs) == len(result.policy.runs) and all(r.tags["dagster/from_automation_condition"] for r in runs)
+    world["first"] = result
+
+
+def test_second_run_does_nothing(world):
+    from assets_defs.demo import run_demo
+
+    instance = _instance()
+    before = _last_storage_id(instance)
+    started = time.perf_counter()
+    result = run_demo(log=lambda *_: None)
+    seconds = time.perf_counter() - started
+    assert result.policy.runs == [] and result.policy.observations == 0
+    assert _materializations(instance, before) == []
+    assert seconds < 30, seconds
+
+
+def test_a_second_experiment_and_re_evaluating_the_first(world):
+    """Two trained experiments coexist; re-evaluating the first after the second exists reads the first's
+    checkpoint (its rows carry the first's hash), not the most recent checkpoint of the asset."""
+    from assets_defs.definitions import EVALUATION_JOBS, defs
+    from assets_defs.demo import run_demo
+
+    text = world["experiments"].read_text()
+    world["experiments"].write_text(text + '''
+[experiments.smoke-facescape-b]
+kind = "trained"
+dataset = "facescape"
+topology = "flame"
+training = { preset = "tiny", steps = 3, batch_size = 2, loss_views = 1, ckpt_every = 3, preview_steps = 0, warmup_steps = 2, seed = 7 }
+sampler = { steps = 2, cfg_scale = 1.0 }
+''')
+    instance = _instance()
+    before = _last_storage_id(instance)
+    result = run_demo(log=lambda *_: None)
+    assert not result.policy.failed
+    new = _materializations(instance, before)
+    # exactly the new experiment's checkpoint, its evaluations and the comparison: nothing of the first's
+    assert {k for k, p in new} == {"facescape/checkpoint", "evaluation/facescape/generated",
+                                   "evaluation/facescape/metrics", "evaluation/comparison"}
+    assert all(p is None or p.startswith("smoke-facescape-b") for _, p in new)
+    hashes = {}
+    for rec in instance.fetch_materializations(dg.AssetKey(["facescape", "checkpoint"]), limit=100).records:
+        hashes.setdefault(rec.partition_key, rec.asset_materialization.tags["dagster/data_version"])
+    assert hashes["smoke-facescape"] != hashes["smoke-facescape-b"]
+    job = defs.resolve_job_def(EVALUATION_JOBS["facescape"].name)
+    again = job.execute_in_process(instance=instance, partition_key="smoke-facescape|demo",
+                                   run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    assert again.success
+    metrics = [e.event_specific_data.materialization for e in again.get_asset_materialization_events()
+               if e.event_specific_data.materialization.asset_key == dg.AssetKey(["evaluation", "facescape",
+                                                                                     "metrics"])][0]
+    assert metrics.metadata["checkpoint_hash"].value == hashes["smoke-facescape"]
+    from pipelines.settings import load_settings
+    from storage.metric_tables import read_history
+
+    hist = read_history(load_settings().storage_root)
+    rows = hist[(hist["experiment"] == "smoke-facescape") & (hist["protocol"] == "demo")]
+    assert set(rows["checkpoint_hash"]) == {hashes["smoke-facescape"]}
+    comparison = pd.read_parquet(load_settings().storage_root / "metrics" / "comparison.parquet")
+    assert set(comparison["experiment"]) >= {"smoke-facescape", "smoke-facescape-b"}
+
+
+def test_a_changed_raw_file_reruns_exactly_its_subject(world):
+    from assets_defs.demo import run_demo
+    from storage.meshes import Mesh, read_obj, write_obj
+
+    instance = _instance()
+    mesh_path = Path(world["data"]) / "thuman" / "model" / "0526" / "0526.obj"
+    mesh = read_obj(mesh_path)
+    write_obj(mesh_path, Mesh(mesh.vertices * 1.01, mesh.faces, mesh.uv, mesh.uv_faces,
+                              material_file=mesh.material_file))  # the scan rescaled: a raw change of 0526
+    before = _last_storage_id(instance)
+    result = run_demo(log=lambda *_: None)
+    assert not result.policy.failed
+    new = _materializations(instance, before)
+    assert sorted(new) == sorted([("thuman/raw_inventory", "0526"), ("thuman/smplx_tracks", "0526"),
+                                  ("thuman/views", "0526")])
+    failing = [name for name, passed in result.checks.items() if not passed and "training_inputs_current" in name]
+    assert failing == ["thuman/checkpoint:training_inputs_current"]
+    check = dg.AssetCheckKey(dg.AssetKey(["thuman", "checkpoint"]), "training_inputs_current")
+    latest = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)[0]
+    metadata = latest.event.dagster_event.event_specific_data.metadata
+    assert metadata["stale_experiments"].value == ["smoke-thuman"]
+    assert set(metadata["per_experiment"].value["smoke-thuman"]["changed_since_training"]) == {"0526"}
+
+
+def test_a_published_checkpoint_is_an_experiment(world):
+    """A released-layout Lightning .ckpt (tiny preset, written here) named in the experiments file: the policy imports
+    it as that experiment's checkpoint and evaluates it through the same assets, into the same tables."""
+    import torch
+
+    from assets_defs.demo import run_demo
+    from model.diffusion.config import tiny
+    from model.diffusion.network import MorphableDiffusion
+    from tests.test_import_checkpoint import lightning_checkpoint
+
+    torch.manual_seed(5)
+    ckpt = lightning_checkpoint(MorphableDiffusion(tiny()).state_dict(), path=world["root"] / "released.ckpt")
+    world["experiments"].write_text(world["experiments"].read_text() + f'''
+[experiments.released-facescape]
+kind = "published"
+dataset = "facescape"
+topology = "flame"
+file = "{ckpt}"
+sampler = {{ steps = 2, cfg_scale = 1.0 }}
+''')
+    instance = _instance()
+    before = _last_storage_id(instance)
+    result = run_demo(log=lambda *_: None)
+    assert not result.policy.failed, [r.label for r in result.policy.failed]
+    new = _materializations(instance, before)
+    protocols = ("demo", "facescape_novel_expression", "facescape_novel_view")
+    assert sorted(new) == sorted([("facescape/checkpoint", "released-facescape"), ("evaluation/comparison", None)]
+                                 + [(f"evaluation/facescape/{a}", f"released-facescape|{p}")
+                                    for a in ("generated", "metrics") for p in protocols])
+    rec = instance.fetch_materializations(dg.AssetKey(["facescape", "checkpoint"]), limit=100).records
+    meta = next(r for r in rec if r.partition_key == "released-facescape").asset_materialization.metadata
+    from storage.hashing import hash_file
+
+    assert meta["source_sha256"].value == hash_file(ckpt)
+    table = result.comparison
+    row = table[table["experiment"] == "released-facescape"]
+    assert len(row) == 1 and row["kind"].item() == "published" and row["demo/masked_psnr"].notna().item()
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (scripts/bootstrap.sh installs it "
+                                             "as root: apt-get install chromium)")
+def test_ui_launches_a_partition_and_shows_thumbnails_and_the_comparison(world, tmp_path):
+    """The UI on the policy's instance: a subject partition launched through GraphQL (the daemon runs it), its views
+    thumbnail on the asset page, and the comparison table across experiments (screenshots in the test folder;
+    MORPHABLE_UPDATE_DOCS=1 also refreshes the README's)."""
+    import os
+
+    from dagster_graphql import DagsterGraphQLClient
+    from playwright.sync_api import sync_playwright
+
+    env = {k: v for k, v in os.environ.items() if k != "MORPHABLE_SETTINGS"}
+    with dagster_ui(env, tmp_path) as (url, port):
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        run_id = client.submit_job_execution("track_and_render_thuman", repository_location_name=LOCATION,
+                                             repository_name="__repository__", tags={"dagster/partition": "1024"})
+        assert wait_for_run(client, run_id) == "SUCCESS"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # the newsletter prompt of a fresh instance may cover the page at any moment: dismiss it whenever shown
+            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+            shots = {}
+            for name, path, marker, alt in (
+                    ("ui_asset_page.png", "thuman/views?view=partitions&partition=1024", "contact_sheet", "views"),
+                    ("ui_comparison.png", "evaluation/comparison", "comparison", None)):
+                page.goto(f"{url}/assets/{path}", wait_until="networkidle")
+                page.get_by_text(marker, exact=True).first.wait_for(timeout=60000)
+                page.get_by_text("[Show Markdown]").first.click(timeout=30000)
+                if alt:
+                    img = page.locator('img[src^="data:image/png;base64"]').first
+                    img.wait_for(timeout=30000)
+                    box = img.bounding_box()
+                    assert box and box["width"] > 100 and box["height"] > 50 and img.get_attribute("alt") == alt
+                else:
+                    page.get_by_text("smoke-facescape").first.wait_for(timeout=30000)
+                page.wait_for_timeout(300)
+                shots[name] = tmp_path / name
+                page.screenshot(path=str(shots[name]))
+                page.keyboard.press("Escape")
+            browser.close()
+    if os.environ.get("MORPHABLE_UPDATE_DOCS") == "1":
+        for name, shot in shots.items():
+            shutil.copyfile(shot, REPO / "docs" / name)
