@@ -42,6 +42,11 @@ def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
 def update_history(root: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Insert or replace `rows` (per-protocol rows) in the history table; returns the whole history."""
     path = Path(root) / "metrics" / "history.parquet"
+    if "experiment" not in rows:  # scored outside an experiment (`morphable evaluate --checkpoint DIR`)
+        rows = rows.assign(experiment="")
+    missing = [k for k in HISTORY_KEY if k not in rows]
+    if missing:
+        raise ValueError(f"metric rows for {path} lack the key column(s) {missing}")
     with writer_lock(path):
         old = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=rows.columns)
         if len(old) and "experiment" not in old:  # rows from before experiments were recorded

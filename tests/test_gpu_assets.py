@@ -62,7 +62,8 @@ def test_first_stage_checkpoint_and_eval_set_through_pipes(model_data, monkeypat
     assert set(mat.metadata["training_views"].value) == {"1", "2", "3"}
     assert [c.passed for c in ck.get_asset_check_evaluations()] == [True]
     gen_asset = EVAL_SET_ASSETS["facescape"]
-    es = dg.materialize([facescape_checkpoint, gen_asset], instance=inst, resources=res, selection=[gen_asset],
+    es = dg.materialize([first_stage, facescape_checkpoint, gen_asset], instance=inst, resources=res,
+                        selection=[gen_asset],
                         partition_key="smoke-facescape|demo")
     gen = es.asset_materializations_for_node("evaluation__facescape__generated")[0]
     assert gen.metadata["checkpoint_hash"].value == mat.metadata["checkpoint_hash"].value
