@@ -107,7 +107,8 @@ def _metric_checks(protocol: str, per_protocol, per_view) -> list[dg.AssetCheckR
 def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
     key = metrics_key(dataset)
 
-    @dg.asset(key=key, partitions_def=EVALUATION_PARTITIONS[dataset], ins={"eval_set": dg.AssetIn(generated_key(dataset))},
+    @dg.asset(key=key, partitions_def=EVALUATION_PARTITIONS[dataset],
+              ins={"eval_set": dg.AssetIn(generated_key(dataset))},
               code_version=METRICS_VERSION, group_name=EVAL_GROUP, kinds={"pandas", "parquet"},
               owners=["team:morphable"], io_manager_key="references", automation_condition=POLICY,
               description=f"PSNR, SSIM, LPIPS, FID, PCK@0.2, Re-ID, masked PSNR and silhouette IoU of one {dataset} "

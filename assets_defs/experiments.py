@@ -17,14 +17,13 @@ def experiment_version(settings, experiment) -> str:
     """The data version of an experiment: its definition digest, and the published file's content."""
     from pathlib import Path
 
-    from storage.checkpoints import cached_file_sha256
+    from storage.hashing import cached_sha256, store_hash_cache
 
     version = experiment.digest()
     if experiment.kind == "published" and experiment.file is not None:
         path = Path(experiment.file)
         if path.is_file():
-            cache = Path(settings.storage_root) / "checkpoints" / ".imports" / "file_hashes.json"
-            version += "-" + cached_file_sha256(path, cache)[:16]
+            version += "-" + cached_sha256(path, store_hash_cache(settings.storage_root))[:16]
         elif path.is_dir() and (path / "manifest.json").is_file():
             from storage.checkpoints import checkpoint_hash
 

@@ -72,13 +72,12 @@ def _raw_subject_source(dataset: str) -> dg.SourceAsset:
     @dg.observable_source_asset(key=[dataset, "raw_subject"], partitions_def=SUBJECT_PARTITIONS[dataset],
                                 group_name=RAW_GROUP,
                                 description=f"Raw {dataset} files of one subject; data version = hash of the "
-                                            "subject's file list (paths and sizes).")
+                                            "subject's files' contents (sha256 per file, cached by size and mtime).")
     def raw_subject(context, settings: SettingsResource) -> dg.DataVersionsByPartition:
-        from pipelines.ingest import subject_data_version
+        from pipelines.ingest import subject_data_versions
 
-        s = settings.load()
         keys = context.instance.get_dynamic_partitions(SUBJECT_PARTITIONS[dataset].name)
-        return dg.DataVersionsByPartition({k: subject_data_version(s, dataset, k) for k in keys})
+        return dg.DataVersionsByPartition(subject_data_versions(settings.load(), dataset, keys))
 
     return raw_subject
 

@@ -1,5 +1,5 @@
 """Discovery: subject folders and experiments become dynamic partitions, and a source is re-observed when what it
-describes changed (a raw subject's file list, an experiment's definition), so that the automation conditions see
+describes changed (a raw subject's files' contents, an experiment's definition), so that the automation conditions see
 new subjects, changed raw files and edited experiments."""
 
 import hashlib
@@ -50,18 +50,12 @@ def new_subject_requests(instance: dg.DagsterInstance, settings) -> list[dg.AddD
 def current_versions(instance: dg.DagsterInstance, settings) -> dict[str, dict[str, str]]:
     """What each source's observation would record now: {source key: {partition: data version}}."""
     from pipelines.experiments import load_experiments
-    from pipelines.ingest import subject_data_version
-    from storage.errors import DataError
+    from pipelines.ingest import subject_data_versions
 
     out: dict[str, dict[str, str]] = {}
     for dataset, pdef in SUBJECT_PARTITIONS.items():
-        versions = {}
-        for key in instance.get_dynamic_partitions(pdef.name):
-            try:
-                versions[key] = subject_data_version(settings, dataset, key)
-            except DataError:
-                versions[key] = "unreadable"
-        out[f"{dataset}/raw_subject"] = versions
+        out[f"{dataset}/raw_subject"] = subject_data_versions(settings, dataset,
+                                                              instance.get_dynamic_partitions(pdef.name))
     experiments = load_experiments(settings.experiments_file).experiments
     for dataset, pdef in EXPERIMENT_PARTITIONS.items():
         out[f"{dataset}/experiment"] = {k: experiment_version(settings, experiments[k])

@@ -149,9 +149,8 @@ def inputs_current(settings, dataset: str, checkpoint: str | None) -> dg.AssetCh
     the changed subjects, and when the checkpoint records no training views at all (nothing can be vouched for)."""
     from pathlib import Path
 
-    from storage.errors import DataError
+    from pipelines.train import changed_training_views
     from storage.jsonfile import read_json
-    from storage.views import ViewStore, store_path
 
     if checkpoint is None:
         return dg.AssetCheckResult(passed=False, metadata={"reason": "no checkpoint yet"})
@@ -161,14 +160,7 @@ def inputs_current(settings, dataset: str, checkpoint: str | None) -> dg.AssetCh
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"reason": "the checkpoint records no training views, so whether they "
                                                        "changed cannot be checked"})
-    stale = {}
-    for subject, digest in trained_on.items():
-        try:
-            now = ViewStore.open(store_path(settings.storage_root, dataset, subject)).manifest["content_hash"]
-        except DataError:
-            now = "missing"
-        if now != digest:
-            stale[subject] = f"{digest[:8]} -> {now[:8]}"
+    stale = changed_training_views(settings.storage_root, dataset, trained_on)
     return dg.AssetCheckResult(passed=not stale, severity=dg.AssetCheckSeverity.WARN,
                                metadata={"subjects_trained_on": len(trained_on),
                                          "changed_since_training": dg.MetadataValue.json(stale)})

@@ -77,7 +77,8 @@ def import_checkpoint(settings: Settings, path: str | Path, kind: str = "morphab
     from model.diffusion.config import PRESETS
     from model.diffusion.network import MorphableDiffusion
     from storage.atomic import atomic_write_text
-    from storage.checkpoints import file_sha256, read_manifest, save_checkpoint
+    from storage.checkpoints import read_manifest, save_checkpoint
+    from storage.hashing import cached_sha256, store_hash_cache
     from storage.ids import validate_name
 
     t0 = time.perf_counter()
@@ -89,8 +90,8 @@ def import_checkpoint(settings: Settings, path: str | Path, kind: str = "morphab
     projection = projection or TOPOLOGY_PROJECTION.get(topology or "", "perspective")
     if not path.is_file():
         raise CheckpointError(path, "checkpoint file not found", "give the path of the released .ckpt")
-    sha = file_sha256(path)
     root = Path(settings.storage_root)
+    sha = cached_sha256(path, store_hash_cache(root))  # a 5.5 GB file is read once per version, not per call
     cache = _cache_path(root, sha, kind, projection)
     if cache.is_file():
         doc = json.loads(cache.read_text())

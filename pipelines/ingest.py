@@ -13,7 +13,7 @@ import numpy as np
 from pipelines.settings import Settings
 from storage.errors import DataError
 from storage.facescape import FaceScapeDataset
-from storage.hashing import ContentHashCache, content_version
+from storage.hashing import content_version, store_hash_cache
 from storage.thuman import THumanDataset
 
 Dataset = Literal["facescape", "thuman"]
@@ -49,14 +49,26 @@ def discover_subjects(settings: Settings, dataset: Dataset) -> list[str]:
     return open_dataset(settings, dataset).subjects()
 
 
-def hash_cache(settings: Settings) -> ContentHashCache:
-    """The raw files' content hashes, remembered by size and mtime (a cache under the storage root)."""
-    return ContentHashCache(settings.storage_root / "cache" / "raw_content_hashes.json")
+def subject_data_versions(settings: Settings, dataset: Dataset, subjects: list[str]) -> dict[str, str]:
+    """{subject: content hash of every file of the subject} (a same-size rewrite is a change, a copy or touch is
+    not); a subject whose folder cannot be listed is "unreadable". One hash cache read and written for them all."""
+    try:
+        ds = open_dataset(settings, dataset)
+    except DataError:  # the dataset root is gone: every subject of it is unreadable
+        return {subject: "unreadable" for subject in subjects}
+    cache = store_hash_cache(settings.storage_root)
+    out = {}
+    for subject in subjects:
+        try:
+            out[subject] = content_version(ds.file_list(subject), cache, save=False)
+        except DataError:
+            out[subject] = "unreadable"
+    cache.save()
+    return out
 
 
 def subject_data_version(settings: Settings, dataset: Dataset, subject: str) -> str:
-    """Content hash of every file of the subject: a rewrite of the same size is a change, a copy or touch is not."""
-    return content_version(open_dataset(settings, dataset).file_list(subject), hash_cache(settings))
+    return subject_data_versions(settings, dataset, [subject])[subject]
 
 
 def _facescape_details(ds: FaceScapeDataset, subject: str, decode: bool) -> dict[str, Any]:
@@ -92,7 +104,8 @@ def validate_subject(settings: Settings, dataset: Dataset, subject: str, decode_
     ds = open_dataset(settings, dataset)
     try:
         files = ds.file_list(subject)
-        report = SubjectReport(dataset, subject, content_version(files, hash_cache(settings)), len(files))
+        version = content_version(files, store_hash_cache(settings.storage_root))
+        report = SubjectReport(dataset, subject, version, len(files))
     except DataError as exc:
         return SubjectReport(dataset, subject, "", 0, error=str(exc))
     try:

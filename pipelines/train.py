@@ -245,6 +245,23 @@ def views_manifest(storage_root: str | Path, dataset: str, subjects: list[str]) 
     return {s: ViewStore.open(store_path(storage_root, dataset, s)).manifest["content_hash"] for s in sorted(subjects)}
 
 
+def changed_training_views(storage_root: str | Path, dataset: str, trained_on: dict[str, str]) -> dict[str, str]:
+    """{subject: "old -> new" content hash} of the view stores that differ from the manifest a checkpoint was
+    trained on (a store that no longer opens counts as "missing")."""
+    from storage.errors import DataError
+    from storage.views import ViewStore, store_path
+
+    changed = {}
+    for subject, digest in trained_on.items():
+        try:
+            now = ViewStore.open(store_path(storage_root, dataset, subject)).manifest["content_hash"]
+        except DataError:
+            now = "missing"
+        if now != digest:
+            changed[subject] = f"{digest[:8]} -> {now[:8]}"
+    return changed
+
+
 def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print, force: bool = False) -> TrainResult:
     """Train (or with `resume`, continue exactly) the run `cfg.run_name()`; `force` resumes despite a changed
     configuration."""

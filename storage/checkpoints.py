@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from storage.atomic import SkipWrite, atomic_directory, atomic_write_text
+from storage.atomic import SkipWrite, atomic_directory
 from storage.errors import CorruptFileError, MissingFileError
+from storage.hashing import ContentHashCache, hash_file
 from storage.jsonfile import read_json
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
@@ -35,32 +36,6 @@ def tensors_hash(tensors: dict[str, Any], length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def cached_file_sha256(path: str | Path, cache_file: str | Path) -> str:
-    """sha256 of a (large) file, recomputed only when its size or modification time changed."""
-    path, cache_file = Path(path), Path(cache_file)
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key not in cache:
-        cache[key] = file_sha256(path)
-        try:
-            atomic_write_text(cache_file, json.dumps(cache))
-        except OSError:
-            pass
-    return cache[key]
-
-
 def save_checkpoint(root: str | Path, name: str, tensors: dict[str, Any], config: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> Path:
     from safetensors.torch import save_file
@@ -74,7 +49,7 @@ def save_checkpoint(root: str | Path, name: str, tensors: dict[str, Any], config
             raise SkipWrite
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
-        files = {f: file_sha256(tmp / f) for f in CHECKPOINT_FILES}
+        files = {f: hash_file(tmp / f) for f in CHECKPOINT_FILES}
         (tmp / "manifest.json").write_text(json.dumps({"hash": digest, "keys": len(tensors), "files": files,
                                                        **(extra or {})}))
     return target
@@ -90,30 +65,16 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 def verify_files(folder: str | Path, manifest: dict[str, Any]) -> None:
     """Check each file's sha256 against the manifest, hashing a file only when its size or mtime changed."""
     folder = Path(folder)
-    cache_path = folder / ".verified"
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    changed = False
+    cache = ContentHashCache(folder / ".verified")
     for name, recorded in manifest.get("files", {}).items():
         path = folder / name
         if not path.is_file():
             raise MissingFileError(path, "checkpoint file missing", CHANGED_FIX)
-        st = path.stat()
-        stamp = [st.st_size, st.st_mtime_ns, recorded]
-        if cache.get(name) == stamp:
-            continue
-        actual = file_sha256(path)
+        actual = cache.sha256(path)
         if actual != recorded:
             raise CorruptFileError(path, f"content differs from the checkpoint's manifest (sha256 {actual[:12]}, "
                                          f"recorded {recorded[:12]})", CHANGED_FIX)
-        cache[name], changed = stamp, True
-    if changed:
-        try:
-            atomic_write_text(cache_path, json.dumps(cache))
-        except OSError:  # a read-only checkpoint folder: verify again next time
-            pass
+    cache.save()
 
 
 def load_checkpoint(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

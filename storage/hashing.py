@@ -41,30 +41,48 @@ class ContentHashCache:
         return digest
 
     def save(self) -> None:
-        """Merge into the file under its lock (several processes may hash at once; no entry is lost)."""
+        """Merge into the file under its lock (several processes may hash at once; no entry is lost). A cache that
+        cannot be written (a read-only folder) is skipped: the files are hashed again next time."""
         if self.path is None or not self._dirty:
             return
         from storage.atomic import atomic_write_text, writer_lock
 
-        with writer_lock(self.path):
-            current: dict = {}
-            if self.path.is_file():
-                try:
-                    current = json.loads(self.path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    current = {}
-            current.update(self._entries)
-            atomic_write_text(self.path, json.dumps(current, separators=(",", ":")))
+        try:
+            with writer_lock(self.path):
+                current: dict = {}
+                if self.path.is_file():
+                    try:
+                        current = json.loads(self.path.read_text(encoding="utf-8"))
+                    except (OSError, ValueError):
+                        current = {}
+                current.update(self._entries)
+                atomic_write_text(self.path, json.dumps(current, separators=(",", ":")))
+        except OSError:
+            return
         self._dirty = False
 
 
+def store_hash_cache(storage_root: str | Path) -> ContentHashCache:
+    """The store's shared cache of file hashes (raw subjects' files, published checkpoint files)."""
+    return ContentHashCache(Path(storage_root) / "cache" / "file_hashes.json")
+
+
+def cached_sha256(path: str | Path, cache: ContentHashCache) -> str:
+    """sha256 of one (large) file through `cache`, saved at once."""
+    digest = cache.sha256(Path(path))
+    cache.save()
+    return digest
+
+
 def content_version(files: Iterable[tuple[str, Path]], cache: ContentHashCache | None = None,
-                    length: int = 16) -> str:
+                    length: int = 16, save: bool = True) -> str:
     """Data version of a set of files: hash of (relative path, sha256 of the bytes) pairs. Changes when any file's
-    content changes, is added or removed; not when files are only copied or touched."""
+    content changes, is added or removed; not when files are only copied or touched. `save=False` leaves saving
+    the cache to the caller (many subjects, one write)."""
     cache = cache or ContentHashCache(None)
     out = hash_json(sorted((rel, cache.sha256(Path(p))) for rel, p in files), length)
-    cache.save()
+    if save:
+        cache.save()
     return out
 
 

@@ -7,7 +7,7 @@ and legacy torch.save formats).
 
 `SafeUnpickler` resolves globals from an allow-list of data builders only (numpy arrays, dtypes and scalars, plain
 containers, torch tensor rebuilds over storages read from the file, chumpy / old-scipy shims). Anything else is
-either refused (`strict`, for every format whose content we know) or becomes an inert `Placeholder` that records
+either refused (the default, for every format whose content we know) or becomes an inert `Placeholder` that records
 the name, arguments and state the file gave it (`placeholders`, for Lightning checkpoints, whose callbacks,
 loops and hyper-parameters may hold any class). Nothing named by a file is ever imported or called.
 """
@@ -252,7 +252,7 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> An
 
 def _load_from_bytes(data: bytes) -> Any:
     """`torch.storage._load_from_bytes` (how DECA's embedding stores tensors): a nested legacy torch file."""
-    return _read_torch_stream(io.BytesIO(data), "<embedded torch bytes>", strict=True, mmap_path=None)
+    return _read_torch_stream(io.BytesIO(data), "<embedded torch bytes>", placeholders=False, mmap_path=None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,12 +260,13 @@ def _load_from_bytes(data: bytes) -> Any:
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """`pickle.Unpickler` whose globals come from the allow-list; others refused (strict) or inert placeholders."""
+    """`pickle.Unpickler` whose globals come from the allow-list; others refused, or inert placeholders
+    (`placeholders=True`)."""
 
-    def __init__(self, file: IO[bytes], source: str | Path, strict: bool = True, torch_ok: bool = False,
+    def __init__(self, file: IO[bytes], source: str | Path, placeholders: bool = False, torch_ok: bool = False,
                  persistent_load: Callable[[Any], Any] | None = None) -> None:
         super().__init__(file, encoding="latin1")
-        self.source, self.strict = source, strict
+        self.source, self.placeholders = source, placeholders
         self._torch = _torch_globals() if torch_ok else {}
         self._persistent = persistent_load
 
@@ -277,7 +278,7 @@ class SafeUnpickler(pickle.Unpickler):
             return _LAZY[key]()
         if key in self._torch:
             return self._torch[key]
-        if self.strict:
+        if not self.placeholders:
             raise UnsafePickleError(self.source, f"refusing to load global {module}.{name} (only arrays, tensors and "
                                                  "plain containers are read; a file naming other code may run it)",
                                     "use the original file; this one was modified or is of another kind")
@@ -299,20 +300,20 @@ _PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, Attri
                   struct.error, UnicodeDecodeError, OverflowError, MemoryError, RuntimeError)
 
 
-def loads_pickle(data: bytes, source: str, strict: bool = True) -> Any:
+def loads_pickle(data: bytes, source: str, placeholders: bool = False) -> Any:
     """Unpickle bytes through the allow-list (shims left in place: see `to_plain`)."""
-    return SafeUnpickler(io.BytesIO(data), source, strict=strict).load()
+    return SafeUnpickler(io.BytesIO(data), source, placeholders=placeholders).load()
 
 
 def load_pickle(path: str | Path, what: str = "a pickle", fix: str = "use the original file",
-                strict: bool = True) -> Any:
+                placeholders: bool = False) -> Any:
     """A (possibly Python-2) pickle file as plain Python / numpy objects (chumpy and scipy shims converted)."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(path, f"{what} not found", fix)
     try:
         with open(path, "rb") as fh:
-            return to_plain(SafeUnpickler(fh, path, strict=strict, torch_ok=True).load())
+            return to_plain(SafeUnpickler(fh, path, placeholders=placeholders, torch_ok=True).load())
     except _PICKLE_ERRORS as exc:
         raise _fail(path, what, exc, fix) from exc
 
@@ -328,7 +329,7 @@ def _read_npy(fh: IO[bytes], source: str | Path, reopen: Callable[[], IO[bytes]]
     header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
     shape, _fortran, dtype = header(fh)
     if dtype.hasobject:  # numpy writes the object array itself as one pickle after the header
-        obj = SafeUnpickler(fh, source, strict=True, torch_ok=True).load()
+        obj = SafeUnpickler(fh, source, placeholders=False, torch_ok=True).load()
         if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
             obj = obj[()]
         return to_plain(obj)
@@ -409,7 +410,7 @@ def _zip_member_offset(raw: IO[bytes], info: zipfile.ZipInfo, file_size: int) ->
     return start
 
 
-def _read_torch_zip(path: Path, strict: bool, mmap: bool) -> Any:
+def _read_torch_zip(path: Path, placeholders: bool, mmap: bool) -> Any:
     import torch
 
     file_size = path.stat().st_size
@@ -447,17 +448,17 @@ def _read_torch_zip(path: Path, strict: bool, mmap: bool) -> Any:
                 cache[key] = flat.view(dtype) if nbytes else torch.empty(0, dtype=dtype)
             return cache[key]
 
-        unpickler = SafeUnpickler(io.BytesIO(zf.read(pkl[0])), path, strict=strict, torch_ok=True,
+        unpickler = SafeUnpickler(io.BytesIO(zf.read(pkl[0])), path, placeholders=placeholders, torch_ok=True,
                                   persistent_load=storage)
         return unpickler.load()
 
 
-def _read_torch_stream(fh: IO[bytes], source: str | Path, strict: bool, mmap_path: Path | None) -> Any:
+def _read_torch_stream(fh: IO[bytes], source: str | Path, placeholders: bool, mmap_path: Path | None) -> Any:
     """The legacy (pre-1.6) torch.save format: magic, protocol, sys info, the object, storage keys, raw storages."""
     import torch
 
     def next_pickle() -> Any:
-        return SafeUnpickler(fh, source, strict=True).load()
+        return SafeUnpickler(fh, source, placeholders=False).load()
 
     if next_pickle() != _LEGACY_MAGIC:
         raise CorruptFileError(source, "not a torch.save file (wrong magic number)", TORCH_FIX)
@@ -486,7 +487,7 @@ def _read_torch_stream(fh: IO[bytes], source: str | Path, strict: bool, mmap_pat
             return root[int(offset):int(offset) + int(size)]
         return root
 
-    obj = SafeUnpickler(fh, source, strict=strict, torch_ok=True, persistent_load=storage).load()
+    obj = SafeUnpickler(fh, source, placeholders=placeholders, torch_ok=True, persistent_load=storage).load()
     for key in next_pickle():
         buf = storages[str(key)]
         head = fh.read(8)
@@ -504,10 +505,10 @@ def _read_torch_stream(fh: IO[bytes], source: str | Path, strict: bool, mmap_pat
     return obj
 
 
-def load_torch(path: str | Path, strict: bool = True, mmap: bool = True, what: str = "a torch file",
+def load_torch(path: str | Path, placeholders: bool = False, mmap: bool = True, what: str = "a torch file",
                fix: str = TORCH_FIX) -> Any:
     """A torch.save file (zip or legacy) with tensors on the CPU, memory-mapped where possible; nothing it names is
-    imported or called (`strict=False`: unknown classes become inert `Placeholder`s instead of an error)."""
+    imported or called (`placeholders=True`: unknown classes become inert `Placeholder`s instead of an error)."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(path, f"{what} not found", fix)
@@ -515,10 +516,10 @@ def load_torch(path: str | Path, strict: bool = True, mmap: bool = True, what: s
         with open(path, "rb") as fh:
             head = fh.read(4)
         if head[:2] == b"PK":
-            return _read_torch_zip(path, strict, mmap)
+            return _read_torch_zip(path, placeholders, mmap)
         if head[:1] == b"\x80":
             with open(path, "rb") as fh:
-                return _read_torch_stream(fh, path, strict, path)
+                return _read_torch_stream(fh, path, placeholders, path)
         kind = "an empty file" if not head else "a text file" if all(32 <= b < 127 or b in b"\t\r\n" for b in head) \
             else "not a torch.save file"
         raise CorruptFileError(path, f"is {kind}, expected {what}", fix)

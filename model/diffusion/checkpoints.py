@@ -49,7 +49,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     bare state-dict file, memory-mapped where the file allows; whatever else the file holds is never run."""
     path = Path(path)
     try:
-        obj = load_torch(path, strict=False, mmap=True, what="a PyTorch checkpoint", fix=CKPT_FIX)
+        obj = load_torch(path, placeholders=True, mmap=True, what="a PyTorch checkpoint", fix=CKPT_FIX)
     except DataError as exc:
         raise CheckpointError(path, exc.problem, exc.fix) from exc
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
