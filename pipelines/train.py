@@ -193,7 +193,7 @@ def _load_state(folder: Path, model, opt, sched, device: str, log) -> tuple[int,
     from storage.safe_pickle import load_torch
 
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device), strict=True)
-    state = load_torch(folder / "training_state.pt", strict=True, mmap=False, what="a training state",
+    state = load_torch(folder / "training_state.pt", mmap=False, what="a training state",
                        fix="resume from an earlier checkpoint of the run, or start without --resume")
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
