@@ -82,6 +82,22 @@ def test_first_run_materializes_the_whole_graph(world):
                                                           "facescape_novel_view")}
     runs = instance.get_runs(dg.RunsFilter(tags={"morphable/policy": "demo"}))
     assert len(runs) == len(result.policy.runs) and all(r.tags["dagster/from_automation_condition"] for r in runs)
+    # the GPU steps as the policy ran them: Pipes worker processes (CPU here) reporting metadata and data versions,
+    # each handing its output reference to the next partition (was tests/test_gpu_assets.py, on its own instance)
+
+    def latest(key, partition=None):
+        recs = instance.fetch_materializations(dg.AssetKey(key), limit=100).records
+        return next(r for r in recs if r.partition_key == partition).asset_materialization
+
+    fs = latest(["model", "first_stage"]).metadata
+    assert fs["device"].value.startswith("cpu") and "psnr_heldout" in fs and fs["steps"].value == 3
+    ck = latest(["facescape", "checkpoint"], "smoke-facescape")
+    assert ck.tags["dagster/data_version"] == ck.metadata["checkpoint_hash"].value
+    assert {"loss_curve", "training_views", "tensorboard"} <= set(ck.metadata)
+    assert set(ck.metadata["training_views"].value) == {"1", "2", "3"}
+    gen = latest(["evaluation", "facescape", "generated"], "smoke-facescape|demo").metadata
+    assert gen["checkpoint_hash"].value == ck.metadata["checkpoint_hash"].value
+    assert gen["views"].value == 48 and gen["sample"].value.startswith("![")
     world["first"] = result
 
 
