@@ -10,6 +10,7 @@ nothing and runs nothing.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections import defaultdict
@@ -22,6 +23,8 @@ import dagster as dg
 #: console log level of the in-process runs (every event stays in the instance and the UI at full detail)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 STATE_FILE = "policy_state.json"
+#: the evaluator's per-asset DEBUG lines ("Evaluating ... (n/19)") are kept off the demo's one-line-per-run output
+EVALUATOR = logging.getLogger("dagster.automation_condition_tester")
 
 
 @dataclass
@@ -148,11 +151,12 @@ def run_policy(defs: dg.Definitions, instance: dg.DagsterInstance, settings, log
     """Tick until the automation conditions request nothing more; returns every run executed."""
     t0 = time.perf_counter()
     cursor, observed = _load_state(instance)
+    EVALUATOR.setLevel(max(EVALUATOR.getEffectiveLevel(), logging.INFO))
     runs: list[RunRecord] = []
     observations = 0
     for tick in range(1, max_ticks + 1):
         observations += _observe(defs, instance, settings, observed)
-        result = dg.evaluate_automation_conditions(defs, instance, cursor=cursor)
+        result = dg.evaluate_automation_conditions(defs, instance, cursor=cursor)  # its DEBUG lines: see EVALUATOR
         plan = _plan(defs, _requests(result))
         if not plan:
             _save_state(instance, result.cursor, observed)
