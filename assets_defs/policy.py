@@ -4,7 +4,9 @@ One tick: sync the partitions (subject folders, experiments) and re-observe the 
 (exactly what the `discovery` sensor does), evaluate every automation condition against the instance
 (`dagster.evaluate_automation_conditions`, the daemon's evaluator, with a cursor kept under $DAGSTER_HOME so a later
 call continues where this one stopped), and execute the requested asset partitions and checks as runs in that
-instance, in dependency order. Ticks repeat until nothing is requested. A second call with nothing changed requests
+instance, in dependency order; a run that adds partitions or changes a source (the stand-in writing its subject
+folders) ends the tick early, so the rest is decided again on what now exists. Ticks repeat until nothing is
+requested. A second call with nothing changed requests
 nothing and runs nothing.
 """
 from __future__ import annotations
@@ -173,9 +175,17 @@ def run_policy(defs: dg.Definitions, instance: dg.DagsterInstance, settings, log
             runs.append(_execute(defs, instance, assets, checks, pk, label, log))
             if not runs[-1].success:
                 failed_assets |= set(assets)
-        # the cursor moves on only once the tick's runs are done: a demo interrupted mid-tick requests them again
-        cursor = result.cursor
-        _save_state(instance, cursor, observed)
+            # a run that adds subjects or changes a source (the stand-in writing its folders) changes what the rest
+            # of this tick's plan was decided on (an asset over all subjects saw none): decide again
+            changed = _observe(defs, instance, settings, observed)
+            if changed:
+                observations += changed
+                break
+        else:
+            # the cursor moves on only once a tick's runs are all done: a tick cut short above, or a demo
+            # interrupted mid-tick, requests the rest again
+            cursor = result.cursor
+            _save_state(instance, cursor, observed)
     raise RuntimeError(f"the policy still requested runs after {max_ticks} ticks; see the runs in the instance")
 
 
