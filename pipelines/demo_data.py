@@ -46,15 +46,78 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "3"  # 3: toolkit/predef/sym_dict_old.npy
-FACESCAPE_SUBJECTS = ("1", "2", "3", "122")
-#: expression folder -> (expression coefficients by component, jaw pose axis-angle)
-FACESCAPE_EXPRESSIONS: dict[str, tuple[dict[int, float], tuple[float, float, float]]] = {
+GENERATOR_VERSION = "4"  # 4: identities vary in hair shape/colour, brows, eyes, clothes; per-subject random streams
+#: expression folder -> (expression coefficients by component, jaw pose axis-angle), FaceScape's 20 in their order
+FACESCAPE_EXPRESSION_TABLE: dict[str, tuple[dict[int, float], tuple[float, float, float]]] = {
     "1_neutral": ({}, (0.0, 0.0, 0.0)),
     "2_smile": ({0: 1.5, 8: 0.5}, (0.03, 0.0, 0.0)),
+    "3_mouth_stretch": ({1: 1.2}, (0.2, 0.0, 0.0)),
+    "4_anger": ({3: 1.5, 9: 0.5}, (0.0, 0.0, 0.0)),
+    "5_jaw_left": ({1: 0.3}, (0.12, 0.16, 0.0)),
     "6_jaw_right": ({1: 0.3}, (0.12, -0.16, 0.0)),
+    "7_jaw_forward": ({1: 0.2}, (0.08, 0.0, 0.0)),
+    "8_mouth_left": ({7: 1.2}, (0.0, 0.0, 0.0)),
+    "9_mouth_right": ({7: -1.2}, (0.0, 0.0, 0.0)),
+    "10_dimpler": ({8: 1.5}, (0.0, 0.0, 0.0)),
+    "11_chin_raiser": ({9: 0.8, 5: 0.3}, (0.0, 0.0, 0.0)),
+    "12_lip_puckerer": ({5: 1.5}, (0.0, 0.0, 0.0)),
+    "13_lip_funneler": ({5: 1.0, 1: 0.3}, (0.05, 0.0, 0.0)),
+    "14_sadness": ({3: 0.8, 0: -0.6}, (0.0, 0.0, 0.0)),
+    "15_lip_roll": ({9: 1.5}, (0.0, 0.0, 0.0)),
+    "16_grin": ({0: 1.8, 1: 0.4}, (0.1, 0.0, 0.0)),
+    "17_cheek_blowing": ({6: 1.5, 5: 0.4}, (0.0, 0.0, 0.0)),
+    "18_eye_closed": ({4: 1.5}, (0.0, 0.0, 0.0)),
+    "19_brow_raiser": ({2: 1.5}, (0.0, 0.0, 0.0)),
+    "20_brow_lower": ({3: 1.5}, (0.0, 0.0, 0.0)),
 }
-THUMAN_UIDS = ("0003", "0526", "1024", "2201")
+#: which expressions a stand-in of n expressions has: neutral, smile and the held-out 06 first, then in order
+_EXPRESSION_ORDER = ("1_neutral", "2_smile", "6_jaw_right") + tuple(
+    k for k in FACESCAPE_EXPRESSION_TABLE if k not in ("1_neutral", "2_smile", "6_jaw_right"))
+FACESCAPE_TEST_IDS = (122, 212, *range(326, 360))  # the paper's held-out FaceScape subjects
+THUMAN_FIRST_VAL_UID = 2201
+DEFAULT_THUMAN_UIDS = ("0003", "0526", "1024", "2201")
+
+
+@dataclass(frozen=True)
+class StandinSpec:
+    """Which subjects and expressions the stand-in holds. The default is the demo's small set; `with_counts` makes
+    a larger one (e.g. the reference model's 64 identities), with FaceScape-style ids: training ids from `first_id`
+    upwards (skipping the test ids), then the paper's test ids."""
+
+    facescape_subjects: tuple[str, ...] = ("1", "2", "3", "122")
+    thuman_uids: tuple[str, ...] = DEFAULT_THUMAN_UIDS
+    expressions: int = 3
+
+    @staticmethod
+    def with_counts(facescape: int = 4, thuman: int = 4, expressions: int = 3, heldout: int = 1,
+                    first_id: int = 1) -> "StandinSpec":
+        if not 1 <= expressions <= len(FACESCAPE_EXPRESSION_TABLE):
+            raise ValueError(f"expressions must be 1..{len(FACESCAPE_EXPRESSION_TABLE)}, not {expressions}")
+        if not 0 <= heldout <= min(facescape, thuman) or heldout > len(FACESCAPE_TEST_IDS):
+            raise ValueError(f"heldout ({heldout}) must be between 0 and the smaller subject count")
+        train_fs = [i for i in range(first_id, 10_000) if i not in FACESCAPE_TEST_IDS][:facescape - heldout]
+        fs = tuple(str(i) for i in (*train_fs, *FACESCAPE_TEST_IDS[:heldout]))
+        n_th = thuman - heldout
+        span = max(THUMAN_FIRST_VAL_UID - first_id, 1)
+        train_th = sorted({first_id + (i * span) // max(n_th, 1) for i in range(n_th)})
+        th = tuple(f"{u:04d}" for u in (*train_th, *range(THUMAN_FIRST_VAL_UID, THUMAN_FIRST_VAL_UID + heldout)))
+        if (thuman, heldout, first_id) == (4, 1, 1):
+            th = DEFAULT_THUMAN_UIDS  # the demo's set: 0526 is the first scan written z-up (frames test it)
+        return StandinSpec(fs, th, expressions)
+
+    @property
+    def expression_folders(self) -> tuple[str, ...]:
+        return tuple(sorted(_EXPRESSION_ORDER[:self.expressions], key=lambda k: int(k.split("_")[0])))
+
+    def as_dict(self) -> dict:
+        return {"facescape_subjects": list(self.facescape_subjects), "thuman_uids": list(self.thuman_uids),
+                "expressions": self.expressions}
+
+
+DEFAULT_SPEC = StandinSpec()
+FACESCAPE_SUBJECTS = DEFAULT_SPEC.facescape_subjects
+THUMAN_UIDS = DEFAULT_SPEC.thuman_uids
+FACESCAPE_EXPRESSIONS = {k: FACESCAPE_EXPRESSION_TABLE[k] for k in DEFAULT_SPEC.expression_folders}
 IMAGE_WIDTH, IMAGE_HEIGHT = 300, 400
 #: (azimuth, elevation) in degrees of the 24 cameras; azimuth 0 = frontal, positive = subject's left
 VIEW_ANGLES = ([(a, 5) for a in (-120, -100, -75, -60, -45, -30, -15, 0, 15, 30, 45, 60, 75, 100, 120)]
@@ -72,8 +135,8 @@ class DemoDataReport:
     counts: dict[str, int]
 
 
-def is_complete(root: str | Path, seed: int) -> bool:
-    """True when `root` holds a finished stand-in of this generator version and seed."""
+def is_complete(root: str | Path, seed: int, spec: StandinSpec = DEFAULT_SPEC) -> bool:
+    """True when `root` holds a finished stand-in of this generator version, seed and subject set."""
     m = Path(root) / MANIFEST
     if not m.is_file():
         return False
@@ -81,57 +144,111 @@ def is_complete(root: str | Path, seed: int) -> bool:
         doc = json.loads(m.read_text())
     except json.JSONDecodeError:
         return False
-    return doc.get("generator_version") == GENERATOR_VERSION and doc.get("seed") == seed
+    return (doc.get("generator_version") == GENERATOR_VERSION and doc.get("seed") == seed
+            and doc.get("spec", DEFAULT_SPEC.as_dict()) == spec.as_dict())
 
 
-def ensure_demo_data(root: str | Path, seed: int = 0, force: bool = False) -> DemoDataReport:
-    """Generate the stand-in unless a complete one for the same seed is already there (idempotent)."""
+def ensure_demo_data(root: str | Path, seed: int = 0, force: bool = False, spec: StandinSpec = DEFAULT_SPEC,
+                     workers: int | None = None) -> DemoDataReport:
+    """Generate the stand-in unless a complete one for the same seed and spec is already there (idempotent)."""
     root = Path(root)
-    if not force and is_complete(root, seed):
+    if not force and is_complete(root, seed, spec):
         doc = json.loads((root / MANIFEST).read_text())
         return DemoDataReport(root, False, 0.0, doc["counts"])
-    return generate_demo_data(root, seed, reuse_complete=not force)
+    return generate_demo_data(root, seed, reuse_complete=not force, spec=spec, workers=workers)
 
 
-def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = False) -> DemoDataReport:
+def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = False,
+                       spec: StandinSpec = DEFAULT_SPEC, workers: int | None = None, log=None) -> DemoDataReport:
     """Write the stand-in (under the root's writer lock; with `reuse_complete`, a stand-in that another process
-    finished while we waited for the lock is kept)."""
+    finished while we waited for the lock is kept). Subjects are written by `workers` processes (default: one per
+    CPU core); each subject draws from its own random stream ([seed, dataset, index]), so the output does not
+    depend on the worker count."""
+    from pipelines.parallel import default_workers, process_pool
+    from pipelines.progress import Progress
+
     root = Path(root)
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
     written = None
     with atomic_directory(root) as out:
-        if reuse_complete and is_complete(root, seed):
+        if reuse_complete and is_complete(root, seed, spec):
             raise SkipWrite
         tu_model, tu_sample = head.build_flame_format(head.TU_GRID)
         scan_model, scan_sample = head.build_flame_format(head.SCAN_GRID)
         flame_model, flame_lmk, lmk_points = _write_flame(out / "body_models" / "flame", scan_sample)
         _write_bilinear_and_toolkit(out, tu_model, lmk_points)
         smplx_dir = _write_smplx(out / "body_models" / "smplx", seed)
+        heads = (flame_model, flame_lmk, tu_model, tu_sample, scan_model, scan_sample)
+        tasks = ([("facescape", i, sid) for i, sid in enumerate(spec.facescape_subjects)]
+                 + [("thuman", i, uid) for i, uid in enumerate(spec.thuman_uids)])
+        n_workers = max(1, min(workers or default_workers(), len(tasks)))
+        bar = Progress(len(tasks), "stand-in subjects", log or log_info)
         alignment: dict[str, dict[str, list]] = {}
         n_images = 0
-        for subject in FACESCAPE_SUBJECTS:
-            n_images += _write_facescape_subject(out, subject, rng, flame_model, flame_lmk, tu_model, tu_sample,
-                                                 scan_model, scan_sample, alignment)
+        args = [(str(out), seed, kind, i, sid, spec.expression_folders) for kind, i, sid in tasks]
+        if n_workers == 1:
+            _set_heads(heads)
+            for res in map(_write_subject, args):
+                n_images += _collect(res, alignment, bar)
+        else:
+            with process_pool(n_workers, _set_heads, (heads,)) as pool:
+                for res in pool.map(_write_subject, args):
+                    n_images += _collect(res, alignment, bar)
+        bar.close()
         (out / "facescape_toolkit" / "predef" / "Rt_scale_dict.json").write_text(json.dumps(alignment))
-        from model.bodies.smplx_body import load_thuman_smplx
-
-        thuman_model = load_thuman_smplx(smplx_dir)
-        layout = _body_layout(smplx_dir)
-        for uid in THUMAN_UIDS:
-            _write_thuman_scan(out, uid, rng, thuman_model, layout)
-        counts = {"facescape_subjects": len(FACESCAPE_SUBJECTS), "facescape_expressions": len(FACESCAPE_EXPRESSIONS),
-                  "facescape_images": n_images, "thuman_scans": len(THUMAN_UIDS)}
+        counts = {"facescape_subjects": len(spec.facescape_subjects), "facescape_expressions": spec.expressions,
+                  "facescape_images": n_images, "thuman_scans": len(spec.thuman_uids)}
         files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
-        manifest = {"generator_version": GENERATOR_VERSION, "seed": seed, "counts": counts,
+        manifest = {"generator_version": GENERATOR_VERSION, "seed": seed, "spec": spec.as_dict(), "counts": counts,
                     "content_hash": hash_json(files), "files": files}
         (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
         written = counts
     if written is None:  # another process completed it while we waited for the lock
         return DemoDataReport(root, False, 0.0, json.loads((root / MANIFEST).read_text())["counts"])
     seconds = time.perf_counter() - t0
-    log.info("synthetic stand-in written to %s in %.1f s", root, seconds)
+    log_info(f"synthetic stand-in written to {root} in {seconds:.1f} s ({n_workers} processes)")
     return DemoDataReport(root, True, seconds, counts)
+
+
+def log_info(msg: str) -> None:
+    log.info(msg)
+
+
+def _collect(res: tuple[int, dict], alignment: dict, bar) -> int:
+    n, align = res
+    for k, v in align.items():
+        alignment.setdefault(k, {}).update(v)
+    bar.update(1)
+    return n
+
+
+_THUMAN_CACHE: dict[str, tuple] = {}
+_HEADS: list[tuple] = []  # the head models every FaceScape subject is written from (set once per process)
+
+
+def _set_heads(heads: tuple) -> None:
+    _HEADS[:] = [heads]
+
+
+def _write_subject(args: tuple) -> tuple[int, dict]:
+    """One subject (a worker's task): FaceScape -> (images, alignment entries); THuman -> (0, {})."""
+    out_s, seed, kind, index, sid, expressions = args
+    heads = _HEADS[0]
+    out = Path(out_s)
+    rng = np.random.default_rng([seed, 0 if kind == "facescape" else 1, index])
+    if kind == "facescape":
+        alignment: dict[str, dict[str, list]] = {}
+        n = _write_facescape_subject(out, sid, rng, *heads, alignment, expressions)
+        return n, alignment
+    smplx_dir = out / "body_models" / "smplx"
+    if str(smplx_dir) not in _THUMAN_CACHE:
+        from model.bodies.smplx_body import load_thuman_smplx
+
+        _THUMAN_CACHE.clear()
+        _THUMAN_CACHE[str(smplx_dir)] = (load_thuman_smplx(smplx_dir), _body_layout(smplx_dir))
+    model, layout = _THUMAN_CACHE[str(smplx_dir)]
+    _write_thuman_scan(out, sid, rng, model, layout)
+    return 0, {}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,7 +369,7 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
 def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, flame_model: FlameModelData,
                              flame_lmk: FlameLandmarkEmbedding, tu_model: FlameModelData,
                              tu_sample: head.HeadSample, scan_model: FlameModelData, scan_sample: head.HeadSample,
-                             alignment: dict[str, dict[str, list]]) -> int:
+                             alignment: dict[str, dict[str, list]], expressions: tuple[str, ...]) -> int:
     import torch
 
     sdir = out / "facescape" / subject
@@ -265,7 +382,8 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
     tu_scale = float(rng.uniform(0.95, 1.05))
     tex = _uv_texture(app, tu_sample)
     n_images = 0
-    for expr_name, (psi_spec, jaw) in FACESCAPE_EXPRESSIONS.items():
+    for expr_name in expressions:
+        psi_spec, jaw = FACESCAPE_EXPRESSION_TABLE[expr_name]
         k = expr_name.split("_")[0]
         expression = np.zeros(100)
         for comp, val in psi_spec.items():

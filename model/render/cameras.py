@@ -33,13 +33,16 @@ def project(points: np.ndarray, k: np.ndarray, rt: np.ndarray) -> tuple[np.ndarr
 
 
 def pixel_rays(k: np.ndarray, rt: np.ndarray, width: int, height: int,
-               distortion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """World-space origins and unit directions (H*W, 3) through every pixel centre of a (distorted) image.
+               distortion: np.ndarray | None = None,
+               roi: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """World-space origins and unit directions (H*W, 3) through every pixel centre of a (distorted) image, or of
+    the pixels of `roi` = (x0, y0, x1, y1) (end-exclusive) only, row by row.
 
     Pixel (u, v) has its centre at integer coordinates, as in OpenCV. With `distortion` (k1 k2 p1 p2 k3) the rays
     are those of the distorted image the camera records, found with cv2.undistortPoints.
     """
-    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    x0, y0, x1, y1 = roi or (0, 0, width, height)
+    u, v = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
     pix = np.stack([u.ravel(), v.ravel()], -1)
     if distortion is not None and np.any(distortion):
         import cv2

@@ -20,7 +20,7 @@ class RayHits:
     face: np.ndarray  # (H, W) int64
     bary: np.ndarray  # (H, W, 3) barycentric coordinates of the hit in its face
     points: np.ndarray  # (H, W, 3) world-space hit points
-    view_dirs: np.ndarray  # (H, W, 3) unit ray directions
+    view_dirs: np.ndarray  # (H, W, 3) unit ray directions (zero outside the region rays were cast in)
 
 
 def raycast_mesh(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, height: int,
@@ -31,7 +31,9 @@ def raycast_mesh(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, np.float32)),
                         o3d.core.Tensor(np.ascontiguousarray(faces, np.uint32)))
-    origins, dirs = pixel_rays(k, rt, width, height, distortion)
+    roi = mesh_roi(vertices, k, rt, width, height, distortion)
+    x0, y0, x1, y1 = roi
+    origins, dirs = pixel_rays(k, rt, width, height, distortion, roi)
     rays = o3d.core.Tensor(np.concatenate([origins, dirs], 1).astype(np.float32))
     ans = scene.cast_rays(rays)
     ids = ans["primitive_ids"].numpy().astype(np.int64)
@@ -45,13 +47,40 @@ def raycast_mesh(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.
     points = np.einsum("nk,nkc->nc", bary, tri)
     points[~hit] = 0.0
     cam_z = (points @ rt[:3, :3].T + rt[:3, 3])[:, 2]
-    shape = (height, width)
+    shape = (y1 - y0, x1 - x0)
+
+    def full(part: np.ndarray, fill, channels: int = 0) -> np.ndarray:  # the ROI's values in the whole image
+        out = np.full((height, width, channels) if channels else (height, width), fill, part.dtype)
+        out[y0:y1, x0:x1] = part.reshape(*shape, channels) if channels else part.reshape(shape)
+        return out
+
     return RayHits(
-        mask=hit.reshape(shape), t=np.where(hit, t, np.inf).reshape(shape),
-        depth=np.where(hit, cam_z, 0.0).reshape(shape), face=face.reshape(shape),
-        bary=np.where(hit[:, None], bary, 0.0).reshape(*shape, 3), points=points.reshape(*shape, 3),
-        view_dirs=dirs.reshape(*shape, 3),
+        mask=full(hit, False), t=full(np.where(hit, t, np.inf), np.inf),
+        depth=full(np.where(hit, cam_z, 0.0), 0.0), face=full(face, -1),
+        bary=full(np.where(hit[:, None], bary, 0.0), 0.0, 3), points=full(points, 0.0, 3),
+        view_dirs=full(dirs, 0.0, 3),
     )
+
+
+def mesh_roi(vertices: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, height: int,
+             distortion: np.ndarray | None = None, margin: int = 3) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): pixels that can see the mesh, from its vertices' (distorted) projections plus a margin;
+    the whole image when a vertex lies behind the camera. Rays outside miss, so casting only these is exact."""
+    cam = vertices @ rt[:3, :3].T + rt[:3, 3]
+    if len(vertices) == 0 or (cam[:, 2] <= 1e-9).any():
+        return 0, 0, width, height
+    if distortion is not None and np.any(distortion):
+        import cv2
+
+        pix = cv2.projectPoints(cam.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), np.asarray(k, np.float64)[:3, :3],
+                                np.asarray(distortion, np.float64))[0].reshape(-1, 2)
+    else:
+        uvw = cam @ np.asarray(k, np.float64)[:3, :3].T
+        pix = uvw[:, :2] / uvw[:, 2:3]
+    lo, hi = np.floor(pix.min(0)) - margin, np.ceil(pix.max(0)) + margin + 1
+    x0, y0 = int(np.clip(lo[0], 0, width)), int(np.clip(lo[1], 0, height))
+    x1, y1 = int(np.clip(hi[0], x0, width)), int(np.clip(hi[1], y0, height))
+    return x0, y0, x1, y1
 
 
 def interpolate(hits: RayHits, faces: np.ndarray, attribute: np.ndarray) -> np.ndarray:

@@ -17,15 +17,37 @@ class Appearance:
     shirt: np.ndarray
     pants: np.ndarray
     stripe: float  # stripe frequency of the shirt
+    hairline: float = 0.46  # elevation (rad) where the hair starts on the forehead; > 1.3: bald
+    hair_sides: float = 1.0  # 0: hair only on top, 1: down to the ears, 1.5: long, over the ears and neck
+    brow_width: float = 0.022  # angular half-height of the brows
+    brow_color: np.ndarray | None = None  # None: the hair colour
+    solid_shirt: bool = False  # plain shirt instead of stripes
 
     @staticmethod
     def sample(rng: np.random.Generator) -> "Appearance":
-        tone = rng.uniform(0.35, 0.85)
-        skin = np.array([0.55 + 0.4 * tone, 0.38 + 0.35 * tone, 0.28 + 0.3 * tone])
-        hair = np.array([0.08, 0.06, 0.05]) + rng.uniform(0, 0.35) * np.array([0.9, 0.6, 0.3])
-        return Appearance(skin=skin, hair=hair, lips=skin * np.array([0.95, 0.55, 0.55]),
-                          iris=rng.uniform(0.1, 0.5, 3), shirt=rng.uniform(0.1, 0.9, 3),
-                          pants=rng.uniform(0.05, 0.5, 3), stripe=float(rng.uniform(6, 14)))
+        """One identity's colours and hair: identities differ in skin tone, hair colour and shape (hairline height,
+        length, baldness), brow weight, eye colour and clothes, so that "who is this" needs the input image."""
+        tone = rng.uniform(0.2, 0.95)
+        skin = np.array([0.45 + 0.5 * tone, 0.3 + 0.45 * tone, 0.22 + 0.4 * tone]) * rng.uniform(0.95, 1.05, 3)
+        hair = _HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * rng.uniform(0.8, 1.2, 3)
+        bald = rng.uniform() < 0.1
+        return Appearance(skin=np.clip(skin, 0, 1), hair=np.clip(hair, 0, 1),
+                          lips=skin * rng.uniform([0.85, 0.45, 0.45], [1.0, 0.65, 0.65]),
+                          iris=_IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))] * rng.uniform(0.8, 1.2, 3),
+                          shirt=rng.uniform(0.1, 0.9, 3), pants=rng.uniform(0.05, 0.5, 3),
+                          stripe=float(rng.uniform(6, 14)),
+                          hairline=float(rng.uniform(1.4, 1.5) if bald else rng.uniform(0.3, 0.58)),
+                          hair_sides=float(rng.uniform(0.0, 1.6)), brow_width=float(rng.uniform(0.014, 0.034)),
+                          brow_color=np.clip(hair * rng.uniform(0.6, 1.0), 0, 1),
+                          solid_shirt=bool(rng.uniform() < 0.4))
+
+
+#: black, dark brown, brown, auburn, red, blond, light blond, grey
+_HAIR_COLOURS = np.array([[0.05, 0.04, 0.04], [0.16, 0.1, 0.06], [0.32, 0.2, 0.11], [0.45, 0.2, 0.1],
+                          [0.65, 0.3, 0.12], [0.75, 0.6, 0.35], [0.88, 0.8, 0.6], [0.6, 0.6, 0.6]])
+#: brown, dark brown, hazel, green, blue, grey
+_IRIS_COLOURS = np.array([[0.35, 0.2, 0.1], [0.15, 0.09, 0.05], [0.45, 0.35, 0.15], [0.25, 0.45, 0.25],
+                          [0.25, 0.4, 0.7], [0.5, 0.55, 0.6]])
 
 
 def head_albedo(directions: np.ndarray, app: Appearance) -> np.ndarray:
@@ -38,9 +60,13 @@ def head_albedo(directions: np.ndarray, app: Appearance) -> np.ndarray:
     out = out * (1 - blush[:, None]) + blush[:, None] * np.array([0.85, 0.4, 0.4])
     lips = np.clip(1.6 * (_bump(az, el, 0.0, -0.37, 0.17, 0.035) + _bump(az, el, 0.0, -0.47, 0.15, 0.035)), 0, 1)
     out = out * (1 - lips[:, None]) + lips[:, None] * app.lips
-    brows = np.clip(2.0 * _bump(az, el, 0.37, 0.30, 0.14, 0.022, mirror=True) - 0.4, 0, 1)
-    out = out * (1 - brows[:, None]) + brows[:, None] * app.hair
-    hairline = np.maximum(_smoothstep(0.40, 0.52, el), _smoothstep(-1.7, -2.3, -np.abs(az)) * _smoothstep(-0.5, -0.2, el))
+    brows = np.clip(2.0 * _bump(az, el, 0.37, 0.30, 0.14, app.brow_width, mirror=True) - 0.4, 0, 1)
+    out = out * (1 - brows[:, None]) + brows[:, None] * (app.hair if app.brow_color is None else app.brow_color)
+    # hair: the top from the hairline up, the back and sides down to an elevation set by the hair's length
+    low = 0.2 - 0.55 * app.hair_sides
+    hairline = np.maximum(_smoothstep(app.hairline - 0.06, app.hairline + 0.06, el),
+                          _smoothstep(-1.7, -2.3, -np.abs(az)) * _smoothstep(low - 0.15, low + 0.15, el)
+                          * (app.hairline < 1.3))
     out = out * (1 - hairline[:, None]) + hairline[:, None] * app.hair * (1 + 0.15 * np.sin(60 * az))[:, None]
     for a0, e0 in EYE_ANGLES:
         r = np.hypot(wrap_angle(az - a0) / 1.6, el - e0)
@@ -63,13 +89,15 @@ def body_texture(kinds: list[str], tiles: np.ndarray, app: Appearance, size: int
         vv = np.linspace(1, 0, h)[:, None] * np.ones((1, w))  # texture v runs upwards
         uu = np.ones((h, 1)) * np.linspace(0, 1, w)[None, :]
         if kind == "shirt":
-            tex = app.shirt * (0.8 + 0.2 * (np.sin(vv * app.stripe * np.pi) > 0))[..., None]
+            stripes = 1.0 if app.solid_shirt else 0.8 + 0.2 * (np.sin(vv * app.stripe * np.pi) > 0)
+            tex = app.shirt * np.broadcast_to(np.asarray(stripes, float)[..., None], (h, w, 1))
         elif kind == "pants":
             tex = app.pants * (0.9 + 0.1 * np.sin(uu * 40))[..., None]
         elif kind == "shoes":
             tex = np.broadcast_to(np.array([0.12, 0.1, 0.1]), (h, w, 3))
         elif kind == "head":
-            hair = _smoothstep(0.6, 0.7, vv)[..., None]
+            top = 0.7 - 0.25 * min(app.hair_sides, 1.2) if app.hairline < 1.3 else 1.1
+            hair = _smoothstep(top - 0.1, top, vv)[..., None]
             tex = app.skin * (1 - hair) + app.hair * hair
         else:
             tex = np.broadcast_to(app.skin, (h, w, 3))
