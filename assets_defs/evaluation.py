@@ -16,8 +16,8 @@ from assets_defs.resources import SettingsResource
 from assets_defs.training import CHECKPOINT_ASSETS
 
 EVAL_GROUP = "evaluation"
-EVAL_SET_VERSION = "eval-set-2"
-METRICS_VERSION = "metrics-2"
+EVAL_SET_VERSION = "eval-set-3"  # 3: conditioning ablations, mesh silhouettes
+METRICS_VERSION = "metrics-4"  # 3: mesh IoU columns, ablation rows, held-out sample sheet; 4: face metrics judged where a face is
 COMPARISON_KEY = dg.AssetKey(["evaluation", "comparison"])
 PSNR_CAP = 10 * math.log10(255.0 ** 2 / 1e-12)  # model.metrics.image.psnr of identical images
 RANGES = {"psnr": (0.0, PSNR_CAP), "masked_psnr": (0.0, PSNR_CAP), "ssim": (-1.0, 1.0), "lpips": (0.0, 2.0),
@@ -60,16 +60,21 @@ def _eval_set_asset(dataset: str) -> dg.AssetsDefinition:
             result = dg.MaterializeResult(metadata=from_pipes_metadata(meta), data_version=dg.DataVersion(version))
         else:
             result = run_gpu_task(context, "eval_set", {"protocol": protocol, "checkpoint": checkpoint["folder"],
-                                                        "method": "model", "sampler": dataclasses.asdict(exp.sampler)},
+                                                        "method": "model", "sampler": dataclasses.asdict(exp.sampler),
+                                                        "ablations": list(exp.ablations)},
                                   settings.settings_file)
         meta = dict(result.metadata or {})
         ref = {"experiment": experiment, "protocol": protocol, "kind": checkpoint.get("kind"),
-               "eval_set": str(meta["dagster/uri"].value if hasattr(meta["dagster/uri"], "value")
-                               else meta["dagster/uri"]),
-               "checkpoint_hash": checkpoint["checkpoint_hash"]}
+               "eval_set": str(_plain(meta["dagster/uri"])), "checkpoint_hash": checkpoint["checkpoint_hash"],
+               "ablation_sets": dict(_plain(meta["ablation_sets"])) if "ablation_sets" in meta else {}}
         return dg.Output(ref, metadata=meta, data_version=result.data_version)
 
     return eval_set
+
+
+def _plain(value):
+    """A metadata value's plain content (path / JSON / text)."""
+    return value.value if isinstance(value, dg.MetadataValue) else value
 
 
 def applicable_metrics(protocol: str, missing: str) -> tuple[list[str], list[str]]:
@@ -88,8 +93,11 @@ def _metric_checks(protocol: str, per_protocol, per_view) -> list[dg.AssetCheckR
     import numpy as np
 
     view_cols, protocol_cols = applicable_metrics(protocol, str(per_protocol["missing_metrics"].iloc[0]))
+    # PCK / Re-ID are defined on views whose ground truth shows a detectable face; a protocol whose every ground
+    # truth shows none (`<metric>_views` = 0, e.g. one held-out pair) has nothing to judge, which is reported
+    unjudged = [c for c in FACE_METRICS if f"{c}_views" in per_protocol and int(per_protocol[f"{c}_views"].iloc[0]) == 0]
     nan_cols = [c for c in view_cols if c in per_view and per_view[c].isna().any()] + \
-        [c for c in protocol_cols if per_protocol[c].isna().any()]
+        [c for c in protocol_cols if per_protocol[c].isna().any() and c not in unjudged]
     out_of_range = {}
     for c, (lo, hi) in RANGES.items():
         vals = per_view[c] if c in per_view else per_protocol[c]
@@ -99,9 +107,19 @@ def _metric_checks(protocol: str, per_protocol, per_view) -> list[dg.AssetCheckR
     return [dg.AssetCheckResult(check_name="no_nan", passed=not nan_cols,
                                 metadata={"columns_with_nan": dg.MetadataValue.json(nan_cols),
                                           "checked_per_view": dg.MetadataValue.json(view_cols),
-                                          "checked_per_protocol": dg.MetadataValue.json(protocol_cols)}),
+                                          "checked_per_protocol": dg.MetadataValue.json(protocol_cols),
+                                          "no_ground_truth_face": dg.MetadataValue.json(unjudged)}),
             dg.AssetCheckResult(check_name="value_ranges", passed=not out_of_range,
                                 metadata={"out_of_range": dg.MetadataValue.json(out_of_range)})]
+
+
+def ablation_label(experiment: str, ablation: str) -> str:
+    """How an ablation's row is named in the tables: `<experiment>:<ablation>`."""
+    return f"{experiment}:{ablation}"
+
+
+def _plain_row(row) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.to_dict().items()}
 
 
 def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
@@ -138,10 +156,16 @@ def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
         row = per_protocol.iloc[0]
         reference = {"experiment": experiment, "protocol": protocol, "dataset": dataset,
                      "kind": eval_set.get("kind"), "tables": str(Path(ev.paths["per_protocol"]).parent),
-                     "row": {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                             for k, v in row.to_dict().items()}}
+                     "eval_set": eval_set["eval_set"], "row": _plain_row(row)}
+        ablation_rows = {}
+        for ablation, path in (eval_set.get("ablation_sets") or {}).items():  # same weights, one branch changed
+            ab = evaluate_set(s, path, load_metric_models(s), log=context.log.info,
+                              experiment=ablation_label(experiment, ablation))
+            ablation_rows[ablation] = _plain_row(ab.tables["per_protocol"].iloc[0])
+            per_protocol = pd.concat([per_protocol, ab.tables["per_protocol"]], ignore_index=True)
+        reference["ablation_rows"] = ablation_rows
         cols = ["experiment", "method", "psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr",
-                "silhouette_iou", "views"]
+                "silhouette_iou", "iou_target_mesh", "iou_input_mesh", "views"]
         yield dg.Output(reference, data_version=dg.DataVersion(digest), metadata={
             "dagster/uri": reference["tables"], "dagster/row_count": len(per_view),
             "dagster/column_schema": dg.TableSchema(columns=[
@@ -155,7 +179,7 @@ def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
             **{m: float(row[m]) for m in ("psnr", "ssim", "masked_psnr", "silhouette_iou")},
             "missing_metrics": str(row["missing_metrics"]) or "none",
             "seconds_per_view": dg.MetadataValue.json({k: round(v, 4) for k, v in ev.seconds_per_view.items()})})
-        yield from _metric_checks(protocol, per_protocol, per_view)
+        yield from _metric_checks(protocol, per_protocol.iloc[:1], per_view)
 
     return metrics
 
@@ -177,7 +201,7 @@ def comparison(context: dg.AssetExecutionContext, settings: SettingsResource, fa
 
     import pandas as pd
 
-    from pipelines.comparison import COMPARED, comparison_plot, comparison_table
+    from pipelines.comparison import COMPARED, comparison_plot, comparison_table, sample_sheet
     from pipelines.reports import markdown_table
     from storage.metric_tables import read_history, write_comparison
     from storage.thumbnails import markdown_png_file
@@ -186,9 +210,12 @@ def comparison(context: dg.AssetExecutionContext, settings: SettingsResource, fa
     refs = list(facescape_metrics.values()) + list(thuman_metrics.values())
     rows = [{**r["row"], "dataset": r["dataset"], "kind": r.get("kind") or "", "experiment": r["experiment"]}
             for r in refs]
+    rows += [{**row, "dataset": r["dataset"], "kind": "ablation", "experiment": ablation_label(r["experiment"], a)}
+             for r in refs for a, row in (r.get("ablation_rows") or {}).items()]
     table = comparison_table(rows)
     path = write_comparison(s.storage_root, table)
     plot = comparison_plot(rows, s.storage_root / "metrics" / "comparison_masked_psnr.png")
+    sheet = sample_sheet(refs, s.storage_root / "metrics" / "heldout_samples.png")
     hist = read_history(s.storage_root)
     digest = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).values.tobytes()).hexdigest()[:16]
     shown = ["experiment", "kind", "checkpoint_hash"] + [c for c in table.columns
@@ -198,4 +225,7 @@ def comparison(context: dg.AssetExecutionContext, settings: SettingsResource, fa
         "dagster/uri": str(path), "dagster/row_count": len(table),
         "comparison": dg.MetadataValue.md(markdown_table(table, shown)),
         "masked_psnr_per_experiment": dg.MetadataValue.md(markdown_png_file(plot, "masked PSNR per experiment")),
-        "history_rows": len(hist), "metrics": dg.MetadataValue.json(list(COMPARED))})
+        "history_rows": len(hist), "metrics": dg.MetadataValue.json(list(COMPARED)),
+        **({"heldout_samples": dg.MetadataValue.md(markdown_png_file(
+            sheet, "held-out identities: input and generated views (upper row), ground truth (lower row), per "
+                   "experiment and protocol"))} if sheet else {})})

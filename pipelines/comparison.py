@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 #: the columns of the comparison, per protocol (higher is better except LPIPS and FID)
-COMPARED = ("psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr", "silhouette_iou")
+COMPARED = ("psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr", "silhouette_iou", "iou_target_mesh",
+            "iou_input_mesh")
 
 
 def comparison_table(per_protocol_rows: list[dict]) -> pd.DataFrame:
@@ -44,3 +45,31 @@ def comparison_plot(per_protocol_rows: list[dict], path: str | Path, metric: str
         ax.set_title(protocol, fontsize=9)
     axes[0][0].set_ylabel(metric)
     return _save(plt, fig, Path(path))
+
+
+def sample_sheet(references: list[dict], path: str | Path, views: int = 8,
+                 protocols: tuple[str, ...] = ("facescape_novel_view", "facescape_novel_expression"),
+                 kinds: tuple[str, ...] = ("trained", "published")) -> Path | None:
+    """One picture of what the models do on held-out identities: per (experiment, protocol), the first pair's input
+    and `views` generated views above the ground truth (the left cell of the second row is left blank). None when
+    no reference has such a set. Written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    from storage.atomic import atomic_save
+    from storage.eval_sets import EvalSet
+    from storage.thumbnails import contact_sheet
+
+    tiles: list[np.ndarray] = []
+    chosen = sorted((r for r in references if r.get("protocol") in protocols and r.get("kind") in kinds
+                     and r.get("eval_set")), key=lambda r: (r["experiment"], r["protocol"]))
+    for ref in chosen:
+        pair = next(EvalSet.open(ref["eval_set"]).pairs())
+        a = pair.arrays
+        n = min(views, len(a["generated"]))
+        blank = np.full_like(a["input"], 255)
+        tiles += [a["input"], *a["generated"][:n], *[blank] * (views - n), blank, *a["gt"][:n], *[blank] * (views - n)]
+    if not tiles:
+        return None
+    sheet = contact_sheet(tiles, tile=tiles[0].shape[0], columns=views + 1)
+    return atomic_save(path, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG"))

@@ -6,7 +6,10 @@ release's masking) for SSIM, LPIPS, FID and PSNR; `masked_psnr` (inside the GT m
 generated image (the demo's comparison with the baselines). PCK@0.2 only on views with |azimuth| <= 60 and
 |elevation| <= 30, and Re-ID only where the GT has exactly one face, as released; both only for FaceScape. FID is
 pooled over every view of the protocol. A metric whose weights are missing is a column of NaN, named in
-`missing_metrics`; the others still run.
+`missing_metrics`; the others still run. Where the set holds mesh silhouettes (FaceScape), `iou_target_mesh` /
+`iou_input_mesh` are the generated silhouette's IoU with the target mesh's and the input expression's mesh's
+silhouettes at the same camera: on a novel-expression protocol, a model that follows the mesh it was given scores
+the first higher.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from pipelines.settings import Settings
 from storage.eval_sets import EvalSet
 from storage.metric_tables import tables_dir, update_history, write_tables
 
-PER_VIEW_METRICS = ("psnr", "ssim", "lpips", "masked_psnr", "silhouette_iou", "pck", "reid")
+PER_VIEW_METRICS = ("psnr", "ssim", "lpips", "masked_psnr", "silhouette_iou", "pck", "reid", "iou_target_mesh",
+                    "iou_input_mesh")
 PCK_MAX_ABS_AZIMUTH, PCK_MAX_ABS_ELEVATION = 60.0, 30.0
 
 
@@ -83,6 +87,11 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
         base = [{"view": int(v), "azimuth": float(ang[0]), "elevation": float(ang[1]), "psnr": psnr(gt, gm),
                  "ssim": ssim(gt, gm), "masked_psnr": psnr(gt, g, m), "silhouette_iou": silhouette_iou(m, g)}
                 for v, ang, gt, g, gm, m in zip(a["view"], a["angles"], a["gt"], a["generated"], masked, a["mask"])]
+        for r, key in ((r, k) for r in base for k in ("iou_target_mesh", "iou_input_mesh")):
+            r[key] = np.nan
+        if "mesh_mask_target" in a:
+            for r, g, mt, mi in zip(base, a["generated"], a["mesh_mask_target"], a["mesh_mask_input"]):
+                r["iou_target_mesh"], r["iou_input_mesh"] = silhouette_iou(mt, g), silhouette_iou(mi, g)
         timing["psnr_ssim"] += time.perf_counter() - t
         t = time.perf_counter()
         lp = models.lpips.distance(a["gt"], masked) if models.lpips is not None else np.full(len(base), np.nan)
@@ -103,7 +112,9 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
                     r["pck"] = fs.pck
             rows.append({"subject": pair.info["subject"], "item": pair.info["item"], **r})
         timing["face"] += time.perf_counter() - t
-    ident = {"protocol": man["protocol"], "experiment": experiment, "method": man["method"],
+    ablation = man.get("ablation", "none")
+    method = man["method"] if ablation == "none" else f"{man['method']}-{ablation}"
+    ident = {"protocol": man["protocol"], "experiment": experiment, "method": method,
              "checkpoint_hash": man["checkpoint_hash"], "eval_set": es.path.name}
     per_view = pd.DataFrame([{**ident, **r} for r in rows])
     metric_cols = list(PER_VIEW_METRICS) + ["reid_distance"]

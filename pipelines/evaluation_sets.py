@@ -5,6 +5,14 @@ Methods
   sample per group of 16 targets (group g of a pair uses seed + g; the release pads targets to a multiple of 16).
 * `copy_input`: the input view copied to every target (the "no 3D at all" baseline).
 * `mean_train`: the mean of every training-split view of the dataset (the "average face / body" baseline).
+
+Ablations of `model` (the same weights, sampler and pairs; a set of their own): `no_mesh` zeroes the 3DMM volume's
+features, `no_image` the input image (CLIP embedding and input latent), `wrong_mesh` conditions on another
+identity's mesh of the same expression (the next subject of the dataset's stores, cyclically).
+
+For FaceScape the set also stores, per target view, the silhouettes of the tracked meshes of the target and of the
+input expression at that camera (`mesh_mask_target`, `mesh_mask_input`): whether generated views follow the mesh
+they were given is measured against both.
 Images are at the checkpoint's resolution (the released evaluation: 256; `tiny`: 64), on white.
 """
 from __future__ import annotations
@@ -23,6 +31,7 @@ from storage.eval_sets import FORMAT, EvalSet, eval_set_path, write_eval_set
 from storage.views import ViewStore, store_path
 
 METHODS = ("model", "copy_input", "mean_train")
+ABLATIONS = ("none", "no_mesh", "no_image", "wrong_mesh")
 
 
 @dataclass
@@ -56,20 +65,20 @@ def mean_training_image(storage_root: str | Path, dataset: str, size: int) -> np
 
 def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: str | Path | None = None,
                       method: str = "model", sampler: DDIMConfig = DDIMConfig(), image_size: int | None = None,
-                      device: str | None = None, log=print, overwrite: bool = False) -> EvalSetResult:
-    """Write the evaluation set (atomically) and return where it is; an existing complete one is reused."""
+                      device: str | None = None, log=print, overwrite: bool = False,
+                      ablation: str = "none", model=None) -> EvalSetResult:
+    """Write the evaluation set (atomically) and return where it is; an existing complete one is reused.
+    `model` (optional): the already loaded checkpoint, so that ablations do not load it again."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if ablation not in ABLATIONS or (ablation != "none" and method != "model"):
+        raise ValueError(f"ablation {ablation!r}: choose one of {ABLATIONS} (ablations apply to method 'model')")
     t0 = time.perf_counter()
-    model = None
     if method == "model":
         if checkpoint is None:
             raise ValueError("method 'model' needs a checkpoint (folder or released .ckpt)")
-        from pipelines.model_loading import PROJECTION_FOR, load_model
-
-        loaded = load_model(checkpoint, projection=PROJECTION_FOR[proto.dataset], use=f"protocol {proto.name}",
-                            device=device, settings=settings)
+        loaded = model if model is not None else load_for_protocol(settings, checkpoint, proto, device)
         model, ckpt_hash, checkpoint = loaded.model, loaded.checkpoint_hash, loaded.folder
         size = model.cfg.image_size
     else:
@@ -79,8 +88,9 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     if not pairs:
         raise ValueError(f"protocol {proto.name}: no evaluation pairs under {settings.storage_root}/views/"
                          f"{proto.dataset} (held-out subjects' views are missing: materialize them first)")
-    inputs = _inputs_digest(settings, proto, pairs, sampler if method == "model" else None)
-    target = eval_set_path(settings.storage_root, proto.name, method, f"{ckpt_hash}-{inputs}")
+    inputs = _inputs_digest(settings, proto, pairs, sampler if method == "model" else None, ablation)
+    label = method if ablation == "none" else f"{method}-{ablation}"
+    target = eval_set_path(settings.storage_root, proto.name, label, f"{ckpt_hash}-{inputs}")
     if (target / "manifest.json").is_file() and not overwrite:
         es = EvalSet.open(target)
         return EvalSetResult(target, proto.name, method, ckpt_hash, len(es), sum(len(p["views"]) for p in
@@ -90,12 +100,15 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
 
     from pipelines.progress import Progress
 
-    bar = Progress(sum(len(p.target_views) for p in pairs), f"{proto.name}/{method} views", log)
+    bar = Progress(sum(len(p.target_views) for p in pairs), f"{proto.name}/{label} views", log)
+    subjects = _dataset_subjects(settings, proto.dataset)
+    faces = _mesh_faces(settings, proto.dataset)
 
     def fill(writer) -> None:
         nonlocal n_views
         for pair in pairs:
-            arrays = _pair_arrays(settings, proto, pair, size, method, model, sampler, mean_img)
+            arrays = _pair_arrays(settings, proto, pair, size, method, model, sampler, mean_img, ablation, subjects,
+                                  faces)
             writer.add(pair.key, {"subject": pair.subject, "item": pair.item, "input_item": pair.input_item,
                                   "input_view": pair.input_view, "views": pair.target_views}, **arrays)
             n_views += len(pair.target_views)
@@ -103,14 +116,67 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
 
     header = {"protocol": proto.name, "protocol_definition": proto.__dict__ | {"digest": proto.digest()},
               "method": method, "checkpoint": str(checkpoint) if checkpoint else None,
-              "checkpoint_hash": ckpt_hash, "inputs_digest": inputs, "image_size": size,
+              "checkpoint_hash": ckpt_hash, "inputs_digest": inputs, "image_size": size, "ablation": ablation,
               "sampler": sampler.__dict__ if method == "model" else None}
     write_eval_set(target, header, fill)
     bar.close()
     return EvalSetResult(target, proto.name, method, ckpt_hash, len(pairs), n_views, time.perf_counter() - t0)
 
 
-def _inputs_digest(settings: Settings, proto: Protocol, pairs: list[EvalPair], sampler: DDIMConfig | None) -> str:
+def load_for_protocol(settings: Settings, checkpoint: str | Path, proto: Protocol, device: str | None = None):
+    """The checkpoint loaded for a protocol's dataset (its projection checked)."""
+    from pipelines.model_loading import PROJECTION_FOR, load_model
+
+    return load_model(checkpoint, projection=PROJECTION_FOR[proto.dataset], use=f"protocol {proto.name}",
+                      device=device, settings=settings)
+
+
+def _dataset_subjects(settings: Settings, dataset: str) -> list[str]:
+    root = Path(settings.storage_root) / "views" / dataset
+    return sorted((p.name.removesuffix(".zarr") for p in root.glob("*.zarr")), key=lambda s: (len(s), s)) \
+        if root.is_dir() else []
+
+
+def _mesh_faces(settings: Settings, dataset: str) -> np.ndarray | None:
+    """The tracked topology's faces (FaceScape: FLAME), for the mesh silhouettes; None where not used."""
+    if dataset != "facescape":
+        return None
+    from model.bodies.flame import load_flame_model
+
+    return load_flame_model(Path(settings.flame_model_dir) / "generic_model.pkl").faces
+
+
+def wrong_mesh(settings: Settings, dataset: str, subject: str, item: str, subjects: list[str]) -> np.ndarray:
+    """Another identity's mesh of the same item: the next subject (cyclically) whose store has that item; the
+    subject's own other item when no other identity has it."""
+    order = subjects[subjects.index(subject) + 1:] + subjects[:subjects.index(subject)] if subject in subjects \
+        else subjects
+    for other in order:
+        st = ViewStore.open(store_path(settings.storage_root, dataset, other))
+        if item in st.items:
+            return st.geometry(item).vertices
+    st = ViewStore.open(store_path(settings.storage_root, dataset, subject))
+    others = [i for i in st.items if i != item]
+    if not others:
+        raise ValueError(f"wrong_mesh ablation: no other identity or item than {subject}/{item} in the {dataset} "
+                         "stores")
+    return st.geometry(others[0]).vertices
+
+
+def mesh_silhouettes(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray,
+                     size: int) -> np.ndarray:
+    """(N, size, size) uint8 silhouettes of a mesh (model frame) at N pinhole cameras (K (N, 3, 3|4, 4))."""
+    from model.render.raycast import raycast_mesh
+
+    out = np.zeros((len(rt), size, size), np.uint8)
+    for i in range(len(rt)):
+        hits = raycast_mesh(vertices, faces, np.asarray(k[i])[:3, :3], np.asarray(rt[i])[:3], size, size)
+        out[i] = hits.mask.astype(np.uint8) * 255
+    return out
+
+
+def _inputs_digest(settings: Settings, proto: Protocol, pairs: list[EvalPair], sampler: DDIMConfig | None,
+                   ablation: str = "none") -> str:
     """Hash of what the set depends on besides the weights: protocol, pairs, view-store contents, sampler."""
     import hashlib
     import json
@@ -120,11 +186,14 @@ def _inputs_digest(settings: Settings, proto: Protocol, pairs: list[EvalPair], s
               for s in subjects}
     doc = {"format": FORMAT, "protocol": proto.digest(), "pairs": [p.__dict__ for p in pairs], "stores": stores,
            "sampler": sampler.__dict__ if sampler else None}
+    if ablation != "none":  # (kept out of the digest otherwise, so existing sets keep their names)
+        doc["ablation"] = ablation
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _pair_arrays(settings: Settings, proto: Protocol, pair: EvalPair, size: int, method: str, model,
-                 sampler: DDIMConfig, mean_img: np.ndarray | None) -> dict[str, np.ndarray]:
+                 sampler: DDIMConfig, mean_img: np.ndarray | None, ablation: str = "none",
+                 subjects: list[str] | None = None, faces: np.ndarray | None = None) -> dict[str, np.ndarray]:
     from pipelines.generate import sample_views
 
     st = ViewStore.open(store_path(settings.storage_root, proto.dataset, pair.subject))
@@ -140,14 +209,21 @@ def _pair_arrays(settings: Settings, proto: Protocol, pair: EvalPair, size: int,
         gen = np.repeat(mean_img[None], len(views), 0)
     else:
         verts = st.geometry(pair.item).vertices
+        if ablation == "wrong_mesh":
+            verts = wrong_mesh(settings, proto.dataset, pair.subject, pair.item, subjects or [])
         position = {v: i for i, v in enumerate(pair.target_views)}
         gen = np.empty_like(gt)
         x_in = inp.astype(np.float32) / 127.5 - 1.0
         for g, group in enumerate(groups_of(pair.target_views)):
             idx = [position[v] for v in group]
-            out = sample_views(model, x_in, k[idx], rt[idx], verts, replace(sampler, seed=sampler.seed + g))
+            out = sample_views(model, x_in, k[idx], rt[idx], verts, replace(sampler, seed=sampler.seed + g),
+                               ablation="none" if ablation == "wrong_mesh" else ablation)
             for j, i in enumerate(idx):
                 gen[i] = out[j]
+    extra = {}
+    if faces is not None:  # which mesh do the generated views follow: the target's or the input expression's?
+        extra = {"mesh_mask_target": mesh_silhouettes(st.geometry(pair.item).vertices, faces, k, rt, size),
+                 "mesh_mask_input": mesh_silhouettes(st.geometry(pair.input_item).vertices, faces, k, rt, size)}
     return {"generated": gen, "gt": gt, "mask": mask, "input": inp, "view": views.astype(np.int32),
             "angles": st.angles[views].astype(np.float32),
-            "K": k.astype(np.float32), "RT": rt.astype(np.float32)}
+            "K": k.astype(np.float32), "RT": rt.astype(np.float32), **extra}

@@ -132,15 +132,18 @@ def export_neus2(out: Path, images: np.ndarray, k: np.ndarray, rt: np.ndarray) -
 
 
 def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray, vertices: np.ndarray,
-                 ddim) -> np.ndarray:
+                 ddim, ablation: str = "none") -> np.ndarray:
     """The model's 16 views (N, H, W, 3) uint8 for one input image (H, W, 3) in [-1, 1], target cameras
-    (K (N, 3, 3) or (N, 4, 4), RT (N, 3, 4)) and mesh vertices in the model frame; seeded by `ddim.seed`."""
+    (K (N, 3, 3) or (N, 4, 4), RT (N, 3, 4)) and mesh vertices in the model frame; seeded by `ddim.seed`.
+    `ablation` ("no_mesh", "no_image"; network.ABLATION_KEEP) drops a conditioning branch."""
     import torch
 
     from model.diffusion.ddim import sample
-    from model.diffusion.network import ConditionedDenoiser
+    from model.diffusion.network import ABLATION_KEEP, ConditionedDenoiser
     from model.geometry.voxels import voxelize
 
+    if ablation not in ABLATION_KEEP:
+        raise ValueError(f"unknown ablation {ablation!r}; choose one of {sorted(ABLATION_KEEP)}")
     cfg = model.cfg
     dev = next(model.parameters()).device
     vox = voxelize(vertices)
@@ -159,7 +162,8 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
     gen = torch.Generator(device=dev).manual_seed(ddim.seed)
     with torch.no_grad():
         den = ConditionedDenoiser(model, batch, model.clip_embedding(x),
-                                  model.first_stage_model.encode(x, True, gen) * cfg.vae.scale_factor)
+                                  model.first_stage_model.encode(x, True, gen) * cfg.vae.scale_factor,
+                                  keep=ABLATION_KEEP[ablation])
         lat = sample(den, (1, cfg.view_num, 4, cfg.latent_size, cfg.latent_size), model.alphas_cumprod.cpu().numpy(),
                      ddim, device=str(dev))
         imgs = model.decode_latents(lat)[0]

@@ -68,14 +68,25 @@ def run_train(settings, config: dict, log: Callable[[str], None]) -> tuple[dict,
 
 
 def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
+    """A protocol's evaluation set, and with `ablations` (a model's), the conditioning ablations' sets from the same
+    loaded weights in the same run."""
+    import hashlib
+
     from model.diffusion.ddim import DDIMConfig
-    from pipelines.evaluation_sets import generate_eval_set
+    from pipelines.evaluation_sets import generate_eval_set, load_for_protocol
+    from pipelines.protocols import get_protocol
     from storage.eval_sets import EvalSet
     from storage.thumbnails import contact_sheet, markdown_image
 
-    res = generate_eval_set(settings, config["protocol"], config.get("checkpoint"), config.get("method", "model"),
-                            DDIMConfig(**config.get("sampler", {})), image_size=config.get("image_size"),
-                            log=log)
+    method, sampler = config.get("method", "model"), DDIMConfig(**config.get("sampler", {}))
+    model = None
+    if method == "model" and config.get("ablations"):
+        model = load_for_protocol(settings, config["checkpoint"], get_protocol(config["protocol"]))
+    res = generate_eval_set(settings, config["protocol"], config.get("checkpoint"), method, sampler,
+                            image_size=config.get("image_size"), log=log, model=model)
+    ablations = {a: generate_eval_set(settings, config["protocol"], config.get("checkpoint"), method, sampler,
+                                      log=log, ablation=a, model=model)
+                 for a in config.get("ablations", ())}
     es = EvalSet.open(res.path)
     first = next(es.pairs())
     n = min(8, len(first.arrays["gt"]))
@@ -85,7 +96,13 @@ def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[di
             "device": _device_info(),
             "sample": {"raw_value": markdown_image(sheet, f"{first.key}: ground truth (top), generated (bottom)"),
                        "type": "md"}}
-    return meta, es.manifest["content_hash"]
+    version = es.manifest["content_hash"]
+    if ablations:
+        meta["ablation_sets"] = {"raw_value": {a: str(r.path) for a, r in ablations.items()}, "type": "json"}
+        meta["ablation_seconds"] = round(sum(r.seconds for r in ablations.values()), 1)
+        digests = [version] + [EvalSet.open(r.path).manifest["content_hash"] for r in ablations.values()]
+        version = hashlib.sha256("".join(digests).encode()).hexdigest()[:32]
+    return meta, version
 
 
 def run_import(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:

@@ -98,6 +98,11 @@ def test_metric_checks_cover_face_metrics_on_face_protocols_only():
     assert not no_nan.passed and no_nan.metadata["columns_with_nan"].value == ["pck"]
     no_nan, _ = _metric_checks("thuman_novel_view", *_tables("thuman_novel_view", pck=np.nan, reid=np.nan))
     assert no_nan.passed
+    per_protocol, per_view = _tables("facescape_novel_expression", pck=np.nan, reid=np.nan)
+    per_protocol["pck_views"], per_protocol["reid_views"] = [0], [2]  # no ground truth with a face: PCK unjudged
+    no_nan, _ = _metric_checks("facescape_novel_expression", per_protocol, per_view)
+    assert not no_nan.passed and no_nan.metadata["columns_with_nan"].value == ["reid"]
+    assert no_nan.metadata["no_ground_truth_face"].value == ["pck"]
     _, ranges = _metric_checks("demo", *_tables("demo", ssim=1.5))
     assert not ranges.passed and "ssim" in ranges.metadata["out_of_range"].value
 

@@ -84,3 +84,57 @@ def test_model_eval_set_is_deterministic_and_baselines_are_what_they_say(model_d
             total += cv2.resize(store.rgb(i), (64, 64), interpolation=cv2.INTER_AREA)
             count += 1
     assert np.array_equal(mean.arrays["generated"][0], np.round(total / count).astype(np.uint8))
+
+
+def test_mesh_silhouettes_match_the_stored_masks(model_data):
+    """The tracked FLAME mesh ray-cast at a store's target cameras covers the stored (scan) silhouettes: an
+    independent check of the frames and intrinsics the mesh-IoU metric relies on."""
+    from model.bodies.flame import load_flame_model
+    from model.metrics.image import silhouette_iou
+    from pipelines.evaluation_sets import _resize, mesh_silhouettes
+    from pipelines.training_data import scale_intrinsics
+
+    faces = load_flame_model(model_data.flame_model_dir / "generic_model.pkl").faces
+    st = ViewStore.open(store_path(model_data.storage_root, "facescape", "122"))
+    item = st.items[0]
+    views = st.views_of(item)[:6]
+    k = scale_intrinsics(st.K[views], "facescape", 64)
+    rendered = mesh_silhouettes(st.geometry(item).vertices, faces, k, st.RT[views].astype(np.float64), 64)
+    stored = _resize(st.mask_many(views), 64, nearest=True)
+    ious = [silhouette_iou(m, np.where(r[..., None] > 0, 0, 255).astype(np.uint8).repeat(3, -1))
+            for m, r in zip(stored, rendered)]
+    assert min(ious) > 0.75, ious  # FLAME has no hair or shoulders: close, not equal
+
+
+def test_ablation_sets_change_one_condition(model_data, tmp_path):
+    """`wrong_mesh` conditions on the next identity's mesh of the same item; ablation sets are sets of their own
+    (named by the ablation) with the same pairs and ground truth, and mesh silhouettes for FaceScape."""
+    import dataclasses
+
+    from model.diffusion.config import tiny
+    from model.diffusion.network import MorphableDiffusion
+    from pipelines.evaluation_sets import _dataset_subjects, wrong_mesh
+    from storage.checkpoints import save_checkpoint
+
+    subjects = _dataset_subjects(model_data, "facescape")
+    assert subjects == ["1", "2", "3", "122"]
+    item = "6_jaw_right"
+    other = wrong_mesh(model_data, "facescape", "122", item, subjects)
+    first = ViewStore.open(store_path(model_data.storage_root, "facescape", "1")).geometry(item).vertices
+    assert np.array_equal(other, first)  # cyclically after 122 comes 1
+    torch.manual_seed(2)
+    model = MorphableDiffusion(tiny())
+    ckpt = save_checkpoint(tmp_path, "tiny", model.state_dict(), {"model": dataclasses.asdict(model.cfg)})
+    sets = {a: generate_eval_set(model_data, "facescape_novel_expression", ckpt, sampler=DDIMConfig(steps=1),
+                                 ablation=a, **QUIET) for a in ("none", "no_mesh", "wrong_mesh")}
+    assert len({r.path for r in sets.values()}) == 3
+    assert sets["no_mesh"].path.name.startswith("model-no_mesh-")
+    pairs = {a: next(EvalSet.open(r.path).pairs()) for a, r in sets.items()}
+    assert EvalSet.open(sets["wrong_mesh"].path).manifest["ablation"] == "wrong_mesh"
+    for a in ("no_mesh", "wrong_mesh"):
+        assert np.array_equal(pairs[a].arrays["gt"], pairs["none"].arrays["gt"])
+    masks = pairs["none"].arrays
+    assert masks["mesh_mask_target"].shape == masks["gt"].shape[:3]
+    assert (masks["mesh_mask_target"] != masks["mesh_mask_input"]).any()  # the jaw moved between expressions
+    with pytest.raises(ValueError, match="ablation"):
+        generate_eval_set(model_data, "demo", method="copy_input", ablation="no_mesh", **QUIET)

@@ -150,14 +150,28 @@ class MorphableDiffusion(nn.Module):
         return F.mse_loss(eps.float(), noise[rows, views].float())
 
 
+#: conditioning ablations: which branches the *conditional* prediction keeps (the unconditional one keeps none).
+#: "no_mesh" zeroes the 3DMM volume's frustum features, "no_image" the CLIP embedding and the input latent; both
+#: are the null conditions the model saw under training's condition dropout.
+ABLATION_KEEP: dict[str, dict[str, float]] = {
+    "none": {"clip": 1.0, "volume": 1.0, "concat": 1.0},
+    "no_mesh": {"clip": 1.0, "volume": 0.0, "concat": 1.0},
+    "no_image": {"clip": 0.0, "volume": 1.0, "concat": 0.0},
+}
+
+
 class ConditionedDenoiser:
     """Adapter for `model.diffusion.ddim.sample`: one spatial volume per step, CFG's null condition = zeros for the
-    CLIP embedding, every frustum scale and the input latent (spec §3.14)."""
+    CLIP embedding, every frustum scale and the input latent (spec §3.14). `keep` (an ABLATION_KEEP entry) drops
+    branches from the conditional prediction too, for the conditioning ablations."""
 
-    def __init__(self, model: MorphableDiffusion, batch: dict, clip: torch.Tensor, x_concat: torch.Tensor) -> None:
+    def __init__(self, model: MorphableDiffusion, batch: dict, clip: torch.Tensor, x_concat: torch.Tensor,
+                 keep: dict[str, float] | None = None) -> None:
         self.model, self.batch, self.clip, self.x_concat = model, batch, clip, x_concat
         b = clip.shape[0]
         self.null = {k: torch.zeros(b, device=clip.device, dtype=clip.dtype) for k in ("clip", "volume", "concat")}
+        self.keep = None if keep is None or all(v == 1.0 for v in keep.values()) else {
+            k: torch.full((b,), float(keep[k]), device=clip.device, dtype=clip.dtype) for k in self.null}
 
     def begin_step(self, x_t: torch.Tensor, t: torch.Tensor):
         return self.model.spatial(x_t, t, self.batch)
@@ -165,7 +179,7 @@ class ConditionedDenoiser:
     def eps(self, state, x_t: torch.Tensor, t: torch.Tensor, views: torch.Tensor, conditional: bool) -> torch.Tensor:
         t_embed, volume = state
         return self.model.eps_views(x_t, t, t_embed, volume, views, self.clip, self.x_concat, self.batch,
-                                    None if conditional else self.null)
+                                    self.keep if conditional else self.null)
 
     def eps_pair(self, state, x_t: torch.Tensor, t: torch.Tensor,
                  views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,10 +189,10 @@ class ConditionedDenoiser:
         b = x_t.shape[0]
         if not hasattr(self, "_doubled"):
             ones = torch.ones(b, device=self.clip.device, dtype=self.clip.dtype)
-            keep = torch.cat([ones, torch.zeros_like(ones)])
+            cond = self.keep or {k: ones for k in self.null}
             self._doubled = (torch.cat([self.clip] * 2), torch.cat([self.x_concat] * 2),
                              {k: torch.cat([self.batch[k]] * 2) for k in ("target_K", "target_RT")},
-                             {k: keep for k in ("clip", "volume", "concat")})
+                             {k: torch.cat([cond[k], self.null[k]]) for k in ("clip", "volume", "concat")})
         clip, x_concat, batch, drop = self._doubled
         views = views.expand(b, -1) if views.dim() == 1 else views
         eps = self.model.eps_views(torch.cat([x_t] * 2), torch.cat([t] * 2), torch.cat([t_embed] * 2),
