@@ -152,6 +152,8 @@ def run_policy(defs: dg.Definitions, instance: dg.DagsterInstance, settings, log
                max_ticks: int = 40) -> PolicyResult:
     """Tick until the automation conditions request nothing more; returns every run executed."""
     t0 = time.perf_counter()
+    for run_id in release_abandoned_runs(instance):
+        log(f"  run {run_id} of an earlier demo that was stopped mid-run: marked failed, its pool slot freed")
     cursor, observed = _load_state(instance)
     EVALUATOR.setLevel(max(EVALUATOR.getEffectiveLevel(), logging.INFO))
     runs: list[RunRecord] = []
@@ -189,10 +191,45 @@ def run_policy(defs: dg.Definitions, instance: dg.DagsterInstance, settings, log
     raise RuntimeError(f"the policy still requested runs after {max_ticks} ticks; see the runs in the instance")
 
 
+PID_TAG = "morphable/policy_pid"
+
+
+def release_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs of this runner still marked started whose process is gone (a demo stopped with Ctrl-C or killed): they
+    would hold their `gpu_heavy` pool slot forever, and the next demo's step would wait for it without end. Marked
+    failed (so the policy sees a failure, not a run in progress) and their slots freed. Runs of a live process, or
+    launched by the daemon (no pid tag), are left alone."""
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+
+    released = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])):
+        pid = run.tags.get(PID_TAG)
+        if pid is None or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run)
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _execute(defs, instance, assets: list, checks: list, pk, label: str, log) -> RunRecord:
+    import os
+
     started = time.perf_counter()
     log(f"  {time.strftime('%H:%M:%S')} run {label} ...")
-    tags = {"dagster/from_automation_condition": "true", "morphable/policy": "demo"}
+    tags = {"dagster/from_automation_condition": "true", "morphable/policy": "demo", PID_TAG: str(os.getpid())}
     if assets:
         job = defs.resolve_implicit_job_def_def_for_assets(assets)
         result = job.execute_in_process(instance=instance, partition_key=pk, asset_selection=assets,

@@ -115,3 +115,26 @@ def test_a_changed_view_store_does_not_retrain(embedded):
     edited = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                                cursor=again.cursor)
     assert edited.get_requested_partitions(dg.AssetKey(["thuman", "checkpoint"])) == {"exp"}
+
+
+def test_runs_of_a_stopped_demo_are_released():
+    """A demo killed mid-run leaves its run "started", holding its `gpu_heavy` pool slot: the next demo would wait
+    for the slot forever. The runner marks such runs failed and frees their slots; a live process's runs stay."""
+    import os
+    import subprocess
+    import sys
+
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from assets_defs.policy import PID_TAG, release_abandoned_runs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    instance = dg.DagsterInstance.ephemeral()
+    for run_id, pid in (("a" * 8, dead), ("b" * 8, str(os.getpid())), ("c" * 8, None)):
+        instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id=run_id, status=DagsterRunStatus.STARTED,
+                                    tags={PID_TAG: pid} if pid else {}))
+    assert release_abandoned_runs(instance) == ["a" * 8]
+    status = {r.run_id: r.status for r in instance.get_runs()}
+    assert status == {"a" * 8: DagsterRunStatus.FAILURE, "b" * 8: DagsterRunStatus.STARTED,
+                      "c" * 8: DagsterRunStatus.STARTED}
