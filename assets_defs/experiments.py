@@ -30,6 +30,11 @@ def experiment_version(settings, experiment) -> str:
             version += "-" + checkpoint_hash(path)
         else:
             version += "-missing"
+    init = experiment.training.init if experiment.kind == "trained" and experiment.training else None
+    if init and (Path(init) / "manifest.json").is_file():  # starting weights that change retrain the experiment
+        from storage.checkpoints import checkpoint_hash
+
+        version += "-init-" + checkpoint_hash(init)
     return version
 
 

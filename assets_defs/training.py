@@ -18,7 +18,7 @@ from assets_defs.resources import SettingsResource
 from assets_defs.views import VIEW_ASSETS
 
 MODEL_GROUP = "model"
-FIRST_STAGE_VERSION = "first-stage-2"
+FIRST_STAGE_VERSION = "first-stage-3"  # 3: init from a checkpoint (steps 0: used as it is)
 
 
 def _first_stage_version() -> str:
@@ -33,10 +33,14 @@ def _first_stage_version() -> str:
         from pipelines.settings import load_settings
 
         cfg = dataclasses.asdict(load_experiments(load_settings().experiments_file).first_stage)
+        if cfg.get("init"):  # an autoencoder taken from a checkpoint: its content, not only its path
+            from storage.checkpoints import checkpoint_hash
+
+            cfg["init_hash"] = checkpoint_hash(cfg["init"])
     except Exception:  # noqa: BLE001 - reported when the asset runs
         return FIRST_STAGE_VERSION
     return f"{FIRST_STAGE_VERSION}-{hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]}"
-TRAIN_VERSION = "train-3"
+TRAIN_VERSION = "train-4"  # 4: an init folder brings its autoencoder config (latent scale)
 FIRST_STAGE_KEY = dg.AssetKey(["model", "first_stage"])
 ALL_SUBJECTS = dg.AllPartitionMapping()
 

@@ -21,12 +21,14 @@ def _settings(args: argparse.Namespace):
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from pipelines.demo_data import ensure_demo_data
+    from pipelines.demo_data import StandinSpec, ensure_demo_data
 
     s = _settings(args)
     root = Path(args.root) if args.root else s.synthetic_root
     seed = s.synthetic_seed if args.seed is None else args.seed
-    report = ensure_demo_data(root, seed, force=args.force)
+    spec = StandinSpec.with_counts(args.facescape_subjects, args.thuman_subjects, args.expressions, args.heldout,
+                                   args.first_id)
+    report = ensure_demo_data(root, seed, force=args.force, spec=spec, workers=args.workers)
     verb = f"written in {report.seconds:.1f} s" if report.created else "already complete (use --force to rebuild)"
     print(f"synthetic stand-in at {report.root}: {verb}")
     print(json.dumps(report.counts))
@@ -131,6 +133,17 @@ def cmd_train_first_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reference(args: argparse.Namespace) -> int:
+    from pipelines.params import config_from_arguments
+    from pipelines.reference import PRETRAINED_DIR, ReferenceConfig, train_reference
+
+    cfg = config_from_arguments(ReferenceConfig, args)
+    out = train_reference(_settings(args), cfg, Path(args.out) if args.out else PRETRAINED_DIR)
+    recipe = json.loads((out / "recipe.json").read_text())
+    print(f"reference model: {out}\n  final loss {recipe['final_loss']:.4f}, timing {recipe['timing']}")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from model.diffusion.ddim import DDIMConfig
     from pipelines.generate import generate
@@ -203,6 +216,19 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what `morphable demo` prints: identities no training saw (FaceScape 122, THuman 2201 of the stand-in)
+HELDOUT_TABLES = (
+    ("facescape", "facescape_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "psnr", "reid"),
+     "FaceScape, held-out identity, novel views (input: the same expression's frontal view)"),
+    ("facescape", "facescape_novel_expression",
+     ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_input_mesh"),
+     "FaceScape, held-out identity, novel expression 06 + novel views (input: another expression); mesh IoU with "
+     "the target / the input expression's mesh"),
+    ("thuman", "thuman_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "psnr"),
+     "THuman, held-out scan, 16 novel views"),
+)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from assets_defs.demo import run_demo
 
@@ -222,11 +248,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from pipelines.evaluate import format_table
 
         table = result.comparison
-        cols = [c for c in ("experiment", "demo/masked_psnr", "demo/silhouette_iou", "demo/psnr", "demo/ssim",
-                            "demo/reid") if c in table]
-        demo = table[table["dataset"] == "facescape"]
-        print("\ndemo protocol (the training identities' held-out expression 06, 16 views each; higher is better):")
-        print(format_table(demo, cols))
+        for dataset, protocol, metrics, title in HELDOUT_TABLES:
+            cols = ["experiment"] + [f"{protocol}/{m}" for m in metrics if f"{protocol}/{m}" in table]
+            rows = table[table["dataset"] == dataset]
+            if len(cols) > 1 and len(rows):
+                print(f"\n{title} (higher is better):")
+                print(format_table(rows, cols))
         print("(every protocol and experiment: the comparison asset, evaluation/comparison)")
     for what, where in (result.pictures or {}).items():
         print(f"{what}: {where}")
@@ -260,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", help="output folder (default: synthetic_root from the settings)")
     s.add_argument("--seed", type=int, help="generator seed (default: synthetic_seed from the settings)")
     s.add_argument("--force", action="store_true", help="rebuild even if a complete stand-in is there")
+    s.add_argument("--facescape-subjects", type=int, default=4, help="FaceScape identities (held-out ones included)")
+    s.add_argument("--thuman-subjects", type=int, default=4, help="THuman scans (held-out ones included)")
+    s.add_argument("--expressions", type=int, default=3,
+                   help="expressions per FaceScape identity (1_neutral, 2_smile, 6_jaw_right, then 3, 4, 5, 7, ...)")
+    s.add_argument("--heldout", type=int, default=1,
+                   help="of those, identities with the paper's held-out ids (FaceScape 122, 212, 326..; THuman 2201..)")
+    s.add_argument("--first-id", type=int, default=1, help="first training id (FaceScape id; THuman uid)")
+    s.add_argument("--workers", type=int, help="processes writing subjects (default: one per CPU core)")
     s.set_defaults(func=cmd_demo_data)
 
     s = sub.add_parser("settings", help="show the resolved settings and their environment variables")
@@ -304,6 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train-first-stage", help="train the tiny preset's autoencoder on the view stores")
     add_config_arguments(s, FirstStageConfig)
     s.set_defaults(func=cmd_train_first_stage)
+
+    from pipelines.reference import ReferenceConfig
+
+    s = sub.add_parser("train-reference", help="build the pretrained tiny reference model from nothing (own stand-in "
+                                               "under <data_root>/reference, tracking, views, first stage, "
+                                               "diffusion); run it again to continue an interrupted build")
+    add_config_arguments(s, ReferenceConfig)
+    s.add_argument("--out", help="export folder (default: the repository's pretrained/)")
+    s.set_defaults(func=cmd_train_reference)
 
     s = sub.add_parser("generate", help="one image + a target mesh or expression image -> 16 views + NeuS2 data")
     s.add_argument("--checkpoint", required=True, help="a checkpoint folder, or a released .ckpt (imported once)")

@@ -58,6 +58,7 @@ class Experiment:
     image_size: int = 64  # kind "baseline": the resolution it is evaluated at
     sampler: DDIMConfig = field(default_factory=DDIMConfig)
     description: str = ""
+    ablations: tuple[str, ...] = ()  # conditioning ablations evaluated with the model (evaluation_sets.ABLATIONS)
 
     @property
     def projection(self) -> str:
@@ -110,7 +111,7 @@ def _fields(cls: type, table: Any, where: str, path: Path) -> dict[str, Any]:
 def _experiment(name: str, doc: dict, path: Path) -> Experiment:
     where = f"[experiments.{name}]"
     allowed = {"kind", "dataset", "topology", "training", "sampler", "file", "method", "image_size", "description",
-               "enabled"}
+               "enabled", "ablations"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise InvalidContentError(path, f"{where}: unknown key(s) {unknown} (known: {sorted(allowed)})", FIX)
@@ -130,6 +131,9 @@ def _experiment(name: str, doc: dict, path: Path) -> Experiment:
             table = _fields(TrainConfig, doc.get("training", {}), f"{where} training", path)
             if "dataset" in table or "name" in table:
                 raise InvalidContentError(path, f"{where} training: dataset and name come from the experiment", FIX)
+            for key in ("init", "first_stage"):  # relative paths: relative to the experiments file
+                if table.get(key) and not Path(str(table[key])).expanduser().is_absolute():
+                    table[key] = str((path.parent / str(table[key])).resolve())
             kw["training"] = TrainConfig(**table)
         elif kind == "published":
             if not doc.get("file"):
@@ -143,6 +147,15 @@ def _experiment(name: str, doc: dict, path: Path) -> Experiment:
             kw["method"], kw["image_size"] = doc["method"], int(doc.get("image_size", 64))
     except TypeError as exc:  # wrong value types caught by the dataclasses
         raise InvalidContentError(path, f"{where}: {exc}", FIX) from None
+    ablations = tuple(doc.get("ablations", ()))
+    if ablations:
+        from pipelines.evaluation_sets import ABLATIONS
+
+        bad = [a for a in ablations if a not in ABLATIONS[1:]]
+        if kind == "baseline" or bad:
+            raise InvalidContentError(path, f"{where}: ablations {list(ablations)}: a trained or published "
+                                            f"experiment's, each one of {ABLATIONS[1:]}", FIX)
+        kw["ablations"] = ablations
     return Experiment(name=name, kind=kind, dataset=dataset, topology=topology, sampler=sampler,
                       description=str(doc.get("description", "")), **kw)
 
@@ -159,7 +172,10 @@ def load_experiments(path: str | Path | None = None) -> ExperimentSet:
     unknown = sorted(set(doc) - {"first_stage", "experiments"})
     if unknown:
         raise InvalidContentError(path, f"unknown top-level table(s) {unknown}", FIX)
-    first_stage = FirstStageConfig(**_fields(FirstStageConfig, doc.get("first_stage", {}), "[first_stage]", path))
+    fs_table = _fields(FirstStageConfig, doc.get("first_stage", {}), "[first_stage]", path)
+    if fs_table.get("init") and not Path(str(fs_table["init"])).expanduser().is_absolute():
+        fs_table["init"] = str((path.parent / str(fs_table["init"])).resolve())
+    first_stage = FirstStageConfig(**fs_table)
     experiments, disabled = {}, []
     for name, entry in doc.get("experiments", {}).items():
         validate_name(name, "experiment name")

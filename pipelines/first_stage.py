@@ -41,6 +41,9 @@ class FirstStageConfig:
     seed: int = field(default=6033, metadata={"help": "seed of every random draw"})
     datasets: tuple[str, ...] = field(default=("facescape", "thuman"),
                                       metadata={"help": "datasets whose training views it learns"})
+    init: str | None = field(default=None, metadata={
+        "help": "start from the autoencoder of a checkpoint folder (a first stage, or a whole tiny model such as "
+                "pretrained/tiny-facescape-reference); with steps 0 it is used as it is (measured, not trained)"})
 
 
 @dataclass
@@ -127,11 +130,18 @@ def train_first_stage(settings: Settings, cfg: FirstStageConfig = FirstStageConf
     data = collect_views(settings.storage_root, cfg.datasets, size)
     train_x = _to_tensor(np.concatenate(list(data["train"].values())))
     torch.manual_seed(cfg.seed)
+    init_tensors = None
+    if cfg.init:
+        init_tensors, vae_cfg = _init_autoencoder(cfg.init)
     vae = AutoencoderKL(vae_cfg)
+    if init_tensors is not None:
+        vae.load_state_dict(init_tensors, strict=True)
+        log(f"first stage: starting from {cfg.init}")
     opt = torch.optim.Adam(vae.parameters(), cfg.lr)
-    if cfg.steps < 3:
-        raise ValueError(f"first stage: steps must be >= 3 (got {cfg.steps})")
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=max(0.1, 2 / cfg.steps))
+    if cfg.steps < 3 and not (cfg.init and cfg.steps == 0):
+        raise ValueError(f"first stage: steps must be >= 3, or 0 with an init (got {cfg.steps})")
+    total = max(cfg.steps, 3)  # (an init used as it is trains no step; the schedule is never stepped)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=max(0.1, 2 / total))
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
     from pipelines.progress import Progress
@@ -157,9 +167,14 @@ def train_first_stage(settings: Settings, cfg: FirstStageConfig = FirstStageConf
     bar.close()
     vae.eval()
     psnr = {ds: float(reconstruction_psnr(vae, imgs).mean()) for ds, imgs in data["heldout"].items()}
-    with torch.no_grad():
-        lat = torch.cat([vae.encode(train_x[i:i + 64], sample=False) for i in range(0, len(train_x), 64)])
-    scale = float(1.0 / lat.std())
+    # the latent scale is measured on these views, except for an autoencoder used as it is: the diffusion model it
+    # came with was trained with its recorded scale
+    if cfg.init and cfg.steps == 0:
+        scale = vae_cfg.scale_factor
+    else:
+        with torch.no_grad():
+            lat = torch.cat([vae.encode(train_x[i:i + 64], sample=False) for i in range(0, len(train_x), 64)])
+        scale = float(1.0 / lat.std())
     held = np.concatenate(list(data["heldout"].values())) if data["heldout"] else \
         np.concatenate(list(data["train"].values()))
     pick = held[np.linspace(0, len(held) - 1, 8).astype(int)]
@@ -180,6 +195,22 @@ def train_first_stage(settings: Settings, cfg: FirstStageConfig = FirstStageConf
     log(f"first stage: held-out PSNR {', '.join(f'{k} {v:.2f} dB' for k, v in psnr.items())}; "
         f"latent scale {scale:.4f}; {path}")
     return FirstStageResult(path, psnr, scale, losses, time.perf_counter() - t0, np.concatenate([pick, rec_u8]))
+
+
+def _init_autoencoder(folder: str | Path):
+    """(autoencoder state dict, VAEConfig) of a checkpoint folder: a first stage or a whole tiny model."""
+    import torch
+
+    from model.diffusion.config import VAEConfig
+    from storage.checkpoints import load_checkpoint
+
+    tensors, config = load_checkpoint(folder)
+    vae = config.get("vae") or (config.get("model") or {}).get("vae")
+    keys = {k.removeprefix("first_stage_model."): v for k, v in tensors.items() if k.startswith("first_stage_model.")}
+    if not vae or not keys:
+        raise ValueError(f"{folder}: holds no first stage (first_stage_model.* tensors and a vae config)")
+    cfg = VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in vae.items()})
+    return {k: v.to(torch.float32) for k, v in keys.items()}, cfg
 
 
 def load_first_stage(folder: str | Path) -> tuple[dict, dict]:

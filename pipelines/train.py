@@ -225,6 +225,17 @@ def _first_stage(settings: Settings, cfg: TrainConfig, run_dir: Path, dist_: _Di
     return record.read_text().strip()
 
 
+def init_vae_config(init: str | None) -> dict | None:
+    """The autoencoder configuration (latent scale included) of a checkpoint folder used as --init: a tiny model
+    fine-tuned from our reference model must encode with the reference's first stage, scale and all."""
+    if not init or not Path(init).is_dir() or not (Path(init) / "config.json").is_file():
+        return None
+    from storage.jsonfile import read_json
+
+    doc = read_json(Path(init) / "config.json", "the init checkpoint's configuration", "re-export the checkpoint")
+    return (doc.get("model") or {}).get("vae")
+
+
 def initialise(model, init: str | Path) -> dict[str, int]:
     """Start weights: a released file (syncdreamer-pretrain.ckpt) with the release's drop semantics, or one of our
     checkpoint folders (an imported SyncDreamer init, or a trained / published Morphable Diffusion model to fine-tune)
@@ -294,7 +305,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
         from pipelines.first_stage import load_first_stage
 
         fs_tensors, fs_config = load_first_stage(fs_path)
-    mc = model_config_for(cfg, fs_config["vae"] if fs_config else None)
+    mc = model_config_for(cfg, fs_config["vae"] if fs_config else init_vae_config(cfg.init))
     ds = MultiViewDataset(settings.storage_root, cfg.dataset,
                           SplitConfig(image_size=mc.image_size, shuffled_expression=cfg.shuffled_expression),
                           seed=cfg.seed)

@@ -1,0 +1,202 @@
+"""Stage `train-reference`: the project's own pretrained tiny model, the demo's starting point (as SyncDreamer's
+weights are the paper's).
+
+One resumable command builds it from nothing, through the same stages a user runs:
+
+1. a large stand-in (`ReferenceConfig.facescape_subjects` identities x `expressions`, `thuman_subjects` bodies) with
+   its own seed, whose identities are therefore disjoint from the demo stand-in's (seed 0);
+2. tracking and view stores of every subject (`workers` processes);
+3. the tiny first stage on those views, then the diffusion model (`pipelines.train`, exact resume);
+4. export to `pretrained/<name>/`: `model.safetensors` (float16: the repository keeps it under 30 MB),
+   `recipe.json` (the exact command, both configs, data seed and spec, the stand-in's content hash, steps/s, wall
+   time, the loss curve's tail) and `loss_curve.png`.
+
+Everything lives under `<data_root>/reference/` (its own stand-in and store), so the demo's store is untouched.
+An interrupted run is continued by running the same command again: finished subjects are skipped and training
+resumes from its last checkpoint bit for bit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.settings import Settings, load_settings
+from storage.atomic import atomic_directory
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def _p(default, help: str, **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """The reference model's recipe; the single source of `morphable train-reference`'s flags."""
+
+    dataset: str = _p("facescape", "dataset of the diffusion model", choices=("facescape", "thuman"))
+    data_seed: int = _p(1000, "seed of the reference stand-in (the demo's is 0: other identities)")
+    facescape_subjects: int = _p(64, "FaceScape identities of the reference stand-in")
+    thuman_subjects: int = _p(64, "THuman scans of the reference stand-in")
+    expressions: int = _p(4, "expressions per identity (06 is held out of training, as in the paper)")
+    first_id: int = _p(4, "first identity id (the demo stand-in uses 1-3 and 122)")
+    first_stage_steps: int = _p(600, "steps of the tiny autoencoder")
+    steps: int = _p(4000, "diffusion training steps")
+    batch_size: int = _p(4, "diffusion batch")
+    loss_views: int = _p(4, "target views supervised per sample")
+    lr: float = _p(1e-3, "learning rate")
+    warmup_steps: int = _p(100, "linear warm-up steps")
+    precision: str = _p("bf16", "32 or bf16 (autocast)", choices=("32", "bf16"))
+    ckpt_every: int = _p(250, "steps between resumable checkpoints")
+    workers: int = _p(0, "processes preparing subjects (0: one per CPU core)")
+    name: str = _p("", "name of the model (default: tiny-<dataset>-reference)")
+
+    def model_name(self) -> str:
+        return self.name or f"tiny-{self.dataset}-reference"
+
+
+def reference_settings(settings: Settings) -> Settings:
+    """Settings whose stand-in and store live under `<data_root>/reference/` (never the demo's)."""
+    return load_settings(env={"MORPHABLE_DATA_ROOT": str(Path(settings.data_root) / "reference")})
+
+
+def _prepare_subject(args: tuple) -> tuple[str, str, float]:
+    """Track + views of one subject unless its view store is complete for the current track (a worker's task)."""
+    settings, dataset, subject = args
+    from pipelines.track import track
+    from pipelines.views import views
+    from storage.errors import DataError
+    from storage.views import ViewStore, store_path
+
+    t0 = time.perf_counter()
+    try:
+        ViewStore.open(store_path(settings.storage_root, dataset, subject))
+        return dataset, subject, 0.0
+    except DataError:
+        pass
+    track(settings, dataset, subject)
+    views(settings, dataset, subject)
+    return dataset, subject, time.perf_counter() - t0
+
+
+def prepare_reference_data(settings: Settings, cfg: ReferenceConfig, log=print) -> dict:
+    """The reference stand-in, tracked and rendered; returns {seconds per stage, subjects}."""
+    from pipelines.demo_data import StandinSpec, ensure_demo_data
+    from pipelines.ingest import discover_subjects
+    from pipelines.parallel import default_workers, process_pool
+    from pipelines.progress import Progress
+
+    spec = StandinSpec.with_counts(cfg.facescape_subjects, cfg.thuman_subjects, cfg.expressions, heldout=0,
+                                   first_id=cfg.first_id)
+    t0 = time.perf_counter()
+    workers = cfg.workers or default_workers()
+    report = ensure_demo_data(settings.synthetic_root, cfg.data_seed, spec=spec, workers=workers)
+    t1 = time.perf_counter()
+    log(f"reference stand-in: {report.counts} ({'written' if report.created else 'already there'}, "
+        f"{t1 - t0:.0f} s)")
+    tasks = [(settings, d, s) for d in ("facescape", "thuman") for s in discover_subjects(settings, d)]
+    bar = Progress(len(tasks), "reference subjects tracked and rendered", log)
+    with process_pool(max(1, min(workers, len(tasks)))) as pool:
+        for _dataset, _subject, _sec in pool.map(_prepare_subject, tasks):
+            bar.update(1)
+    bar.close()
+    t2 = time.perf_counter()
+    return {"standin_seconds": round(t1 - t0, 1), "prepare_seconds": round(t2 - t1, 1), "spec": spec.as_dict(),
+            "standin_content_hash": _standin_hash(settings.synthetic_root), "counts": report.counts}
+
+
+def _standin_hash(root: Path) -> str:
+    return json.loads((Path(root) / "MANIFEST.json").read_text())["content_hash"]
+
+
+def train_config(cfg: ReferenceConfig, first_stage: str | None):
+    from pipelines.train import TrainConfig
+
+    return TrainConfig(preset="tiny", dataset=cfg.dataset, steps=cfg.steps, batch_size=cfg.batch_size,
+                       loss_views=cfg.loss_views, lr=cfg.lr, warmup_steps=cfg.warmup_steps, precision=cfg.precision,
+                       ckpt_every=cfg.ckpt_every, first_stage=first_stage, preview_steps=20,
+                       name=cfg.model_name())
+
+
+def train_reference(settings: Settings, cfg: ReferenceConfig, out_dir: Path = PRETRAINED_DIR, log=print) -> Path:
+    """Build (or continue) the reference model and export it to `out_dir/<name>/`; returns that folder."""
+    from pipelines.first_stage import FirstStageConfig, train_first_stage
+    from pipelines.train import train
+    from storage.atomic import atomic_write_text
+
+    t0 = time.perf_counter()
+    ref = reference_settings(settings)
+    data = prepare_reference_data(ref, cfg, log)
+    run_dir = Path(ref.storage_root) / "runs" / cfg.model_name()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = run_dir / "first_stage"
+    t_fs = time.perf_counter()
+    if not record.is_file():
+        fs = train_first_stage(ref, FirstStageConfig(steps=cfg.first_stage_steps), log=log)
+        atomic_write_text(record, str(fs.checkpoint))
+        atomic_write_text(run_dir / "first_stage_psnr.json", json.dumps(fs.psnr_heldout))
+    first_stage = record.read_text().strip()
+    t_train = time.perf_counter()
+    tcfg = train_config(cfg, first_stage)
+    resume = (run_dir / "last").is_file()
+    start_step = int((run_dir / "last").read_text().strip().split("_")[1]) if resume else 0
+    if resume:
+        log(f"resuming {cfg.model_name()} from step {start_step}")
+    result = train(ref, tcfg, resume=resume, log=log)
+    t_end = time.perf_counter()
+    steps_per_s = (result.step - start_step) / max(t_end - t_train, 1e-9)
+    timing = {"standin_s": data["standin_seconds"], "prepare_s": data["prepare_seconds"],
+              "first_stage_s": round(t_train - t_fs, 1), "train_s_this_process": round(t_end - t_train, 1),
+              "wall_s_this_process": round(t_end - t0, 1), "steps_this_process": result.step - start_step,
+              "steps_per_second_this_process": round(steps_per_s, 3)}
+    return export_reference(result.checkpoint, cfg, tcfg, data, timing, result.losses, out_dir,
+                            json.loads((run_dir / "first_stage_psnr.json").read_text())
+                            if (run_dir / "first_stage_psnr.json").is_file() else {})
+
+
+def export_reference(checkpoint: Path, cfg: ReferenceConfig, tcfg, data: dict, timing: dict, losses: list[float],
+                     out_dir: Path, first_stage_psnr: dict) -> Path:
+    """float16 weights + config + recipe into `out_dir/<name>/` (atomically)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pipelines.plots import loss_curve
+    from storage.checkpoints import tensors_hash
+
+    tensors = load_file(str(Path(checkpoint) / "model.safetensors"))
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}
+    config = json.loads((Path(checkpoint) / "config.json").read_text())
+    recipe = {
+        "command": "morphable train-reference " + " ".join(
+            f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in dataclasses.asdict(cfg).items()
+            if v != getattr(ReferenceConfig, k, None) and k != "workers"),
+        "argv": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "reference_config": dataclasses.asdict(cfg), "training_config": dataclasses.asdict(tcfg),
+        "data": {"seed": cfg.data_seed, **data}, "timing": timing,
+        "first_stage_psnr_heldout": first_stage_psnr, "final_loss": float(np.mean(losses[-100:])) if losses else None,
+        "loss_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
+        "source_checkpoint_hash": Path(checkpoint).name, "weights_sha256_of": "model.safetensors",
+        "float16_tensors_hash": tensors_hash(half),
+    }
+    target = out_dir / cfg.model_name()
+    with atomic_directory(target) as tmp:
+        save_file({k: v.contiguous() for k, v in half.items()}, str(tmp / "model.safetensors"))
+        config["stored_dtype"] = "float16"
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        from storage.hashing import hash_file
+
+        files = {"model.safetensors": hash_file(tmp / "model.safetensors"), "config.json": hash_file(tmp / "config.json")}
+        recipe["files"] = files
+        (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1))
+        # a checkpoint folder like storage.checkpoints writes: usable as --init, --checkpoint or a published experiment
+        (tmp / "manifest.json").write_text(json.dumps({"hash": recipe["float16_tensors_hash"], "keys": len(half),
+                                                       "files": files}))
+        if losses:
+            loss_curve(losses, tmp / "loss_curve.png", f"{cfg.model_name()} ε-MSE")
+    return target
