@@ -17,7 +17,8 @@ from assets_defs.training import CHECKPOINT_ASSETS
 
 EVAL_GROUP = "evaluation"
 EVAL_SET_VERSION = "eval-set-3"  # 3: conditioning ablations, mesh silhouettes
-METRICS_VERSION = "metrics-4"  # 3: mesh IoU columns, ablation rows, held-out sample sheet; 4: face metrics judged where a face is
+#: 3: mesh IoU columns, ablation rows, held-out sample sheet; 4: face metrics judged where a ground-truth face is
+METRICS_VERSION = "metrics-4"
 COMPARISON_KEY = dg.AssetKey(["evaluation", "comparison"])
 PSNR_CAP = 10 * math.log10(255.0 ** 2 / 1e-12)  # model.metrics.image.psnr of identical images
 RANGES = {"psnr": (0.0, PSNR_CAP), "masked_psnr": (0.0, PSNR_CAP), "ssim": (-1.0, 1.0), "lpips": (0.0, 2.0),
@@ -95,7 +96,8 @@ def _metric_checks(protocol: str, per_protocol, per_view) -> list[dg.AssetCheckR
     view_cols, protocol_cols = applicable_metrics(protocol, str(per_protocol["missing_metrics"].iloc[0]))
     # PCK / Re-ID are defined on views whose ground truth shows a detectable face; a protocol whose every ground
     # truth shows none (`<metric>_views` = 0, e.g. one held-out pair) has nothing to judge, which is reported
-    unjudged = [c for c in FACE_METRICS if f"{c}_views" in per_protocol and int(per_protocol[f"{c}_views"].iloc[0]) == 0]
+    unjudged = [c for c in FACE_METRICS
+                if f"{c}_views" in per_protocol and int(per_protocol[f"{c}_views"].iloc[0]) == 0]
     nan_cols = [c for c in view_cols if c in per_view and per_view[c].isna().any()] + \
         [c for c in protocol_cols if per_protocol[c].isna().any() and c not in unjudged]
     out_of_range = {}
