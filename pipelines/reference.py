@@ -155,6 +155,7 @@ def train_reference(settings: Settings, cfg: ReferenceConfig, out_dir: Path = PR
               "first_stage_s": round(t_train - t_fs, 1), "train_s_this_process": round(t_end - t_train, 1),
               "wall_s_this_process": round(t_end - t0, 1), "steps_this_process": result.step - start_step,
               "steps_per_second_this_process": round(steps_per_s, 3)}
+    timing["checkpoint_intervals"] = checkpoint_intervals(run_dir)
     return export_reference(result.checkpoint, cfg, tcfg, data, timing, result.losses, out_dir,
                             json.loads((run_dir / "first_stage_psnr.json").read_text())
                             if (run_dir / "first_stage_psnr.json").is_file() else {})
@@ -201,3 +202,15 @@ def export_reference(checkpoint: Path, cfg: ReferenceConfig, tcfg, data: dict, t
         if losses:
             loss_curve(losses, tmp / "loss_curve.png", f"{cfg.model_name()} ε-MSE")
     return target
+
+
+def checkpoint_intervals(run_dir: Path) -> dict:
+    """The run's throughput from its resumable checkpoints' write times, over every process that trained it
+    (a resumed or paused run included): steps/s per interval and their median."""
+    import numpy as np
+
+    folders = sorted((run_dir / "checkpoints").glob("step_*"))
+    marks = [(int(f.name.split("_")[1]), f.stat().st_mtime) for f in folders]
+    rates = [round((b[0] - a[0]) / (b[1] - a[1]), 3) for a, b in zip(marks, marks[1:]) if b[1] > a[1]]
+    return {"steps": [m[0] for m in marks], "steps_per_second": rates,
+            "median_steps_per_second": float(np.median(rates)) if rates else None}
