@@ -148,7 +148,8 @@ def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
 
         experiment, protocol = evaluation_key(context.partition_key)
         s = settings.load()
-        ev = evaluate_set(s, eval_set["eval_set"], load_metric_models(s), log=context.log.info, experiment=experiment)
+        models = load_metric_models(s)  # (LPIPS / FID weights: read once for the set and its ablations)
+        ev = evaluate_set(s, eval_set["eval_set"], models, log=context.log.info, experiment=experiment)
         per_protocol, per_view = ev.tables["per_protocol"], ev.tables["per_view"]
         plot = distributions({sub: g["psnr"].to_numpy() for sub, g in per_view.groupby("subject")},
                              Path(ev.paths["per_view"]).parent / "psnr_per_subject.png",
@@ -161,7 +162,7 @@ def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
                      "eval_set": eval_set["eval_set"], "row": _plain_row(row)}
         ablation_rows = {}
         for ablation, path in (eval_set.get("ablation_sets") or {}).items():  # same weights, one branch changed
-            ab = evaluate_set(s, path, load_metric_models(s), log=context.log.info,
+            ab = evaluate_set(s, path, models, log=context.log.info,
                               experiment=ablation_label(experiment, ablation))
             ablation_rows[ablation] = _plain_row(ab.tables["per_protocol"].iloc[0])
             per_protocol = pd.concat([per_protocol, ab.tables["per_protocol"]], ignore_index=True)

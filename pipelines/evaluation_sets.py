@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from model.diffusion.ddim import DDIMConfig
-from pipelines.protocols import EvalPair, Protocol, get_protocol, groups_of, resolve
+from pipelines.protocols import EvalPair, Protocol, get_protocol, groups_of, resolve, store_subjects
 from pipelines.settings import Settings
 from pipelines.training_data import scale_intrinsics
 from storage.eval_sets import FORMAT, EvalSet, eval_set_path, write_eval_set
@@ -132,9 +132,8 @@ def load_for_protocol(settings: Settings, checkpoint: str | Path, proto: Protoco
 
 
 def _dataset_subjects(settings: Settings, dataset: str) -> list[str]:
-    root = Path(settings.storage_root) / "views" / dataset
-    return sorted((p.name.removesuffix(".zarr") for p in root.glob("*.zarr")), key=lambda s: (len(s), s)) \
-        if root.is_dir() else []
+    """Every subject with a view store, in id order (the cycle `wrong_mesh` walks)."""
+    return sorted(store_subjects(settings.storage_root, dataset), key=lambda s: (len(s), s))
 
 
 def _mesh_faces(settings: Settings, dataset: str) -> np.ndarray | None:

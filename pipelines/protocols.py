@@ -81,11 +81,15 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
-def _split_subjects(storage_root: Path, dataset: str, heldout: bool = True) -> list[str]:
-    folder = storage_root / "views" / dataset
-    names = sorted(p.name[:-5] for p in folder.glob("*.zarr") if ".tmp-" not in p.name and ".old-" not in p.name) \
+def store_subjects(storage_root: str | Path, dataset: str) -> list[str]:
+    """The subjects with a view store of `dataset` (sorted; stores being written or replaced left out)."""
+    folder = Path(storage_root) / "views" / dataset
+    return sorted(p.name[:-5] for p in folder.glob("*.zarr") if ".tmp-" not in p.name and ".old-" not in p.name) \
         if folder.is_dir() else []
-    return [s for s in names if is_heldout(dataset, s) == heldout]
+
+
+def _split_subjects(storage_root: Path, dataset: str, heldout: bool = True) -> list[str]:
+    return [s for s in store_subjects(storage_root, dataset) if is_heldout(dataset, s) == heldout]
 
 
 def _frontal_view(st: ViewStore, views: np.ndarray) -> int | None:
