@@ -70,7 +70,8 @@ def test_discovery_sensor_adds_partitions_and_requests_observations(embedded):
     assert instance.get_dynamic_partitions("facescape_subjects") == ["1", "2", "3", "122"]
     assert len(instance.get_dynamic_partitions("thuman_subjects")) == 4
     assert set(instance.get_dynamic_partitions("facescape_experiments")) == {
-        "tiny-facescape", "copy-input-facescape", "mean-train-facescape"}  # the embedded demo experiments
+        "tiny-facescape", "reference-facescape", "copy-input-facescape",
+        "mean-train-facescape"}  # the embedded demo experiments
     assert {r.job_name for r in result.run_requests} == {
         "observe_facescape_raw_subject", "observe_thuman_raw_subject", "observe_facescape_experiment",
         "observe_thuman_experiment"}
