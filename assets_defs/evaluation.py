@@ -49,6 +49,7 @@ def _eval_set_asset(dataset: str) -> dg.AssetsDefinition:
         import dataclasses
 
         from pipelines.experiments import load_experiments
+        from pipelines.protocols import ablation_protocol
 
         experiment, protocol = evaluation_key(context.partition_key)
         s = settings.load()
@@ -62,7 +63,7 @@ def _eval_set_asset(dataset: str) -> dg.AssetsDefinition:
         else:
             result = run_gpu_task(context, "eval_set", {"protocol": protocol, "checkpoint": checkpoint["folder"],
                                                         "method": "model", "sampler": dataclasses.asdict(exp.sampler),
-                                                        "ablations": list(exp.ablations)},
+                                                        "ablations": list(exp.ablations) if ablation_protocol(protocol) else []},
                                   settings.settings_file)
         meta = dict(result.metadata or {})
         ref = {"experiment": experiment, "protocol": protocol, "kind": checkpoint.get("kind"),

@@ -81,6 +81,14 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def ablation_protocol(protocol: str | Protocol) -> bool:
+    """Whether an experiment's conditioning ablations are generated on this protocol: only on held-out identities,
+    where they prove that the views come from the conditioning rather than from memory (the demo protocol's
+    training identities would add sets and minutes to `make demo` without that proof)."""
+    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    return not proto.training_subjects
+
+
 def store_subjects(storage_root: str | Path, dataset: str) -> list[str]:
     """The subjects with a view store of `dataset` (sorted; stores being written or replaced left out)."""
     folder = Path(storage_root) / "views" / dataset

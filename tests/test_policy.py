@@ -73,7 +73,10 @@ def test_first_run_materializes_the_whole_graph(world):
     assert result.subject_partitions == {"facescape": 4, "thuman": 4}
     assert result.experiment_partitions == {"facescape": 2, "thuman": 1}
     table = result.comparison
-    assert sorted(table["experiment"]) == ["copy-input-facescape", "smoke-facescape", "smoke-thuman"]  # one row each
+    assert sorted(table["experiment"]) == ["copy-input-facescape", "smoke-facescape", "smoke-facescape:no_mesh",
+                                           "smoke-thuman"]  # one row each, the ablation's included
+    ablation = table.set_index("experiment").loc["smoke-facescape:no_mesh"]
+    assert ablation.notna()["facescape_novel_view/masked_psnr"] and ablation.isna()["demo/masked_psnr"]
     assert {"demo/masked_psnr", "facescape_novel_view/psnr", "thuman_novel_view/ssim"} <= set(table.columns)
     instance = _instance()
     evals = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "metrics"]), limit=100).records
@@ -98,6 +101,9 @@ def test_first_run_materializes_the_whole_graph(world):
     gen = latest(["evaluation", "facescape", "generated"], "smoke-facescape|demo").metadata
     assert gen["checkpoint_hash"].value == ck.metadata["checkpoint_hash"].value
     assert gen["views"].value == 48 and gen["sample"].value.startswith("![")
+    assert "ablation_sets" not in gen  # (the demo protocol's training identities: no ablations)
+    nv = latest(["evaluation", "facescape", "generated"], "smoke-facescape|facescape_novel_view").metadata
+    assert set(nv["ablation_sets"].value) == {"no_mesh"}
     world["first"] = result
 
 
