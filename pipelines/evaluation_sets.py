@@ -165,11 +165,12 @@ def wrong_mesh(settings: Settings, dataset: str, subject: str, item: str, subjec
 def mesh_silhouettes(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray,
                      size: int) -> np.ndarray:
     """(N, size, size) uint8 silhouettes of a mesh (model frame) at N pinhole cameras (K (N, 3, 3|4, 4))."""
-    from model.render.raycast import raycast_mesh
+    from model.render.raycast import MeshRaycaster
 
+    caster = MeshRaycaster(vertices, faces)
     out = np.zeros((len(rt), size, size), np.uint8)
     for i in range(len(rt)):
-        hits = raycast_mesh(vertices, faces, np.asarray(k[i])[:3, :3], np.asarray(rt[i])[:3], size, size)
+        hits = caster.cast(np.asarray(k[i])[:3, :3], np.asarray(rt[i])[:3], size, size)
         out[i] = hits.mask.astype(np.uint8) * 255
     return out
 

@@ -59,12 +59,13 @@ def facescape_expression_views(ds, subject: str, expression: str, size: int = IM
 
     from model.render.color_calibration import calibrate_views
     from model.render.crops import crop_and_resize, silhouette_crop
-    from model.render.raycast import raycast_mesh
+    from model.render.raycast import MeshRaycaster
 
     tup = ds.tuple(subject, expression)
     scale, align = ds.alignment(subject, tup.expression_index)
     scan = ds.read_scan(tup)
     scan_model = frames.sfm_to_model_points(scan.vertices, scale, align)
+    caster = MeshRaycaster(scan_model, scan.faces)  # one BVH for the expression's views
     kept: dict[str, list] = {k: [] for k in ("rgb", "mask", "K", "RT", "angles", "view_id", "depth")}
     for view in tup.valid_views:
         cam = tup.cameras[view]
@@ -73,13 +74,13 @@ def facescape_expression_views(ds, subject: str, expression: str, size: int = IM
         if abs(float(az)) > MAX_ABS_AZIMUTH:
             continue
         image = cv2.undistort(ds.read_image(tup, view), cam.K, cam.distortion)
-        hits = raycast_mesh(scan_model, scan.faces, cam.K, rt, cam.width, cam.height)
+        hits = caster.cast(cam.K, rt, cam.width, cam.height)
         if not hits.mask.any():
             continue
         centre_x = float((-rt[:, :3].T @ rt[:, 3])[0])  # camera centre x: which silhouette edge anchors the crop
         top, left, crop = silhouette_crop(hits.mask, centre_x)
         rgb, mask, k = crop_and_resize(image, hits.mask, cam.K, top, left, crop, size)
-        depth = raycast_mesh(scan_model, scan.faces, k, rt, size, size).depth
+        depth = caster.cast(k, rt, size, size).depth
         for key, val in (("rgb", rgb), ("mask", mask * 255), ("K", _k4(k)), ("RT", rt), ("angles", [az, el]),
                          ("view_id", view), ("depth", depth)):
             kept[key].append(np.asarray(val))
@@ -121,7 +122,7 @@ def facescape_views(settings: Settings, subject: str, topology: str | None = Non
 
 
 def thuman_views(settings: Settings, uid: str, n_input: int = THUMAN_INPUT_VIEWS, seed: int = 0) -> ViewsOutcome:
-    from model.render.orthographic import ortho_projection, orbit_extrinsics, render_textured_ortho, target_cameras
+    from model.render.orthographic import ortho_projection, orbit_extrinsics, render_textured_ortho_views, target_cameras
     from storage.thuman import THumanDataset
 
     t0 = time.perf_counter()
@@ -136,11 +137,9 @@ def thuman_views(settings: Settings, uid: str, n_input: int = THUMAN_INPUT_VIEWS
     el_i = np.deg2rad(rng.uniform(-THUMAN_INPUT_MAX_ELEVATION, THUMAN_INPUT_MAX_ELEVATION, n_input))
     rt_all = np.concatenate([rt_t, orbit_extrinsics(az_i, el_i)]) if n_input else rt_t
     az_all, el_all = np.concatenate([az_t, az_i]), np.concatenate([el_t, el_i])
-    rgbs, masks = [], []
-    for rt in rt_all:
-        rgb, mask = render_textured_ortho(verts, scan.mesh.faces, scan.mesh.uv, scan.mesh.uv_faces, scan.texture, rt)
-        rgbs.append(rgb)
-        masks.append(mask.astype(np.uint8) * 255)
+    rgbs, hits = render_textured_ortho_views(verts, scan.mesh.faces, scan.mesh.uv, scan.mesh.uv_faces, scan.texture,
+                                             rt_all)
+    masks = [hit.astype(np.uint8) * 255 for hit in hits]
     n = len(rt_all)
     views = ViewSet(rgb=_white_background(np.stack(rgbs), np.stack(masks)), mask=np.stack(masks), K=np.repeat(ortho_projection()[None], n, 0), RT=rt_all,
                     angles=np.degrees(np.stack([az_all, el_all], -1)), view_id=np.arange(n), item=np.zeros(n),

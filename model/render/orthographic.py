@@ -47,10 +47,11 @@ def ortho_rays(rt: np.ndarray, size: int, ortho_scale: float = ORTHO_SCALE) -> t
     return origins - direction * 10.0, np.broadcast_to(direction, origins.shape)
 
 
-def render_textured_ortho(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, uv_faces: np.ndarray,
-                          texture: np.ndarray, rt: np.ndarray, size: int = 256, environment: float = 0.7
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """RGB (uint8) and mask of a textured mesh under a uniform environment: colour = albedo x environment.
+def render_textured_ortho_views(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, uv_faces: np.ndarray,
+                                texture: np.ndarray, rts: np.ndarray, size: int = 256, environment: float = 0.7
+                                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """RGB (uint8) and mask of a textured mesh under a uniform environment (colour = albedo x environment), for
+    every camera of `rts` (N, 3, 4), from one ray-casting scene whose BVH is built once per scan, not per view.
 
     With a uniform environment and no occlusion, Lambertian shading is constant, so this is what Cycles renders
     without its ambient occlusion, inter-reflections, glossy term and noise (see docs/views.md).
@@ -61,18 +62,21 @@ def render_textured_ortho(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarra
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, np.float32)),
                         o3d.core.Tensor(np.ascontiguousarray(faces, np.uint32)))
-    origins, dirs = ortho_rays(rt, size)
-    ans = scene.cast_rays(o3d.core.Tensor(np.concatenate([origins, dirs], 1).astype(np.float32)))
-    ids = ans["primitive_ids"].numpy().astype(np.int64)
-    hit = ids != 4294967295
-    b = ans["primitive_uvs"].numpy().astype(np.float64)[hit]
-    bary = np.stack([1 - b[:, 0] - b[:, 1], b[:, 0], b[:, 1]], -1)
-    tex_uv = np.einsum("nk,nkc->nc", bary, uv[uv_faces[ids[hit]]])
     h, w = texture.shape[:2]
-    map_x = (tex_uv[:, 0] * w - 0.5).astype(np.float32)
-    map_y = ((1 - tex_uv[:, 1]) * h - 0.5).astype(np.float32)
-    albedo = cv2.remap(texture, map_x[:, None], map_y[:, None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    rgb = np.zeros((size * size, 3))
-    rgb[hit] = albedo.reshape(-1, 3) / 255.0 * environment
-    img = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(size, size, 3)
-    return img, hit.reshape(size, size)
+    rgbs, masks = [], []
+    for rt in rts:
+        origins, dirs = ortho_rays(rt, size)
+        ans = scene.cast_rays(o3d.core.Tensor(np.concatenate([origins, dirs], 1).astype(np.float32)))
+        ids = ans["primitive_ids"].numpy().astype(np.int64)
+        hit = ids != 4294967295
+        b = ans["primitive_uvs"].numpy().astype(np.float64)[hit]
+        bary = np.stack([1 - b[:, 0] - b[:, 1], b[:, 0], b[:, 1]], -1)
+        tex_uv = np.einsum("nk,nkc->nc", bary, uv[uv_faces[ids[hit]]])
+        map_x = (tex_uv[:, 0] * w - 0.5).astype(np.float32)
+        map_y = ((1 - tex_uv[:, 1]) * h - 0.5).astype(np.float32)
+        albedo = cv2.remap(texture, map_x[:, None], map_y[:, None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        rgb = np.zeros((size * size, 3))
+        rgb[hit] = albedo.reshape(-1, 3) / 255.0 * environment
+        rgbs.append((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(size, size, 3))
+        masks.append(hit.reshape(size, size))
+    return rgbs, masks

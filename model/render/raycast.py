@@ -23,43 +23,60 @@ class RayHits:
     view_dirs: np.ndarray  # (H, W, 3) unit ray directions (zero outside the region rays were cast in)
 
 
+class MeshRaycaster:
+    """One mesh's ray-casting scene, cast from many cameras: the BVH is built once per mesh, not once per view (at
+    real scan sizes the build costs as much as a view's rays)."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
+        import open3d as o3d
+
+        self.vertices, self.faces = np.asarray(vertices), np.asarray(faces)
+        self.scene = o3d.t.geometry.RaycastingScene()
+        self.scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, np.float32)),
+                                 o3d.core.Tensor(np.ascontiguousarray(faces, np.uint32)))
+
+    def cast(self, k: np.ndarray, rt: np.ndarray, width: int, height: int,
+             distortion: np.ndarray | None = None) -> RayHits:
+        """One ray per pixel centre of a (possibly distorted) OpenCV camera, in the mesh's image region only."""
+        import open3d as o3d
+
+        vertices, faces = self.vertices, self.faces
+        roi = mesh_roi(vertices, k, rt, width, height, distortion)
+        x0, y0, x1, y1 = roi
+        origins, dirs = pixel_rays(k, rt, width, height, distortion, roi)
+        rays = o3d.core.Tensor(np.concatenate([origins, dirs], 1).astype(np.float32))
+        ans = self.scene.cast_rays(rays)
+        ids = ans["primitive_ids"].numpy().astype(np.int64)
+        hit = ids != INVALID_ID
+        t = ans["t_hit"].numpy().astype(np.float64)
+        uv = ans["primitive_uvs"].numpy().astype(np.float64)  # barycentrics of vertices 1 and 2
+        bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1)
+        face = np.where(hit, ids, -1)
+        safe = np.where(hit, ids, 0)
+        tri = vertices[faces[safe]]  # (N, 3, 3)
+        points = np.einsum("nk,nkc->nc", bary, tri)
+        points[~hit] = 0.0
+        cam_z = (points @ rt[:3, :3].T + rt[:3, 3])[:, 2]
+        shape = (y1 - y0, x1 - x0)
+
+        def full(part: np.ndarray, fill, channels: int = 0) -> np.ndarray:  # the ROI's values in the whole image
+            out = np.full((height, width, channels) if channels else (height, width), fill, part.dtype)
+            out[y0:y1, x0:x1] = part.reshape(*shape, channels) if channels else part.reshape(shape)
+            return out
+
+        return RayHits(
+            mask=full(hit, False), t=full(np.where(hit, t, np.inf), np.inf),
+            depth=full(np.where(hit, cam_z, 0.0), 0.0), face=full(face, -1),
+            bary=full(np.where(hit[:, None], bary, 0.0), 0.0, 3), points=full(points, 0.0, 3),
+            view_dirs=full(dirs, 0.0, 3),
+        )
+
+
 def raycast_mesh(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, height: int,
                  distortion: np.ndarray | None = None) -> RayHits:
-    """Cast one ray per pixel centre of a (possibly distorted) OpenCV camera against a mesh."""
-    import open3d as o3d
-
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, np.float32)),
-                        o3d.core.Tensor(np.ascontiguousarray(faces, np.uint32)))
-    roi = mesh_roi(vertices, k, rt, width, height, distortion)
-    x0, y0, x1, y1 = roi
-    origins, dirs = pixel_rays(k, rt, width, height, distortion, roi)
-    rays = o3d.core.Tensor(np.concatenate([origins, dirs], 1).astype(np.float32))
-    ans = scene.cast_rays(rays)
-    ids = ans["primitive_ids"].numpy().astype(np.int64)
-    hit = ids != INVALID_ID
-    t = ans["t_hit"].numpy().astype(np.float64)
-    uv = ans["primitive_uvs"].numpy().astype(np.float64)  # barycentrics of vertices 1 and 2
-    bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1)
-    face = np.where(hit, ids, -1)
-    safe = np.where(hit, ids, 0)
-    tri = vertices[faces[safe]]  # (N, 3, 3)
-    points = np.einsum("nk,nkc->nc", bary, tri)
-    points[~hit] = 0.0
-    cam_z = (points @ rt[:3, :3].T + rt[:3, 3])[:, 2]
-    shape = (y1 - y0, x1 - x0)
-
-    def full(part: np.ndarray, fill, channels: int = 0) -> np.ndarray:  # the ROI's values in the whole image
-        out = np.full((height, width, channels) if channels else (height, width), fill, part.dtype)
-        out[y0:y1, x0:x1] = part.reshape(*shape, channels) if channels else part.reshape(shape)
-        return out
-
-    return RayHits(
-        mask=full(hit, False), t=full(np.where(hit, t, np.inf), np.inf),
-        depth=full(np.where(hit, cam_z, 0.0), 0.0), face=full(face, -1),
-        bary=full(np.where(hit[:, None], bary, 0.0), 0.0, 3), points=full(points, 0.0, 3),
-        view_dirs=full(dirs, 0.0, 3),
-    )
+    """Cast one ray per pixel centre of a (possibly distorted) OpenCV camera against a mesh (one camera; for many
+    cameras of one mesh, `MeshRaycaster`)."""
+    return MeshRaycaster(vertices, faces).cast(k, rt, width, height, distortion)
 
 
 def mesh_roi(vertices: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, height: int,
