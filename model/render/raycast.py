@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -12,15 +13,69 @@ INVALID_ID = 4294967295  # open3d's primitive id for a miss
 
 @dataclass(frozen=True)
 class RayHits:
-    """Per-pixel results, each (H, W, ...); misses have mask False, t = inf, face = -1."""
+    """Per-pixel results of the rays cast in `roi` = (x0, y0, x1, y1) of an image of `shape` (H, W).
 
-    mask: np.ndarray  # (H, W) bool
-    t: np.ndarray  # (H, W) ray parameter (distance along the unit ray)
-    depth: np.ndarray  # (H, W) camera z of the hit (0 where missed)
-    face: np.ndarray  # (H, W) int64
-    bary: np.ndarray  # (H, W, 3) barycentric coordinates of the hit in its face
-    points: np.ndarray  # (H, W, 3) world-space hit points
-    view_dirs: np.ndarray  # (H, W, 3) unit ray directions (zero outside the region rays were cast in)
+    Kept compactly: the region's hit mask and ray directions, and every other quantity for the hit rays only. At
+    FaceScape's image sizes, full-image float copies of points, barycentrics and directions cost more than the rays
+    (300 MB per 4.3 MP view). The full-image properties build them on first use; `at_hits` reads values at the hit
+    pixels without them. Misses: mask False, t = inf, depth 0, face -1, zeros elsewhere."""
+
+    roi: tuple[int, int, int, int]
+    shape: tuple[int, int]
+    roi_mask: np.ndarray  # (h_roi, w_roi) bool
+    roi_dirs: np.ndarray  # (h_roi, w_roi, 3) unit ray directions
+    hit_values: dict  # name -> (n_hits[, C]) in row-major order: t, depth, face, bary, points
+
+    _FILL = {"t": np.inf, "depth": 0.0, "face": -1, "bary": 0.0, "points": 0.0}
+
+    def full(self, name: str) -> np.ndarray:
+        x0, y0, x1, y1 = self.roi
+        if name == "mask":
+            out = np.zeros(self.shape, bool)
+            out[y0:y1, x0:x1] = self.roi_mask
+            return out
+        if name == "view_dirs":
+            out = np.zeros(self.shape + (3,))
+            out[y0:y1, x0:x1] = self.roi_dirs
+            return out
+        values = self.hit_values[name]
+        out = np.full(self.shape + values.shape[1:], self._FILL[name], values.dtype)
+        region = out[y0:y1, x0:x1]
+        region[self.roi_mask] = values
+        return out
+
+    def at_hits(self, name: str) -> np.ndarray:
+        """`name` at the hit pixels, in row-major order of the full image (the region is a rectangle, so its
+        row-major order restricted to hits is the image's)."""
+        return self.roi_dirs[self.roi_mask] if name == "view_dirs" else self.hit_values[name]
+
+    @cached_property
+    def mask(self) -> np.ndarray:  # (H, W) bool
+        return self.full("mask")
+
+    @cached_property
+    def t(self) -> np.ndarray:  # (H, W) ray parameter (distance along the unit ray)
+        return self.full("t")
+
+    @cached_property
+    def depth(self) -> np.ndarray:  # (H, W) camera z of the hit (0 where missed)
+        return self.full("depth")
+
+    @cached_property
+    def face(self) -> np.ndarray:  # (H, W) int64
+        return self.full("face")
+
+    @cached_property
+    def bary(self) -> np.ndarray:  # (H, W, 3) barycentric coordinates of the hit in its face
+        return self.full("bary")
+
+    @cached_property
+    def points(self) -> np.ndarray:  # (H, W, 3) world-space hit points
+        return self.full("points")
+
+    @cached_property
+    def view_dirs(self) -> np.ndarray:  # (H, W, 3) unit ray directions (zero outside the region rays were cast in)
+        return self.full("view_dirs")
 
 
 class MeshRaycaster:
@@ -44,32 +99,21 @@ class MeshRaycaster:
         roi = mesh_roi(vertices, k, rt, width, height, distortion)
         x0, y0, x1, y1 = roi
         origins, dirs = pixel_rays(k, rt, width, height, distortion, roi)
-        rays = o3d.core.Tensor(np.concatenate([origins, dirs], 1).astype(np.float32))
-        ans = self.scene.cast_rays(rays)
-        ids = ans["primitive_ids"].numpy().astype(np.int64)
+        rays = np.empty((len(dirs), 6), np.float32)
+        rays[:, :3], rays[:, 3:] = origins, dirs
+        ans = self.scene.cast_rays(o3d.core.Tensor(rays))
+        ids = ans["primitive_ids"].numpy()
         hit = ids != INVALID_ID
-        t = ans["t_hit"].numpy().astype(np.float64)
-        uv = ans["primitive_uvs"].numpy().astype(np.float64)  # barycentrics of vertices 1 and 2
+        at = np.flatnonzero(hit)  # (everything below is computed for the hit rays only)
+        uv = ans["primitive_uvs"].numpy()[at].astype(np.float64)  # barycentrics of vertices 1 and 2
         bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1)
-        face = np.where(hit, ids, -1)
-        safe = np.where(hit, ids, 0)
-        tri = vertices[faces[safe]]  # (N, 3, 3)
-        points = np.einsum("nk,nkc->nc", bary, tri)
-        points[~hit] = 0.0
-        cam_z = (points @ rt[:3, :3].T + rt[:3, 3])[:, 2]
-        shape = (y1 - y0, x1 - x0)
-
-        def full(part: np.ndarray, fill, channels: int = 0) -> np.ndarray:  # the ROI's values in the whole image
-            out = np.full((height, width, channels) if channels else (height, width), fill, part.dtype)
-            out[y0:y1, x0:x1] = part.reshape(*shape, channels) if channels else part.reshape(shape)
-            return out
-
-        return RayHits(
-            mask=full(hit, False), t=full(np.where(hit, t, np.inf), np.inf),
-            depth=full(np.where(hit, cam_z, 0.0), 0.0), face=full(face, -1),
-            bary=full(np.where(hit[:, None], bary, 0.0), 0.0, 3), points=full(points, 0.0, 3),
-            view_dirs=full(dirs, 0.0, 3),
-        )
+        face = ids[at].astype(np.int64)
+        points = np.einsum("nk,nkc->nc", bary, vertices[faces[face]])
+        depth = (points @ rt[:3, :3].T + rt[:3, 3])[:, 2]
+        h, w = y1 - y0, x1 - x0
+        return RayHits(roi, (height, width), hit.reshape(h, w), dirs.reshape(h, w, 3),
+                       {"t": ans["t_hit"].numpy()[at].astype(np.float64), "depth": depth, "face": face,
+                        "bary": bary, "points": points})
 
 
 def raycast_mesh(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, height: int,
@@ -111,5 +155,4 @@ def interpolate(hits: RayHits, faces: np.ndarray, attribute: np.ndarray) -> np.n
 
 def interpolate_at_hits(hits: RayHits, faces: np.ndarray, attribute: np.ndarray) -> np.ndarray:
     """Like `interpolate` but only for the hit pixels, in row-major order of `hits.mask`: (n_hits, C)."""
-    face = hits.face[hits.mask]
-    return np.einsum("nk,nkc->nc", hits.bary[hits.mask], attribute[faces[face]])
+    return np.einsum("nk,nkc->nc", hits.at_hits("bary"), attribute[faces[hits.at_hits("face")]])
