@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from storage.errors import CorruptFileError, InvalidContentError, MissingFileError
+from storage.hashing import list_files
 from storage.ids import parse_expression_folder, validate_subject_id
 from storage.images import read_rgb
 from storage.meshes import Mesh, read_obj, read_ply
@@ -211,7 +212,7 @@ class FaceScapeDataset:
                                       "use the toolkit's Rt_scale_dict.json")
         return float(scale), rt
 
-    def file_list(self, subject: str) -> list[tuple[str, Path]]:
+    def file_list(self, subject: str) -> list[tuple[str, str]]:
         """(relative path, path) of every file of a subject, sorted: the basis of its raw data version."""
         d = self.subject_dir(subject)
-        return sorted((str(p.relative_to(self.root)), p) for p in d.rglob("*") if p.is_file())
+        return list_files(d, f"{d.name}/")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from storage.errors import InvalidContentError, MissingFileError
+from storage.hashing import list_files
 from storage.ids import validate_subject_id
 from storage.images import read_rgb
 from storage.meshes import Mesh, read_obj
@@ -149,11 +150,10 @@ class THumanDataset:
         """The released `mesh_smplx.obj` (THuman 2.1), in the scan's frame."""
         return read_obj(self.fit_path(uid).parent / "mesh_smplx.obj")
 
-    def file_list(self, uid: str) -> list[tuple[str, Path]]:
+    def file_list(self, uid: str) -> list[tuple[str, str]]:
         """(relative path, path) of every file of a scan and its fit, sorted: the basis of its raw data version."""
-        files = [p for p in (self.root / validate_subject_id(str(uid))).rglob("*") if p.is_file()]
-        out = [(str(p.relative_to(self.root)), p) for p in files]
+        uid = validate_subject_id(str(uid))
+        out = list_files(self.root / uid, f"{uid}/")
         if self.fits_root is not None and (self.fits_root / uid).is_dir():
-            out += [(f"fits/{p.relative_to(self.fits_root)}", p)
-                    for p in (self.fits_root / uid).rglob("*") if p.is_file()]
+            out += list_files(self.fits_root / uid, f"fits/{uid}/")
         return sorted(out)
