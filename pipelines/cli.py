@@ -27,7 +27,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else s.synthetic_root
     seed = s.synthetic_seed if args.seed is None else args.seed
     spec = StandinSpec.with_counts(args.facescape_subjects, args.thuman_subjects, args.expressions, args.heldout,
-                                   args.first_id)
+                                   args.first_id, args.profile)
     report = ensure_demo_data(root, seed, force=args.force, spec=spec, workers=args.workers)
     verb = f"written in {report.seconds:.1f} s" if report.created else "already complete (use --force to rebuild)"
     print(f"synthetic stand-in at {report.root}: {verb}")
@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="of those, identities with the paper's held-out ids (FaceScape 122, 212, 326..; THuman 2201..)")
     s.add_argument("--first-id", type=int, default=1, help="first training id (FaceScape id; THuman uid)")
     s.add_argument("--workers", type=int, help="processes writing subjects (default: one per CPU core)")
+    s.add_argument("--profile", choices=("demo", "real-size"), default="demo",
+                   help="sizes: demo (laptop) or real-size (the real files' mesh, image and texture sizes, ~60 "
+                        "cameras per expression; use a handful of subjects, docs/benchmarks.md)")
     s.set_defaults(func=cmd_demo_data)
 
     s = sub.add_parser("settings", help="show the resolved settings and their environment variables")

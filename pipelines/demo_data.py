@@ -31,9 +31,10 @@ import numpy as np
 from model import frames
 from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
 from model.render.cameras import camera_center, intrinsics, look_at
-from model.render.raycast import interpolate_at_hits, raycast_mesh
+from model.render.raycast import MeshRaycaster, interpolate_at_hits
 from model.standin import body, head
 from model.standin.appearance import Appearance, body_texture, head_albedo
+from model.standin.subdivision import subdivide_textured
 from model.standin.legacy_writers import chumpy_array, dump_numpy1_pickle, dump_py2_pickle, old_scipy_csc
 from storage.atomic import SkipWrite, atomic_directory
 from storage.facescape import FaceScapeCamera, write_params
@@ -87,10 +88,11 @@ class StandinSpec:
     facescape_subjects: tuple[str, ...] = ("1", "2", "3", "122")
     thuman_uids: tuple[str, ...] = DEFAULT_THUMAN_UIDS
     expressions: int = 3
+    profile: str = "demo"  # sizes of meshes, images and textures (PROFILES)
 
     @staticmethod
     def with_counts(facescape: int = 4, thuman: int = 4, expressions: int = 3, heldout: int = 1,
-                    first_id: int = 1) -> "StandinSpec":
+                    first_id: int = 1, profile: str = "demo") -> "StandinSpec":
         if not 1 <= expressions <= len(FACESCAPE_EXPRESSION_TABLE):
             raise ValueError(f"expressions must be 1..{len(FACESCAPE_EXPRESSION_TABLE)}, not {expressions}")
         if not 0 <= heldout <= min(facescape, thuman) or heldout > len(FACESCAPE_TEST_IDS):
@@ -103,25 +105,70 @@ class StandinSpec:
         th = tuple(f"{u:04d}" for u in (*train_th, *range(THUMAN_FIRST_VAL_UID, THUMAN_FIRST_VAL_UID + heldout)))
         if (thuman, heldout, first_id) == (4, 1, 1):
             th = DEFAULT_THUMAN_UIDS  # the demo's set: 0526 is the first scan written z-up (frames test it)
-        return StandinSpec(fs, th, expressions)
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+        return StandinSpec(fs, th, expressions, profile)
 
     @property
     def expression_folders(self) -> tuple[str, ...]:
         return tuple(sorted(_EXPRESSION_ORDER[:self.expressions], key=lambda k: int(k.split("_")[0])))
 
     def as_dict(self) -> dict:
-        return {"facescape_subjects": list(self.facescape_subjects), "thuman_uids": list(self.thuman_uids),
-                "expressions": self.expressions}
+        out = {"facescape_subjects": list(self.facescape_subjects), "thuman_uids": list(self.thuman_uids),
+               "expressions": self.expressions}
+        if self.profile != "demo":  # (kept out for the demo profile, so existing stand-ins stay complete)
+            out["profile"] = self.profile
+        return out
+
+    @property
+    def sizes(self) -> "StandinProfile":
+        return PROFILES[self.profile]
 
 
 DEFAULT_SPEC = StandinSpec()
 FACESCAPE_SUBJECTS = DEFAULT_SPEC.facescape_subjects
 THUMAN_UIDS = DEFAULT_SPEC.thuman_uids
 FACESCAPE_EXPRESSIONS = {k: FACESCAPE_EXPRESSION_TABLE[k] for k in DEFAULT_SPEC.expression_folders}
-IMAGE_WIDTH, IMAGE_HEIGHT = 300, 400
 #: (azimuth, elevation) in degrees of the 24 cameras; azimuth 0 = frontal, positive = subject's left
 VIEW_ANGLES = ([(a, 5) for a in (-120, -100, -75, -60, -45, -30, -15, 0, 15, 30, 45, 60, 75, 100, 120)]
                + [(a, 30) for a in (-60, -30, 0, 30, 60)] + [(a, -20) for a in (-40, 0, 40)] + [(0, 50)])
+
+
+def view_angles(n: int) -> list[tuple[float, float]]:
+    """(azimuth, elevation) in degrees of a rig of `n` cameras: the demo's 24, or for more (FaceScape's rig has ~60
+    per expression) the 24 plus rings at elevations 15, -5, 40 and -30 degrees."""
+    if n <= len(VIEW_ANGLES):
+        return list(VIEW_ANGLES[:n])
+    extra, rings = n - len(VIEW_ANGLES), ((15, 110), (-5, 110), (40, 70), (-30, 50))
+    per = [extra // len(rings) + (i < extra % len(rings)) for i in range(len(rings))]
+    out = list(VIEW_ANGLES)
+    for (el, span), k in zip(rings, per):
+        out += [(float(a), float(el)) for a in np.linspace(-span, span, k)]
+    return out
+
+
+@dataclass(frozen=True)
+class StandinProfile:
+    """Sizes of what the stand-in writes. `demo`: small enough for a laptop CPU. `real-size`: the real files'
+    dimensions (FaceScape rig images of several megapixels and ~60 cameras, TU meshes of 26,317 vertices, a FLAME
+    of 9,976 faces with 300 + 100 components, THuman 2.1 scans of ~330k faces with 2048x2048 textures)."""
+
+    name: str
+    image_size: tuple[int, int]  # FaceScape image (width, height)
+    cameras: int  # FaceScape cameras per expression
+    flame_grid: tuple[int, int, float]
+    tu_grid: tuple[int, int, float]
+    scan_grid: tuple[int, int, float]
+    thuman_subdivisions: int  # midpoint subdivisions of the SMPL-X-topology scan (each x4 faces)
+    thuman_texture: int
+
+
+PROFILES = {p.name: p for p in (
+    StandinProfile("demo", (300, 400), 24, head.FLAME_GRID, head.TU_GRID, head.SCAN_GRID, 0, 512),
+    # FLAME grid 58 x 86: 4,990 vertices and FLAME 2020's 9,976 faces (a closed surface with that many faces has
+    # 4,990 vertices; FLAME's 5,023 include its open neck and eye boundaries); TU grid 95 x 277 + 2 poles: 26,317
+    StandinProfile("real-size", (1800, 2400), 60, (58, 86, 0.0), (95, 277, 0.5), (160, 320, 0.25), 2, 2048),
+)}
 INVALID_VIEW = 11  # one camera flagged valid=false, as the release has
 TINTED_VIEW = 17  # one camera with a strong colour cast (colour calibration should reject or fix it)
 MANIFEST = "MANIFEST.json"
@@ -173,10 +220,11 @@ def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = F
     with atomic_directory(root) as out:
         if reuse_complete and is_complete(root, seed, spec):
             raise SkipWrite
-        tu_model, tu_sample = head.build_flame_format(head.TU_GRID)
-        scan_model, scan_sample = head.build_flame_format(head.SCAN_GRID)
-        flame_model, flame_lmk, lmk_points = _write_flame(out / "body_models" / "flame", scan_sample)
-        _write_bilinear_and_toolkit(out, tu_model, lmk_points)
+        sizes = spec.sizes
+        tu_model, tu_sample = head.build_flame_format(sizes.tu_grid)
+        scan_model, scan_sample = head.build_flame_format(sizes.scan_grid)
+        flame_model, flame_lmk, lmk_points = _write_flame(out / "body_models" / "flame", scan_sample, sizes.flame_grid)
+        _write_bilinear_and_toolkit(out, tu_model, lmk_points, sizes.tu_grid)
         smplx_dir = _write_smplx(out / "body_models" / "smplx", seed)
         heads = (flame_model, flame_lmk, tu_model, tu_sample, scan_model, scan_sample)
         tasks = ([("facescape", i, sid) for i, sid in enumerate(spec.facescape_subjects)]
@@ -185,7 +233,7 @@ def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = F
         bar = Progress(len(tasks), "stand-in subjects", log or log_info)
         alignment: dict[str, dict[str, list]] = {}
         n_images = 0
-        args = [(str(out), seed, kind, i, sid, spec.expression_folders) for kind, i, sid in tasks]
+        args = [(str(out), seed, kind, i, sid, spec.expression_folders, sizes) for kind, i, sid in tasks]
         if n_workers == 1:
             _set_heads(heads)
             for res in map(_write_subject, args):
@@ -232,13 +280,13 @@ def _set_heads(heads: tuple) -> None:
 
 def _write_subject(args: tuple) -> tuple[int, dict]:
     """One subject (a worker's task): FaceScape -> (images, alignment entries); THuman -> (0, {})."""
-    out_s, seed, kind, index, sid, expressions = args
+    out_s, seed, kind, index, sid, expressions, sizes = args
     heads = _HEADS[0]
     out = Path(out_s)
     rng = np.random.default_rng([seed, 0 if kind == "facescape" else 1, index])
     if kind == "facescape":
         alignment: dict[str, dict[str, list]] = {}
-        n = _write_facescape_subject(out, sid, rng, *heads, alignment, expressions)
+        n = _write_facescape_subject(out, sid, rng, *heads, alignment, expressions, sizes)
         return n, alignment
     smplx_dir = out / "body_models" / "smplx"
     if str(smplx_dir) not in _THUMAN_CACHE:
@@ -247,21 +295,21 @@ def _write_subject(args: tuple) -> tuple[int, dict]:
         _THUMAN_CACHE.clear()
         _THUMAN_CACHE[str(smplx_dir)] = (load_thuman_smplx(smplx_dir), _body_layout(smplx_dir))
     model, layout = _THUMAN_CACHE[str(smplx_dir)]
-    _write_thuman_scan(out, sid, rng, model, layout)
+    _write_thuman_scan(out, sid, rng, model, layout, sizes)
     return 0, {}
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # body-model files
 
-def _write_flame(folder: Path, dense: head.HeadSample
+def _write_flame(folder: Path, dense: head.HeadSample, grid: tuple[int, int, float] = head.FLAME_GRID
                  ) -> tuple[FlameModelData, FlameLandmarkEmbedding, np.ndarray]:
     import torch
 
     from model.standin.landmarks import calibrated_landmarks
 
     folder.mkdir(parents=True)
-    model, _sample = head.build_flame_format(head.FLAME_GRID)
+    model, _sample = head.build_flame_format(grid)
     lmk, points68 = calibrated_landmarks(model, dense)
     kintree = np.stack([model.parents, np.arange(5)]).astype(np.int64)
     kintree[0, 0] = 4294967295
@@ -283,7 +331,8 @@ def _write_flame(folder: Path, dense: head.HeadSample
     return model, lmk, points68
 
 
-def _write_bilinear_and_toolkit(out: Path, tu_model: FlameModelData, lmk_points: np.ndarray) -> None:
+def _write_bilinear_and_toolkit(out: Path, tu_model: FlameModelData, lmk_points: np.ndarray,
+                                tu_grid: tuple[int, int, float] = head.TU_GRID) -> None:
     bl_model, bl_sample = head.build_flame_format(head.BILINEAR_GRID)
     core = head.bilinear_core(bl_sample, bl_model)
     n_id = core.shape[2]
@@ -304,7 +353,7 @@ def _write_bilinear_and_toolkit(out: Path, tu_model: FlameModelData, lmk_points:
     predef = out / "facescape_toolkit" / "predef"
     predef.mkdir(parents=True)
     np.savez(predef / "landmark_indices.npz", v10=lm_v10.astype(np.int64), v16=lm_v16.astype(np.int64))
-    np.save(predef / "sym_dict_old.npy", head.symmetry_map(head.TU_GRID).astype(np.int64))  # the TU topology
+    np.save(predef / "sym_dict_old.npy", head.symmetry_map(tu_grid).astype(np.int64))  # the TU topology
 
 
 def _write_smplx(folder: Path, seed: int) -> Path:
@@ -344,7 +393,8 @@ def _shade(albedo: np.ndarray, normals: np.ndarray, view_dirs: np.ndarray | None
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    u, v = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
+    """A studio-like gradient with a faint pattern (separable: sines per row and column, not per pixel)."""
+    u, v = np.linspace(0, 1, width)[None, :], np.linspace(0, 1, height)[:, None]
     c0, c1 = rng.uniform(0.25, 0.45, 3), rng.uniform(0.45, 0.7, 3)
     phase = rng.uniform(0, 2 * np.pi, 2)
     pattern = 0.04 * np.sin(9 * u + phase[0]) * np.sin(7 * v + phase[1])
@@ -369,7 +419,8 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
 def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, flame_model: FlameModelData,
                              flame_lmk: FlameLandmarkEmbedding, tu_model: FlameModelData,
                              tu_sample: head.HeadSample, scan_model: FlameModelData, scan_sample: head.HeadSample,
-                             alignment: dict[str, dict[str, list]], expressions: tuple[str, ...]) -> int:
+                             alignment: dict[str, dict[str, list]], expressions: tuple[str, ...],
+                             sizes: StandinProfile = PROFILES["demo"]) -> int:
     import torch
 
     sdir = out / "facescape" / subject
@@ -424,22 +475,25 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
         folder = sdir / expr_name
         folder.mkdir()
         cams, gains = [], []
+        caster = MeshRaycaster(scan_v, scan_model.faces)  # one BVH for the expression's cameras
         center = rng.normal(scale=5.0, size=3)  # the head sits near the TU origin
-        for view, (az_deg, el_deg) in enumerate(VIEW_ANGLES):
+        width, height = sizes.image_size
+        zoom = width / PROFILES["demo"].image_size[0]  # focal length and principal-point noise scale with the image
+        for view, (az_deg, el_deg) in enumerate(view_angles(sizes.cameras)):
             az, el = np.deg2rad(az_deg + rng.normal(scale=2)), np.deg2rad(el_deg + rng.normal(scale=2))
             eye = center + rng.uniform(870, 930) * np.array([np.cos(el) * np.sin(az), np.sin(el),
                                                              np.cos(el) * np.cos(az)])
             roll_up = np.array([rng.normal(scale=0.03), 1.0, 0.0])
             rt_tu = look_at(eye, center + rng.normal(scale=8.0, size=3), roll_up)
-            kmat = intrinsics(rng.uniform(730, 770), IMAGE_WIDTH, IMAGE_HEIGHT,
-                              (IMAGE_WIDTH - 1) / 2 + rng.normal(scale=3), (IMAGE_HEIGHT - 1) / 2 + rng.normal(scale=3))
+            kmat = intrinsics(zoom * rng.uniform(730, 770), width, height, (width - 1) / 2 + zoom * rng.normal(scale=3),
+                              (height - 1) / 2 + zoom * rng.normal(scale=3))
             dist = np.array([rng.uniform(-0.08, 0.02), rng.uniform(-0.02, 0.05), rng.normal(scale=5e-4),
                              rng.normal(scale=5e-4), 0.0])
-            hits = raycast_mesh(scan_v, scan_model.faces, kmat, rt_tu, IMAGE_WIDTH, IMAGE_HEIGHT, dist)
+            hits = caster.cast(kmat, rt_tu, width, height, dist)
             dirs = interpolate_at_hits(hits, scan_model.faces, scan_sample.grid.directions)
             normals = interpolate_at_hits(hits, scan_model.faces, scan_normals)
-            img = _background(rng, IMAGE_WIDTH, IMAGE_HEIGHT)
-            img[hits.mask] = _shade(head_albedo(dirs, app), normals, hits.view_dirs[hits.mask])
+            img = _background(rng, width, height)
+            img[hits.mask] = _shade(head_albedo(dirs, app), normals, hits.at_hits("view_dirs"))
             gain = rng.uniform(0.93, 1.07, 3) if view != TINTED_VIEW else np.array([1.3, 0.92, 0.8])
             img = img * gain
             img = img + rng.normal(scale=1.5 / 255, size=img.shape)
@@ -447,8 +501,8 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
             # world->camera in the SfM frame: x_cam/s = R_c R x_mv + (R_c t + t_c)/s
             r_mv = rt_tu[:, :3] @ sfm_rot
             t_mv = (rt_tu[:, :3] @ sfm_t + rt_tu[:, 3]) / sfm_scale
-            cams.append(FaceScapeCamera(view, kmat, np.concatenate([r_mv, t_mv[:, None]], 1), dist, IMAGE_WIDTH,
-                                        IMAGE_HEIGHT, view != INVALID_VIEW, int(rng.integers(2000, 9000)),
+            cams.append(FaceScapeCamera(view, kmat, np.concatenate([r_mv, t_mv[:, None]], 1), dist, width,
+                                        height, view != INVALID_VIEW, int(rng.integers(2000, 9000)),
                                         f"SN{10000 + view}", f"IMG_{view:04d}.JPG"))
             gains.append(gain)
             n_images += 1
@@ -495,7 +549,7 @@ def _body_layout(smplx_dir: Path) -> _BodyLayout:
 
 
 def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, model: "smplx.SMPLX",
-                       layout: _BodyLayout) -> None:
+                       layout: _BodyLayout, sizes: StandinProfile = PROFILES["demo"]) -> None:
     import torch
     import trimesh
 
@@ -525,13 +579,18 @@ def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, model: "sm
     z_up = int(uid) >= frames.THUMAN_Z_UP_FROM_UID
     sdir = out / "thuman" / "model" / uid
     sdir.mkdir(parents=True)
-    write_obj(sdir / f"{uid}.obj", Mesh(frames.y_up_to_thuman_file(scan_y_up, uid), faces, layout.uv, layout.uv_faces,
+    scan_faces, uv, uv_faces = faces, layout.uv, layout.uv_faces
+    if sizes.thuman_subdivisions:  # a THuman-2.1-sized scan: each face split in 4, texture coordinates alike
+        scan_y_up, scan_faces, uv, uv_faces = subdivide_textured(scan_y_up, faces, uv, uv_faces,
+                                                                 sizes.thuman_subdivisions)
+    write_obj(sdir / f"{uid}.obj", Mesh(frames.y_up_to_thuman_file(scan_y_up, uid), scan_faces, uv, uv_faces,
                                         material_file="material0.mtl"))
     (sdir / "material0.mtl").write_text(
         "# https://github.com/mikedh/trimesh\nnewmtl material0\nKa 1.00000000 1.00000000 1.00000000\n"
         "Kd 1.00000000 1.00000000 1.00000000\nKs 0.40000000 0.40000000 0.40000000\nNs 0.00000000\n"
         "map_Kd material0.jpeg\n")
-    write_jpeg(sdir / "material0.jpeg", body_texture(layout.tile_kinds, layout.tiles, Appearance.sample(rng)))
+    write_jpeg(sdir / "material0.jpeg", body_texture(layout.tile_kinds, layout.tiles, Appearance.sample(rng),
+                                                     sizes.thuman_texture))
     fdir = out / "thuman" / "smplx" / uid
     fdir.mkdir(parents=True)
     fit = {k: v[None].astype(np.float32) for k, v in params.items()}
