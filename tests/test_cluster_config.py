@@ -3,13 +3,8 @@ launcher's own config schema; GPU steps request nvidia.com/gpu; the k8s executor
 instance storage works against a real PostgreSQL started on loopback (when the server binaries are installed)."""
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -59,48 +54,20 @@ def test_gpu_steps_request_gpus_and_k8s_executor_is_selectable():
     assert out.stdout.strip().splitlines()[-1] == "k8s"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def postgres():
-    """A throw-away PostgreSQL server on 127.0.0.1 (run as the `postgres` system user when we are root)."""
-    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
-    if initdb is None:
-        pytest.skip("PostgreSQL server binaries are not installed (Debian: apt-get install postgresql)")
-    bindir = Path(os.path.realpath(initdb)).parent
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
-            pytest.skip("running as root without a `postgres` system user to own the server")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="morphable-pg-"))  # pytest's tmp folders are private to root
-    os.chmod(base, 0o755)
-    data = base / "data"
-    data.mkdir()
-    if as_user:
-        shutil.chown(data, "postgres")
-    port = _free_port()
-    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust"],
-                   check=True, capture_output=True, timeout=120, cwd="/")
-    proc = subprocess.Popen(as_user + [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-                                       "-k", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+    """A throw-away PostgreSQL server on 127.0.0.1 (assets_defs.local_postgres); skipped where none can start."""
+    from assets_defs.local_postgres import PostgresUnavailable, throwaway_postgres
+
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        subprocess.run(as_user + [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster",
-                                  "dagster"], check=True, capture_output=True, timeout=60, cwd="/")
+        server = throwaway_postgres()
+        port = server.__enter__()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
         yield port
     finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(base, ignore_errors=True)
+        server.__exit__(None, None, None)
 
 
 def test_postgres_instance_storage_runs_a_materialization(postgres, tmp_path, monkeypatch):
