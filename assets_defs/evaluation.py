@@ -161,20 +161,19 @@ def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
         reference = {"experiment": experiment, "protocol": protocol, "dataset": dataset,
                      "kind": eval_set.get("kind"), "tables": str(Path(ev.paths["per_protocol"]).parent),
                      "eval_set": eval_set["eval_set"], "row": _plain_row(row)}
-        ablation_rows = {}
-        for ablation, path in (eval_set.get("ablation_sets") or {}).items():  # same weights, one branch changed
-            ab = evaluate_set(s, path, models, log=context.log.info,
-                              experiment=ablation_label(experiment, ablation))
-            ablation_rows[ablation] = _plain_row(ab.tables["per_protocol"].iloc[0])
-            per_protocol = pd.concat([per_protocol, ab.tables["per_protocol"]], ignore_index=True)
-        reference["ablation_rows"] = ablation_rows
+        ablation_tables = {  # same weights, one conditioning branch changed
+            ablation: evaluate_set(s, path, models, log=context.log.info,
+                                   experiment=ablation_label(experiment, ablation)).tables["per_protocol"]
+            for ablation, path in (eval_set.get("ablation_sets") or {}).items()}
+        reference["ablation_rows"] = {a: _plain_row(t.iloc[0]) for a, t in ablation_tables.items()}
+        summary = pd.concat([per_protocol, *ablation_tables.values()], ignore_index=True)
         cols = ["experiment", "method", "psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr",
                 "silhouette_iou", "iou_target_mesh", "iou_input_mesh", "views"]
         yield dg.Output(reference, data_version=dg.DataVersion(digest), metadata={
             "dagster/uri": reference["tables"], "dagster/row_count": len(per_view),
             "dagster/column_schema": dg.TableSchema(columns=[
                 dg.TableColumn(c, str(t)) for c, t in per_view.dtypes.astype(str).items()]),
-            "summary": dg.MetadataValue.md(markdown_table(per_protocol, cols)),
+            "summary": dg.MetadataValue.md(markdown_table(summary, cols)),
             "per_subject": dg.MetadataValue.md(markdown_table(ev.tables["per_subject"],
                                                               ["subject", "psnr", "ssim", "lpips", "pck", "reid",
                                                                "views"])),
@@ -183,7 +182,7 @@ def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
             **{m: float(row[m]) for m in ("psnr", "ssim", "masked_psnr", "silhouette_iou")},
             "missing_metrics": str(row["missing_metrics"]) or "none",
             "seconds_per_view": dg.MetadataValue.json({k: round(v, 4) for k, v in ev.seconds_per_view.items()})})
-        yield from _metric_checks(protocol, per_protocol.iloc[:1], per_view)
+        yield from _metric_checks(protocol, per_protocol, per_view)
 
     return metrics
 

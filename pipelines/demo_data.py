@@ -225,7 +225,7 @@ def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = F
         scan_model, scan_sample = head.build_flame_format(sizes.scan_grid)
         flame_model, flame_lmk, lmk_points = _write_flame(out / "body_models" / "flame", scan_sample, sizes.flame_grid)
         _write_bilinear_and_toolkit(out, tu_model, lmk_points, sizes.tu_grid)
-        smplx_dir = _write_smplx(out / "body_models" / "smplx", seed)
+        _write_smplx(out / "body_models" / "smplx", seed)  # (each THuman task reads it from there)
         heads = (flame_model, flame_lmk, tu_model, tu_sample, scan_model, scan_sample)
         tasks = ([("facescape", i, sid) for i, sid in enumerate(spec.facescape_subjects)]
                  + [("thuman", i, uid) for i, uid in enumerate(spec.thuman_uids)])

@@ -108,6 +108,14 @@ def _fields(cls: type, table: Any, where: str, path: Path) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
 
 
+def _resolve_paths(table: dict[str, Any], keys: tuple[str, ...], path: Path) -> dict[str, Any]:
+    """Relative checkpoint paths in `table` made absolute against the experiments file's folder (in place)."""
+    for key in keys:
+        if table.get(key) and not Path(str(table[key])).expanduser().is_absolute():
+            table[key] = str((path.parent / str(table[key])).resolve())
+    return table
+
+
 def _experiment(name: str, doc: dict, path: Path) -> Experiment:
     where = f"[experiments.{name}]"
     allowed = {"kind", "dataset", "topology", "training", "sampler", "file", "method", "image_size", "description",
@@ -131,9 +139,7 @@ def _experiment(name: str, doc: dict, path: Path) -> Experiment:
             table = _fields(TrainConfig, doc.get("training", {}), f"{where} training", path)
             if "dataset" in table or "name" in table:
                 raise InvalidContentError(path, f"{where} training: dataset and name come from the experiment", FIX)
-            for key in ("init", "first_stage"):  # relative paths: relative to the experiments file
-                if table.get(key) and not Path(str(table[key])).expanduser().is_absolute():
-                    table[key] = str((path.parent / str(table[key])).resolve())
+            _resolve_paths(table, ("init", "first_stage"), path)
             kw["training"] = TrainConfig(**table)
         elif kind == "published":
             if not doc.get("file"):
@@ -173,9 +179,7 @@ def load_experiments(path: str | Path | None = None) -> ExperimentSet:
     if unknown:
         raise InvalidContentError(path, f"unknown top-level table(s) {unknown}", FIX)
     fs_table = _fields(FirstStageConfig, doc.get("first_stage", {}), "[first_stage]", path)
-    if fs_table.get("init") and not Path(str(fs_table["init"])).expanduser().is_absolute():
-        fs_table["init"] = str((path.parent / str(fs_table["init"])).resolve())
-    first_stage = FirstStageConfig(**fs_table)
+    first_stage = FirstStageConfig(**_resolve_paths(fs_table, ("init",), path))
     experiments, disabled = {}, []
     for name, entry in doc.get("experiments", {}).items():
         validate_name(name, "experiment name")

@@ -165,11 +165,10 @@ def export_reference(checkpoint: Path, cfg: ReferenceConfig, tcfg, data: dict, t
                      out_dir: Path, first_stage_psnr: dict) -> Path:
     """float16 weights + config + recipe into `out_dir/<name>/` (atomically)."""
     import numpy as np
-    import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from pipelines.plots import loss_curve
-    from storage.checkpoints import tensors_hash
+    from storage.checkpoints import tensors_hash, write_checkpoint_files
 
     tensors = load_file(str(Path(checkpoint) / "model.safetensors"))
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}
@@ -188,17 +187,10 @@ def export_reference(checkpoint: Path, cfg: ReferenceConfig, tcfg, data: dict, t
     }
     target = out_dir / cfg.model_name()
     with atomic_directory(target) as tmp:
-        save_file({k: v.contiguous() for k, v in half.items()}, str(tmp / "model.safetensors"))
         config["stored_dtype"] = "float16"
-        (tmp / "config.json").write_text(json.dumps(config, indent=1))
-        from storage.hashing import hash_file
-
-        files = {name: hash_file(tmp / name) for name in ("model.safetensors", "config.json")}
-        recipe["files"] = files
+        # a checkpoint folder in the store's format: usable as --init, --checkpoint or a published experiment
+        recipe["files"] = write_checkpoint_files(tmp, half, config)
         (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1))
-        # a checkpoint folder like storage.checkpoints writes: usable as --init, --checkpoint or a published experiment
-        (tmp / "manifest.json").write_text(json.dumps({"hash": recipe["float16_tensors_hash"], "keys": len(half),
-                                                       "files": files}))
         if losses:
             loss_curve(losses, tmp / "loss_curve.png", f"{cfg.model_name()} ε-MSE")
     return target

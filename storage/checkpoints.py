@@ -38,21 +38,29 @@ def tensors_hash(tensors: dict[str, Any], length: int = 16) -> str:
 
 def save_checkpoint(root: str | Path, name: str, tensors: dict[str, Any], config: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    digest = tensors_hash(tensors)
-    target = Path(root) / "checkpoints" / name / digest
+    target = Path(root) / "checkpoints" / name / tensors_hash(tensors)
     if (target / "manifest.json").is_file():
         return target
     with atomic_directory(target) as tmp:
         if (target / "manifest.json").is_file():  # another writer finished it while we waited for the lock
             raise SkipWrite
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
-        (tmp / "config.json").write_text(json.dumps(config, indent=1))
-        files = {f: hash_file(tmp / f) for f in CHECKPOINT_FILES}
-        (tmp / "manifest.json").write_text(json.dumps({"hash": digest, "keys": len(tensors), "files": files,
-                                                       **(extra or {})}))
+        write_checkpoint_files(tmp, tensors, config, extra)
     return target
+
+
+def write_checkpoint_files(folder: str | Path, tensors: dict[str, Any], config: dict[str, Any],
+                           extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """The checkpoint format into an (unfinished, private) folder: model.safetensors, config.json and the manifest
+    with the tensors' hash and each file's sha256 (returned). Callers make the folder appear atomically."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    files = {f: hash_file(folder / f) for f in CHECKPOINT_FILES}
+    (folder / "manifest.json").write_text(json.dumps({"hash": tensors_hash(tensors), "keys": len(tensors),
+                                                      "files": files, **(extra or {})}))
+    return files
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
