@@ -16,6 +16,11 @@
     MANIFEST.json           written last: the folder is complete only when it exists
 
 The folder is built in a temporary sibling and renamed into place, so a crash never leaves a partial stand-in.
+
+The bytes are a function of the seed alone: not of the worker count (each subject draws from its own random stream),
+nor of the CPU's kernels or thread count. Every number is computed in float64 through `model.portable_math` and
+`model.bodies.portable_lbs` (no BLAS, no torch, no CPU-specific transcendental kernels); the manifest records each
+file's sha256, and `tests/test_demo_data.py` compares two runs under other kernel, thread and worker settings.
 """
 from __future__ import annotations
 
@@ -24,12 +29,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model import frames
-from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
+from model import portable_math as pm
+from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData
+from model.bodies.portable_lbs import flame_forward, smplx_forward
 from model.render.cameras import camera_center, intrinsics, look_at
 from model.render.raycast import MeshRaycaster, interpolate_at_hits
 from model.standin import body, head
@@ -38,16 +44,15 @@ from model.standin.subdivision import subdivide_textured
 from model.standin.legacy_writers import chumpy_array, dump_numpy1_pickle, dump_py2_pickle, old_scipy_csc
 from storage.atomic import SkipWrite, atomic_directory
 from storage.facescape import FaceScapeCamera, write_params
-from storage.hashing import hash_json
+from storage.hashing import hash_file, hash_json
 from storage.images import write_jpeg
 from storage.meshes import Mesh, write_obj, write_ply
 
-if TYPE_CHECKING:
-    import smplx
-
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "4"  # 4: identities vary in hair shape/colour, brows, eyes, clothes; per-subject random streams
+#: 4: identities vary in hair shape/colour, brows, eyes, clothes; per-subject random streams. 5: the same bits on
+#: every CPU, thread and worker count (portable float64 maths), per-file sha256 in the manifest
+GENERATOR_VERSION = "5"
 #: expression folder -> (expression coefficients by component, jaw pose axis-angle), FaceScape's 20 in their order
 FACESCAPE_EXPRESSION_TABLE: dict[str, tuple[dict[int, float], tuple[float, float, float]]] = {
     "1_neutral": ({}, (0.0, 0.0, 0.0)),
@@ -246,9 +251,11 @@ def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = F
         (out / "facescape_toolkit" / "predef" / "Rt_scale_dict.json").write_text(json.dumps(alignment))
         counts = {"facescape_subjects": len(spec.facescape_subjects), "facescape_expressions": spec.expressions,
                   "facescape_images": n_images, "thuman_scans": len(spec.thuman_uids)}
-        files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+        paths = [p for p in sorted(out.rglob("*")) if p.is_file()]
+        files = {str(p.relative_to(out)): p.stat().st_size for p in paths}
+        digests = {str(p.relative_to(out)): hash_file(p) for p in paths}
         manifest = {"generator_version": GENERATOR_VERSION, "seed": seed, "spec": spec.as_dict(), "counts": counts,
-                    "content_hash": hash_json(files), "files": files}
+                    "content_hash": hash_json(digests), "files": files, "sha256": digests}
         (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
         written = counts
     if written is None:  # another process completed it while we waited for the lock
@@ -290,10 +297,11 @@ def _write_subject(args: tuple) -> tuple[int, dict]:
         return n, alignment
     smplx_dir = out / "body_models" / "smplx"
     if str(smplx_dir) not in _THUMAN_CACHE:
-        from model.bodies.smplx_body import load_thuman_smplx
+        from model.bodies.smplx_body import THUMAN_SMPLX_KWARGS, read_smplx_arrays, smplx_model_file
 
         _THUMAN_CACHE.clear()
-        _THUMAN_CACHE[str(smplx_dir)] = (load_thuman_smplx(smplx_dir), _body_layout(smplx_dir))
+        arrays = read_smplx_arrays(smplx_model_file(smplx_dir, str(THUMAN_SMPLX_KWARGS["gender"])))
+        _THUMAN_CACHE[str(smplx_dir)] = (arrays, _body_layout(smplx_dir))
     model, layout = _THUMAN_CACHE[str(smplx_dir)]
     _write_thuman_scan(out, sid, rng, model, layout, sizes)
     return 0, {}
@@ -307,6 +315,7 @@ def _write_flame(folder: Path, dense: head.HeadSample, grid: tuple[int, int, flo
     import torch
 
     from model.standin.landmarks import calibrated_landmarks
+    from model.standin.legacy_writers import PickledTorchTensor
 
     folder.mkdir(parents=True)
     model, _sample = head.build_flame_format(grid)
@@ -315,7 +324,7 @@ def _write_flame(folder: Path, dense: head.HeadSample, grid: tuple[int, int, flo
     kintree[0, 0] = 4294967295
     dump_py2_pickle({
         "v_template": model.v_template, "f": model.faces.astype(np.uint32), "shapedirs": chumpy_array(model.shapedirs),
-        "posedirs": model.posedirs, "J_regressor": old_scipy_csc(model.j_regressor), "J": model.j_regressor @ model.v_template,
+        "posedirs": model.posedirs, "J_regressor": old_scipy_csc(model.j_regressor), "J": pm.matmul(model.j_regressor, model.v_template),
         "weights": model.weights, "kintree_table": kintree, "bs_style": "lbs", "bs_type": "lrotmin",
     }, folder / "generic_model.pkl")
     dump_py2_pickle({"lmk_face_idx": lmk.static_faces.astype(np.uint32), "lmk_b_coords": lmk.static_bary},
@@ -324,8 +333,8 @@ def _write_flame(folder: Path, dense: head.HeadSample, grid: tuple[int, int, flo
            "lmk_b_coords": [r for r in lmk.dynamic_bary]}
     np.save(folder / "flame_dynamic_embedding.npy", np.array(dyn, dtype=object), allow_pickle=True)
     deca = {"static_lmk_faces_idx": lmk.static_faces, "static_lmk_bary_coords": lmk.static_bary,
-            "dynamic_lmk_faces_idx": torch.tensor(lmk.dynamic_faces),
-            "dynamic_lmk_bary_coords": torch.tensor(lmk.dynamic_bary, dtype=torch.float32),
+            "dynamic_lmk_faces_idx": PickledTorchTensor(torch.tensor(lmk.dynamic_faces)),
+            "dynamic_lmk_bary_coords": PickledTorchTensor(torch.tensor(lmk.dynamic_bary, dtype=torch.float32)),
             "full_lmk_faces_idx": lmk.full_faces[None], "full_lmk_bary_coords": lmk.full_bary[None].astype(np.float32)}
     np.save(folder / "landmark_embedding.npy", np.array(deca, dtype=object), allow_pickle=True)
     return model, lmk, points68
@@ -370,25 +379,20 @@ def _write_smplx(folder: Path, seed: int) -> Path:
 # FaceScape
 
 def _flame_vertices(model: FlameModelData, params: dict[str, np.ndarray]) -> np.ndarray:
-    import torch
-
-    layer = build_flame_layer(model, dtype=torch.float64)
-    t = {k: torch.tensor(v[None], dtype=torch.float64) for k, v in params.items()}
-    with torch.no_grad():
-        return layer(**t).vertices[0].numpy()
+    return flame_forward(model, params)[0]
 
 
 def _shade(albedo: np.ndarray, normals: np.ndarray, view_dirs: np.ndarray | None = None) -> np.ndarray:
     """Studio lighting: ambient + key + fill (Lambert) and a faint specular highlight along the view."""
-    n = normals / (np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-12)
-    key = np.array([0.45, 0.55, 0.70]) / np.linalg.norm([0.45, 0.55, 0.70])
-    fill = np.array([-0.6, 0.1, 0.5]) / np.linalg.norm([-0.6, 0.1, 0.5])
-    light = 0.38 + 0.62 * np.clip(n @ key, 0, None) + 0.25 * np.clip(n @ fill, 0, None)
+    n = normals / (pm.norm(normals, axis=-1, keepdims=True) + 1e-12)
+    key = np.array([0.45, 0.55, 0.70]) / pm.norm(np.array([0.45, 0.55, 0.70]))
+    fill = np.array([-0.6, 0.1, 0.5]) / pm.norm(np.array([-0.6, 0.1, 0.5]))
+    light = 0.38 + 0.62 * np.clip(pm.dot3(n, key), 0, None) + 0.25 * np.clip(pm.dot3(n, fill), 0, None)
     out = albedo * light[..., None]
     if view_dirs is not None:
         half = key - view_dirs
-        half /= np.linalg.norm(half, axis=-1, keepdims=True)
-        out = out + 0.06 * np.clip(np.sum(n * half, -1), 0, 1)[..., None] ** 30
+        half /= pm.norm(half, axis=-1, keepdims=True)
+        out = out + 0.06 * pm.int_power(np.clip(pm.dot3(n, half), 0, 1), 30)[..., None]
     return out
 
 
@@ -397,19 +401,17 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     u, v = np.linspace(0, 1, width)[None, :], np.linspace(0, 1, height)[:, None]
     c0, c1 = rng.uniform(0.25, 0.45, 3), rng.uniform(0.45, 0.7, 3)
     phase = rng.uniform(0, 2 * np.pi, 2)
-    pattern = 0.04 * np.sin(9 * u + phase[0]) * np.sin(7 * v + phase[1])
+    pattern = 0.04 * pm.sin(9 * u + phase[0]) * pm.sin(7 * v + phase[1])
     return np.clip(c0 + (c1 - c0) * v[..., None] + pattern[..., None], 0, 1)
 
 
 def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    import trimesh
-
-    return np.asarray(trimesh.Trimesh(vertices, faces, process=False).vertex_normals)
+    return pm.vertex_normals(vertices, faces)
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     q = rng.normal(size=4)
-    q /= np.linalg.norm(q)
+    q /= pm.norm(q)
     w, x, y, z = q
     return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
                      [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
@@ -421,8 +423,6 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
                              tu_sample: head.HeadSample, scan_model: FlameModelData, scan_sample: head.HeadSample,
                              alignment: dict[str, dict[str, list]], expressions: tuple[str, ...],
                              sizes: StandinProfile = PROFILES["demo"]) -> int:
-    import torch
-
     sdir = out / "facescape" / subject
     (sdir / "models_reg").mkdir(parents=True)
     gt_dir = out / "ground_truth" / "facescape" / subject
@@ -442,12 +442,9 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
         params = {"shape": shape, "expression": expression, "global_orient": rng.normal(scale=0.04, size=3),
                   "neck_pose": rng.normal(scale=0.03, size=3), "jaw_pose": np.asarray(jaw, float),
                   "eye_pose": rng.normal(scale=0.05, size=6), "transl": rng.normal(scale=0.003, size=3)}
-        flame_v = _flame_vertices(flame_model, params)
+        flame_v, lmk68 = flame_forward(flame_model, params, flame_lmk)
         tu_v = 1000.0 * tu_scale * _flame_vertices(tu_model, params)
         scan_v = 1000.0 * tu_scale * _flame_vertices(scan_model, params)
-        layer = build_flame_layer(flame_model, flame_lmk, dtype=torch.float64)
-        with torch.no_grad():
-            lmk68 = layer(**{kk: torch.tensor(vv[None]) for kk, vv in params.items()}).landmarks[0].numpy()
         # registered TU mesh (mm, TU frame) with a baked texture
         write_obj(sdir / "models_reg" / f"{expr_name}.obj",
                   Mesh(tu_v, tu_model.faces, tu_sample.grid.uv, tu_sample.grid.uv_faces,
@@ -463,7 +460,7 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
             sfm_scale, np.concatenate([sfm_rot, sfm_t[:, None]], 1).tolist()]
 
         def to_sfm(x: np.ndarray) -> np.ndarray:
-            return (x - sfm_t) @ sfm_rot / sfm_scale  # R^T (x - t) / s for row vectors
+            return pm.matmul(x - sfm_t, sfm_rot) / sfm_scale  # R^T (x - t) / s for row vectors
 
         # scan: dense, slightly noisy, vertex-coloured, in the SfM frame
         scan_normals = _vertex_normals(scan_v, scan_model.faces)
@@ -481,8 +478,8 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
         zoom = width / PROFILES["demo"].image_size[0]  # focal length and principal-point noise scale with the image
         for view, (az_deg, el_deg) in enumerate(view_angles(sizes.cameras)):
             az, el = np.deg2rad(az_deg + rng.normal(scale=2)), np.deg2rad(el_deg + rng.normal(scale=2))
-            eye = center + rng.uniform(870, 930) * np.array([np.cos(el) * np.sin(az), np.sin(el),
-                                                             np.cos(el) * np.cos(az)])
+            (s_az, c_az), (s_el, c_el) = pm.sincos(az), pm.sincos(el)
+            eye = center + rng.uniform(870, 930) * np.array([c_el * s_az, s_el, c_el * c_az])
             roll_up = np.array([rng.normal(scale=0.03), 1.0, 0.0])
             rt_tu = look_at(eye, center + rng.normal(scale=8.0, size=3), roll_up)
             kmat = intrinsics(zoom * rng.uniform(730, 770), width, height, (width - 1) / 2 + zoom * rng.normal(scale=3),
@@ -499,8 +496,8 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
             img = img + rng.normal(scale=1.5 / 255, size=img.shape)
             write_jpeg(folder / f"{view}.jpg", np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
             # world->camera in the SfM frame: x_cam/s = R_c R x_mv + (R_c t + t_c)/s
-            r_mv = rt_tu[:, :3] @ sfm_rot
-            t_mv = (rt_tu[:, :3] @ sfm_t + rt_tu[:, 3]) / sfm_scale
+            r_mv = pm.matmul(rt_tu[:, :3], sfm_rot)
+            t_mv = (pm.matmul(rt_tu[:, :3], sfm_t) + rt_tu[:, 3]) / sfm_scale
             cams.append(FaceScapeCamera(view, kmat, np.concatenate([r_mv, t_mv[:, None]], 1), dist, width,
                                         height, view != INVALID_VIEW, int(rng.integers(2000, 9000)),
                                         f"SN{10000 + view}", f"IMG_{view:04d}.JPG"))
@@ -510,7 +507,8 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
         np.savez(gt_dir / f"{expr_name}.npz", **params, tu_scale=tu_scale, flame_vertices=flame_v,
                  flame_landmarks68=lmk68, tu_vertices=tu_v, sfm_scale=sfm_scale, sfm_rotation=sfm_rot,
                  sfm_translation=sfm_t, view_gains=np.stack(gains),
-                 camera_centers_tu=np.stack([camera_center(c.Rt) * sfm_scale @ sfm_rot.T + sfm_t for c in cams]))
+                 camera_centers_tu=np.stack([pm.matmul(sfm_rot, camera_center(c.Rt) * sfm_scale) + sfm_t
+                                            for c in cams]))
     return n_images
 
 
@@ -518,7 +516,8 @@ def _uv_texture(app: Appearance, sample: head.HeadSample, width: int = 512, heig
     """Bake the head albedo into the sphere-grid UV layout (u = azimuth, v = 1 - polar angle / pi)."""
     u, v = np.meshgrid((np.arange(width) + 0.5) / width, 1 - (np.arange(height) + 0.5) / height)
     phi, theta = u * 2 * np.pi - np.pi, (1 - v) * np.pi
-    dirs = np.stack([np.sin(theta) * np.sin(phi), np.cos(theta), np.sin(theta) * np.cos(phi)], -1)
+    (s_ph, c_ph), (s_th, c_th) = pm.sincos(phi), pm.sincos(theta)
+    dirs = np.stack([s_th * s_ph, c_th, s_th * c_ph], -1)
     return (head_albedo(dirs.reshape(-1, 3), app).reshape(height, width, 3) * 255).astype(np.uint8)
 
 
@@ -548,10 +547,11 @@ def _body_layout(smplx_dir: Path) -> _BodyLayout:
     return _BodyLayout(np.array([_CLOTH_OFFSET[k] for k in kinds]), uv, uv_faces, _tile_kinds(mesh), mesh.uv_tile)
 
 
-def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, model: "smplx.SMPLX",
+def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, smplx_arrays: dict,
                        layout: _BodyLayout, sizes: StandinProfile = PROFILES["demo"]) -> None:
-    import torch
     import trimesh
+
+    from model.bodies.smplx_body import THUMAN_SMPLX_KWARGS as K
 
     betas = rng.normal(scale=0.7, size=10)
     body_pose = rng.normal(scale=0.05, size=63)
@@ -566,13 +566,12 @@ def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, model: "sm
               "body_pose": body_pose, "left_hand_pose": rng.normal(scale=0.5, size=12),
               "right_hand_pose": rng.normal(scale=0.5, size=12), "jaw_pose": np.array([rng.uniform(0, 0.15), 0, 0]),
               "leye_pose": np.zeros(3), "reye_pose": np.zeros(3), "expression": rng.normal(scale=0.5, size=10)}
-    with torch.no_grad():
-        verts = model(**{k: torch.tensor(v[None], dtype=torch.float32) for k, v in params.items()}).vertices[0]
-    verts = verts.numpy().astype(np.float64)
-    faces = model.faces.astype(np.int64)
+    verts = smplx_forward(smplx_arrays, params, num_betas=K["num_betas"], num_expression=K["num_expression_coeffs"],
+                          num_pca=K["num_pca_comps"], flat_hand_mean=K["flat_hand_mean"])
+    faces = np.asarray(smplx_arrays["f"]).astype(np.int64)
     scale = float(rng.uniform(0.3, 0.8))
     translation = np.array([rng.uniform(-0.046, 0.067), rng.uniform(0.057, 0.262), rng.uniform(-0.08, 0.038)])
-    normals = np.asarray(trimesh.Trimesh(verts, faces, process=False).vertex_normals)
+    normals = pm.vertex_normals(verts, faces)
     noise = rng.normal(scale=0.0008, size=verts.shape)
     scan_y_up = (verts + normals * layout.offset[:, None] + noise) * scale + translation
     fit_y_up = verts * scale + translation

@@ -1,23 +1,29 @@
-"""Pinhole cameras in the OpenCV convention: K (3x3), world-to-camera Rt (3x4), x right, y down, z forward."""
+"""Pinhole cameras in the OpenCV convention: K (3x3), world-to-camera Rt (3x4), x right, y down, z forward.
+
+Products and norms go through `model.portable_math` (no BLAS), so cameras and rays are the same bits on every CPU:
+the synthetic stand-in is rendered with them and must be a function of its seed.
+"""
 from __future__ import annotations
 
 import numpy as np
+
+from model import portable_math as pm
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
     """World-to-camera [R|t] (3x4) of a camera at `eye` looking at `target`, with image-up close to `up`."""
     forward = np.asarray(target, float) - np.asarray(eye, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, np.asarray(up, float))
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
+    forward = forward / pm.norm(forward)
+    right = pm.cross(forward, np.asarray(up, float))
+    right = right / pm.norm(right)
+    down = pm.cross(forward, right)
     rot = np.stack([right, down, forward])  # rows: camera axes in world coordinates
-    return np.concatenate([rot, -rot @ np.asarray(eye, float)[:, None]], axis=1)
+    return np.concatenate([rot, -pm.matmul(rot, np.asarray(eye, float))[:, None]], axis=1)
 
 
 def camera_center(rt: np.ndarray) -> np.ndarray:
     """Camera centre in world coordinates, -R^T t."""
-    return -rt[:3, :3].T @ rt[:3, 3]
+    return -pm.matmul(np.asarray(rt)[:3, :3].T, np.asarray(rt)[:3, 3])
 
 
 def intrinsics(focal: float, width: int, height: int, cx: float | None = None, cy: float | None = None) -> np.ndarray:
@@ -27,8 +33,8 @@ def intrinsics(focal: float, width: int, height: int, cx: float | None = None, c
 
 def project(points: np.ndarray, k: np.ndarray, rt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (N, 2) and camera depths (N,) of world points (no lens distortion)."""
-    cam = points @ rt[:3, :3].T + rt[:3, 3]
-    uvw = cam @ k.T
+    cam = pm.transform_points(points, rt[:3, :3], rt[:3, 3])
+    uvw = pm.transform_points(cam, k)
     return uvw[:, :2] / uvw[:, 2:3], cam[:, 2]
 
 
@@ -52,7 +58,7 @@ def pixel_rays(k: np.ndarray, rt: np.ndarray, width: int, height: int,
         norm = (pix - k[:2, 2]) / np.diag(k)[:2]
     dirs_cam = np.concatenate([norm, np.ones((len(norm), 1))], 1)
     rot = rt[:3, :3]
-    dirs = dirs_cam @ rot  # R^T d for row vectors
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    dirs = pm.transform_points(dirs_cam, rot.T)  # R^T d for row vectors
+    dirs /= pm.norm(dirs, axis=1, keepdims=True)
     origins = np.broadcast_to(camera_center(rt), dirs.shape)
     return origins, dirs

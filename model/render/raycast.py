@@ -1,4 +1,11 @@
-"""Ray casting of triangle meshes with open3d's RaycastingScene (fast on CPU, no GPU or display needed)."""
+"""Ray casting of triangle meshes with open3d's RaycastingScene (fast on CPU, no GPU or display needed).
+
+open3d (Embree) finds which triangle each ray hits, in float32 with CPU-specific kernels; the hit's distance,
+barycentrics and point are then recomputed in float64 from that triangle (`model.portable_math`), so they do not
+depend on the CPU's instruction set. What remains kernel-dependent is only which of two triangles a ray passing
+within float32 rounding of their shared edge is said to hit (the interpolated values agree there), and whether a
+ray grazing the silhouette within that rounding hits at all.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from model import portable_math as pm
 from model.render.cameras import pixel_rays
 
 INVALID_ID = 4294967295  # open3d's primitive id for a miss
@@ -105,15 +113,14 @@ class MeshRaycaster:
         ids = ans["primitive_ids"].numpy()
         hit = ids != INVALID_ID
         at = np.flatnonzero(hit)  # (everything below is computed for the hit rays only)
-        uv = ans["primitive_uvs"].numpy()[at].astype(np.float64)  # barycentrics of vertices 1 and 2
-        bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1)
         face = ids[at].astype(np.int64)
-        points = np.einsum("nk,nkc->nc", bary, vertices[faces[face]])
-        depth = (points @ rt[:3, :3].T + rt[:3, 3])[:, 2]
+        tri = np.asarray(vertices, np.float64)[faces[face]]
+        t, bary = pm.ray_triangle_hits(origins[at], dirs[at], tri)
+        points = np.einsum("nk,nkc->nc", bary, tri)
+        depth = pm.transform_points(points, rt[:3, :3], rt[:3, 3])[:, 2]
         h, w = y1 - y0, x1 - x0
         return RayHits(roi, (height, width), hit.reshape(h, w), dirs.reshape(h, w, 3),
-                       {"t": ans["t_hit"].numpy()[at].astype(np.float64), "depth": depth, "face": face,
-                        "bary": bary, "points": points})
+                       {"t": t, "depth": depth, "face": face, "bary": bary, "points": points})
 
 
 def raycast_mesh(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, height: int,
@@ -127,7 +134,7 @@ def mesh_roi(vertices: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, he
              distortion: np.ndarray | None = None, margin: int = 3) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1): pixels that can see the mesh, from its vertices' (distorted) projections plus a margin;
     the whole image when a vertex lies behind the camera. Rays outside miss, so casting only these is exact."""
-    cam = vertices @ rt[:3, :3].T + rt[:3, 3]
+    cam = pm.transform_points(vertices, rt[:3, :3], rt[:3, 3]) if len(vertices) else np.zeros((0, 3))
     if len(vertices) == 0 or (cam[:, 2] <= 1e-9).any():
         return 0, 0, width, height
     if distortion is not None and np.any(distortion):
@@ -136,7 +143,7 @@ def mesh_roi(vertices: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, he
         pix = cv2.projectPoints(cam.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), np.asarray(k, np.float64)[:3, :3],
                                 np.asarray(distortion, np.float64))[0].reshape(-1, 2)
     else:
-        uvw = cam @ np.asarray(k, np.float64)[:3, :3].T
+        uvw = pm.transform_points(cam, np.asarray(k, np.float64)[:3, :3])
         pix = uvw[:, :2] / uvw[:, 2:3]
     lo, hi = np.floor(pix.min(0)) - margin, np.ceil(pix.max(0)) + margin + 1
     x0, y0 = int(np.clip(lo[0], 0, width)), int(np.clip(lo[1], 0, height))

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model import portable_math as pm
 from model.standin.head import EYE_ANGLES, _bump, _smoothstep, angles_of, wrap_angle
 
 
@@ -52,9 +53,9 @@ _IRIS_COLOURS = np.array([[0.35, 0.2, 0.1], [0.15, 0.09, 0.05], [0.45, 0.35, 0.1
 
 def head_albedo(directions: np.ndarray, app: Appearance) -> np.ndarray:
     """(N, 3) albedo in [0, 1] at head-surface points given by their parametric unit directions."""
-    d = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    d = directions / pm.norm(directions, axis=1, keepdims=True)
     az, el = angles_of(d)
-    out = np.tile(app.skin, (len(d), 1)) * (1 + 0.03 * np.sin(40 * az) * np.sin(35 * el))[:, None]
+    out = np.tile(app.skin, (len(d), 1)) * (1 + 0.03 * pm.sin(40 * az) * pm.sin(35 * el))[:, None]
     out *= (1 - 0.08 * _smoothstep(-0.5, -0.9, d[:, 1]))[:, None]  # neck in shade
     blush = 0.12 * _bump(az, el, 0.5, -0.2, 0.15, 0.1, mirror=True)
     out = out * (1 - blush[:, None]) + blush[:, None] * np.array([0.85, 0.4, 0.4])
@@ -67,9 +68,9 @@ def head_albedo(directions: np.ndarray, app: Appearance) -> np.ndarray:
     hairline = np.maximum(_smoothstep(app.hairline - 0.06, app.hairline + 0.06, el),
                           _smoothstep(-1.7, -2.3, -np.abs(az)) * _smoothstep(low - 0.15, low + 0.15, el)
                           * (app.hairline < 1.3))
-    out = out * (1 - hairline[:, None]) + hairline[:, None] * app.hair * (1 + 0.15 * np.sin(60 * az))[:, None]
+    out = out * (1 - hairline[:, None]) + hairline[:, None] * app.hair * (1 + 0.15 * pm.sin(60 * az))[:, None]
     for a0, e0 in EYE_ANGLES:
-        r = np.hypot(wrap_angle(az - a0) / 1.6, el - e0)
+        r = pm.hypot(wrap_angle(az - a0) / 1.6, el - e0)
         sclera = _smoothstep(0.045, 0.035, r)
         out = out * (1 - sclera[:, None]) + sclera[:, None] * np.array([0.92, 0.9, 0.88])
         iris = _smoothstep(0.024, 0.02, r)
@@ -89,10 +90,10 @@ def body_texture(kinds: list[str], tiles: np.ndarray, app: Appearance, size: int
         vv = np.linspace(1, 0, h)[:, None] * np.ones((1, w))  # texture v runs upwards
         uu = np.ones((h, 1)) * np.linspace(0, 1, w)[None, :]
         if kind == "shirt":
-            stripes = 1.0 if app.solid_shirt else 0.8 + 0.2 * (np.sin(vv * app.stripe * np.pi) > 0)
+            stripes = 1.0 if app.solid_shirt else 0.8 + 0.2 * (pm.sin(vv * app.stripe * np.pi) > 0)
             tex = app.shirt * np.broadcast_to(np.asarray(stripes, float)[..., None], (h, w, 1))
         elif kind == "pants":
-            tex = app.pants * (0.9 + 0.1 * np.sin(uu * 40))[..., None]
+            tex = app.pants * (0.9 + 0.1 * pm.sin(uu * 40))[..., None]
         elif kind == "shoes":
             tex = np.broadcast_to(np.array([0.12, 0.1, 0.1]), (h, w, 3))
         elif kind == "head":

@@ -3,7 +3,8 @@
 Built so that `smplx.SMPLX` loads the written `.npz` unmodified and runs forward(): more than 9,930 vertices, the
 special keypoint vertex ids (nose, eyes, ears, toes, heels, fingertips) moved onto the matching anatomy, 400
 shape/expression columns (v1.1 layout, 10 + 10 non-zero), 486 pose-corrective columns (zero) and PCA hand bases.
-Units: metres, y up, +z forward, T-pose. Everything is deterministic.
+Units: metres, y up, +z forward, T-pose. Everything is deterministic, and the same bits on every CPU: the arithmetic
+goes through `model.portable_math` (no BLAS or LAPACK, no CPU-specific sin / exp kernels).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model import portable_math as pm
 from model.bodies.smplx_body import SMPLX_PARENTS
 
 N_BETAS = 10
@@ -53,7 +55,7 @@ def rest_joints(params: np.ndarray | None = None) -> np.ndarray:
         sign = 1.0 if side == 0 else -1.0
         for f, name in enumerate(_FINGERS):
             d = np.array(_FINGER_DIRS[name], float) * [sign, 1, 1]
-            d /= np.linalg.norm(d)
+            d /= pm.norm(d)
             start = j[wrist] + np.array(_FINGER_OFFSETS[name]) * [sign, 1, 1]
             for k in range(3):
                 j[base + 3 * f + k] = start + d * _PHALANX * k
@@ -62,7 +64,7 @@ def rest_joints(params: np.ndarray | None = None) -> np.ndarray:
 
 def _fingertip(joints: np.ndarray, last: int, prev: int) -> np.ndarray:
     d = joints[last] - joints[prev]
-    return joints[last] + d / np.linalg.norm(d) * 0.025
+    return joints[last] + d / pm.norm(d) * 0.025
 
 
 @dataclass
@@ -77,9 +79,9 @@ class _Part:
 
 def _frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ref = np.array([0.0, 0.0, 1.0]) if abs(axis[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    e1 = np.cross(axis, ref)
-    e1 /= np.linalg.norm(e1)
-    return e1, np.cross(axis, e1)
+    e1 = pm.cross(axis, ref)
+    e1 /= pm.norm(e1)
+    return e1, pm.cross(axis, e1)
 
 
 def _tube(path: np.ndarray, radii: np.ndarray, n_around: int, kind: str,
@@ -87,11 +89,11 @@ def _tube(path: np.ndarray, radii: np.ndarray, n_around: int, kind: str,
     """A closed tube through `path` (K, 3) with elliptical radii (K, 2) and caps; weights (K, 55) per ring."""
     k = len(path)
     axis = path[-1] - path[0]
-    axis /= np.linalg.norm(axis)
+    axis /= pm.norm(axis)
     e1, e2 = _frame(axis)
     ang = np.arange(n_around) / n_around * 2 * np.pi
-    rings = (path[:, None, :] + radii[:, None, 0:1] * np.cos(ang)[None, :, None] * e1
-             + radii[:, None, 1:2] * np.sin(ang)[None, :, None] * e2)
+    rings = (path[:, None, :] + radii[:, None, 0:1] * pm.cos(ang)[None, :, None] * e1
+             + radii[:, None, 1:2] * pm.sin(ang)[None, :, None] * e2)
     cap0 = path[0] - axis * 0.6 * radii[0].min()
     cap1 = path[-1] + axis * 0.6 * radii[-1].min()
     verts = np.concatenate([[cap0], rings.reshape(-1, 3), [cap1]])
@@ -113,7 +115,7 @@ def _tube(path: np.ndarray, radii: np.ndarray, n_around: int, kind: str,
     uvf_a = np.asarray(uvf, np.int64)
     centre = verts.mean(0)
     v0, v1, v2 = (verts[faces_a[:, c]] for c in range(3))
-    if np.mean(np.sum(np.cross(v1 - v0, v2 - v0) * (v0 - centre), 1)) < 0:
+    if np.mean(np.sum(pm.cross(v1 - v0, v2 - v0) * (v0 - centre), 1)) < 0:
         faces_a, uvf_a = faces_a[:, [0, 2, 1]], uvf_a[:, [0, 2, 1]]
     w = np.concatenate([joint_weights[:1], np.repeat(joint_weights, n_around, 0), joint_weights[-1:]])
     return _Part(verts, faces_a, uv, uvf_a, w, kind)
@@ -145,7 +147,7 @@ def _build_parts(params: np.ndarray) -> list[_Part]:
     spine_ids = [0, 3, 6, 9, 12]
     rx = np.interp(ys, [-0.16, -0.05, 0.12, 0.25, 0.36, 0.44, j[12, 1]], [0.13, 0.165, 0.135, 0.155, 0.17, 0.12, 0.06])
     rz = np.interp(ys, [-0.16, -0.05, 0.12, 0.25, 0.36, 0.44, j[12, 1]], [0.09, 0.11, 0.10, 0.11, 0.105, 0.08, 0.055])
-    rz = rz + belly * np.exp(-((ys - 0.1) / 0.08) ** 2)
+    rz = rz + belly * pm.exp(-((ys - 0.1) / 0.08) ** 2)
     radii = np.stack([rx * girth * (1 + 0.04 * p[8] * (ys < 0)), rz * girth * chest], -1)
     path = np.stack([np.zeros_like(ys), ys, np.interp(ys, spine_y, j[spine_ids, 2])], -1)
     w = np.zeros((len(ys), 55))
@@ -160,7 +162,7 @@ def _build_parts(params: np.ndarray) -> list[_Part]:
                        _onehot_blend(8, 12, 9, 15)))
     head_c = j[15] + np.array([0, 0.075, 0.01]) * head_s
     k_head = 30
-    ys_h = np.cos(np.linspace(0.05, np.pi - 0.05, k_head))
+    ys_h = pm.cos(np.linspace(0.05, np.pi - 0.05, k_head))
     hpath = head_c + np.outer(-ys_h, [0, 0.115 * head_s, 0])[::-1]
     hrad = np.sqrt(np.clip(1 - ys_h[::-1] ** 2, 0, 1))[:, None] * np.array([0.08, 0.095]) * head_s
     hw = np.zeros((k_head, 55))
@@ -172,7 +174,7 @@ def _build_parts(params: np.ndarray) -> list[_Part]:
     head.weights[jaw] = 0.0
     head.weights[jaw, 22] = 1.0
     for eye in (23, 24):
-        near = np.linalg.norm(head.vertices - (j[eye] + [0, 0, 0.0]), axis=1) < 0.02
+        near = pm.norm(head.vertices - (j[eye] + [0, 0, 0.0]), axis=1) < 0.02
         head.weights[near] = 0.0
         head.weights[near, eye] = 1.0
     parts.append(head)
@@ -183,7 +185,7 @@ def _build_parts(params: np.ndarray) -> list[_Part]:
                            20, "shirt", _onehot_blend(16, sh, col, el)))
         parts.append(_tube(np.linspace(j[el], j[wr], 16), np.linspace([0.04, 0.038], [0.03, 0.026], 16) * thick,
                            20, "skin", _onehot_blend(16, el, sh, wr)))
-        palm_end = j[wr] + (j[wr] - j[el]) / np.linalg.norm(j[wr] - j[el]) * 0.085
+        palm_end = j[wr] + (j[wr] - j[el]) / pm.norm(j[wr] - j[el]) * 0.085
         parts.append(_tube(np.linspace(j[wr], palm_end, 8), np.tile([0.042, 0.016], (8, 1)), 16, "skin",
                            _onehot_blend(8, wr, el, None)))
         base = 25 if side == 0 else 40
@@ -270,7 +272,7 @@ def keypoint_permutation(mesh: BodyMesh, joints: np.ndarray) -> np.ndarray:
         if name not in ids:
             continue
         slot = int(ids[name])
-        dist = np.linalg.norm(mesh.vertices[order] - target, axis=1)
+        dist = pm.norm(mesh.vertices[order] - target, axis=1)
         dist[list(used)] = np.inf
         cur = int(np.argmin(dist))  # position in the current order
         order[[slot, cur]] = order[[cur, slot]]
@@ -309,18 +311,18 @@ def build_smplx_arrays(gender: str = "neutral", seed: int = 0) -> dict[str, np.n
     # expression: jaw drop, smile, lips forward on the face (vertices weighted to the jaw / head front)
     head_c = joints[15] + np.array([0, 0.075, 0.01])
     rel = verts - head_c
-    face_front = np.clip(rel[:, 2] / 0.1, 0, 1) * (np.linalg.norm(rel, axis=1) < 0.13)
+    face_front = np.clip(rel[:, 2] / 0.1, 0, 1) * (pm.norm(rel, axis=1) < 0.13)
     lower = face_front * np.clip(-rel[:, 1] / 0.05, 0, 1)
     shapedirs[:, 1, 300] = -0.01 * lower
-    shapedirs[:, 1, 301] = 0.004 * face_front * np.exp(-((rel[:, 1] + 0.03) / 0.02) ** 2) * np.abs(rel[:, 0]) / 0.04
-    shapedirs[:, 2, 302] = 0.004 * face_front * np.exp(-((rel[:, 1] + 0.03) / 0.02) ** 2)
+    shapedirs[:, 1, 301] = 0.004 * face_front * pm.exp(-((rel[:, 1] + 0.03) / 0.02) ** 2) * np.abs(rel[:, 0]) / 0.04
+    shapedirs[:, 2, 302] = 0.004 * face_front * pm.exp(-((rel[:, 1] + 0.03) / 0.02) ** 2)
     kintree = np.stack([SMPLX_PARENTS.copy(), np.arange(55)])
     kintree[0, 0] = 4294967295  # as in the released files (uint32 -1)
     lmk_points = head_c + direction_of(LANDMARKS_ANGLES[17:, 0], LANDMARKS_ANGLES[17:, 1]) * [0.08, 0.115, 0.095]
     lmk_f, lmk_b = embed_points(verts, faces, lmk_points)
     contour = head_c + direction_of(LANDMARKS_ANGLES[:17, 0], LANDMARKS_ANGLES[:17, 1]) * [0.08, 0.115, 0.095]
     c_f, c_b = embed_points(verts, faces, contour)
-    comps = np.linalg.qr(rng.normal(size=(45, 45)))[0]
+    comps = pm.orthonormal_columns(rng.normal(size=(45, 45)))
     mean_l = np.tile([0.0, 0.0, 0.15], 15)
     return {
         "v_template": verts, "f": faces.astype(np.int32), "shapedirs": shapedirs,

@@ -5,6 +5,9 @@ sockets and eyeballs, brows, cheekbones, lips, chin and ears. Identity and expre
 over the same domain, and the jaw, neck and eyes are skinned to five joints exactly like FLAME. Evaluating the model
 on two sphere grids yields two topologies of the same surface (our "FLAME" and "TU" meshes), so a fit of one to the
 other can be checked against the parameters that produced it. Units: metres, y up, face towards +z.
+
+All arithmetic goes through `model.portable_math` (no BLAS, no CPU-specific sin / exp / atan2 kernels), so the
+head is the same bits on every CPU.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model import portable_math as pm
 from model.standin.surface_grid import SphereGrid, sphere_grid
 
 if TYPE_CHECKING:
@@ -33,7 +37,7 @@ SCAN_GRID = (96, 128, 0.25)  # the dense multi-view "scan": 12,290 vertices
 
 # 68 landmarks (dlib order) as (azimuth, elevation) in radians on the head; azimuth < 0 is the subject's right.
 _T = np.linspace(-1, 1, 17)
-_CONTOUR = np.stack([1.25 * _T, -0.80 + 0.60 * np.abs(_T) ** 1.4], -1)
+_CONTOUR = np.stack([1.25 * _T, -0.80 + 0.60 * pm.power(np.abs(_T), 1.4)], -1)
 LANDMARKS_ANGLES = np.concatenate([
     _CONTOUR,
     [[-0.58, 0.24], [-0.48, 0.29], [-0.37, 0.31], [-0.26, 0.30], [-0.15, 0.27]],  # right brow 17-21
@@ -57,20 +61,21 @@ def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
 
 def angles_of(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(azimuth, elevation) of unit directions: azimuth 0 = +z (front), positive towards +x (subject's left)."""
-    return np.arctan2(d[:, 0], d[:, 2]), np.arcsin(np.clip(d[:, 1], -1, 1))
+    return pm.arctan2(d[:, 0], d[:, 2]), pm.arcsin(np.clip(d[:, 1], -1, 1))
 
 
 def direction_of(az: np.ndarray, el: np.ndarray) -> np.ndarray:
-    return np.stack([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)], -1)
+    (s_az, c_az), (s_el, c_el) = pm.sincos(az), pm.sincos(el)
+    return np.stack([c_el * s_az, s_el, c_el * c_az], -1)
 
 
 def _bump(az: np.ndarray, el: np.ndarray, a0: float, e0: float, sa: float, se: float,
           mirror: bool = False) -> np.ndarray:
     """Anisotropic Gaussian in (azimuth, elevation); `mirror` adds the left/right twin at -a0."""
     de = ((el - e0) / se) ** 2
-    g = np.exp(-0.5 * ((wrap_angle(az - a0) / sa) ** 2 + de))
+    g = pm.exp(-0.5 * ((wrap_angle(az - a0) / sa) ** 2 + de))
     if mirror:
-        g = g + np.exp(-0.5 * ((wrap_angle(az + a0) / sa) ** 2 + de))
+        g = g + pm.exp(-0.5 * ((wrap_angle(az + a0) / sa) ** 2 + de))
     return g
 
 
@@ -80,7 +85,7 @@ def wrap_angle(a: np.ndarray) -> np.ndarray:
 
 
 def _signed_side(az: np.ndarray) -> np.ndarray:
-    return np.sign(np.sin(az))
+    return np.sign(pm.sin(az))
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ def _base_surface(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p = HEAD_CENTER + HEAD_AXES * d
     # neck: below the jaw the surface blends into a cylinder that keeps its radius down to a flat base
     s = _smoothstep(-0.40, -0.92, d[:, 1])[:, None]
-    r = np.linalg.norm(d[:, [0, 2]], axis=1)
+    r = pm.norm(d[:, [0, 2]], axis=1)
     h = d[:, [0, 2]] / np.maximum(r, 1e-9)[:, None]
     rad = np.minimum(1.0, r / 0.35)
     neck = np.stack([0.052 * h[:, 0] * rad,
@@ -108,7 +113,7 @@ def _base_surface(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                      0.048 * h[:, 1] * rad - 0.022], -1)
     p = (1 - s) * p + s * neck
     normal = d / HEAD_AXES
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    normal /= pm.norm(normal, axis=1, keepdims=True)
     features = (
         0.021 * _bump(az, el, 0.0, -0.06, 0.085, 0.17)  # nose ridge
         + 0.010 * _bump(az, el, 0.0, -0.16, 0.07, 0.06)  # nose tip
@@ -162,7 +167,7 @@ def _expression_fields(d: np.ndarray, normal: np.ndarray) -> np.ndarray:
     f[:, 0, 3] = -0.002 * side * brows  # ... and together
     f[:, 1, 4] = -0.005 * _bump(az, el, 0.33, 0.15, 0.08, 0.04, mirror=True)  # eye close (upper lid)
     f[:, 2, 5] = 0.007 * lips  # lip pucker: forward ...
-    f[:, 0, 5] = -0.004 * np.sin(az) * lips  # ... and narrow
+    f[:, 0, 5] = -0.004 * pm.sin(az) * lips  # ... and narrow
     f[:, :, 6] = normal * (0.010 * _bump(az, el, 0.45, -0.32, 0.15, 0.12, mirror=True))[:, None]  # cheek puff
     f[:, 0, 7] = 0.007 * lips  # mouth left (towards +x)
     f[:, :, 8] = normal * (-0.004 * corners)[:, None]  # dimpler
@@ -174,7 +179,7 @@ def _skinning_weights(d: np.ndarray) -> np.ndarray:
     az, el = angles_of(d)
     w = np.zeros((len(d), 5))
     w[:, 0] = _smoothstep(-0.80, -0.97, d[:, 1])  # root: the base of the neck
-    front = _smoothstep(-0.05, 0.45, np.cos(az))
+    front = _smoothstep(-0.05, 0.45, pm.cos(az))
     w[:, 2] = _smoothstep(-0.395, -0.445, el) * (1 - _smoothstep(-0.75, -0.92, el)) * front  # jaw
     for k, (a0, e0) in enumerate(EYE_ANGLES):
         w[:, 3 + k] = np.clip(1.4 * _bump(az, el, a0, e0, 0.07, 0.05) - 0.2, 0, 1)
@@ -222,9 +227,7 @@ def bilinear_core(sample: HeadSample, flame_tu: "FlameModelData", n_id: int = 50
     slots 1..10 our expression fields, slot 11 a jaw-open shape; the rest equal neutral. Stored in the release's
     absolute form (each slot is a full face); the loader converts it to residuals.
     """
-    import torch
-
-    from model.bodies.flame import build_flame_layer
+    from model.bodies.portable_lbs import flame_forward
 
     v = len(sample.template)
     core = np.zeros((3 * v, 52, n_id), np.float32)
@@ -233,9 +236,7 @@ def bilinear_core(sample: HeadSample, flame_tu: "FlameModelData", n_id: int = 50
         core[:, :, 1 + i] = sample.identity[:, :, i].reshape(-1, 1)
     for j in range(N_EXPRESSION):
         core[:, 1 + j, 0] += sample.expression[:, :, j].reshape(-1)
-    layer = build_flame_layer(flame_tu, dtype=torch.float64)
-    with torch.no_grad():
-        opened = layer(jaw_pose=torch.tensor([[0.25, 0.0, 0.0]], dtype=torch.float64)).vertices[0].numpy()
+    opened, _ = flame_forward(flame_tu, {"jaw_pose": np.array([0.25, 0.0, 0.0])})
     core[:, 1 + N_EXPRESSION, 0] = opened.reshape(-1)
     return core
 

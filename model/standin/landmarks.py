@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from model import portable_math as pm
 from model.standin import head
 from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData
 from model.standin.rigging import embed_points
@@ -23,19 +24,17 @@ _SIZE, _FOCAL, _DIST = 400, 1400.0, 0.9
 
 
 def _yaw(deg: float) -> np.ndarray:
-    a = np.deg2rad(deg)
-    return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    s, c = (float(x) for x in pm.sincos(np.deg2rad(deg)))
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
 def _render(verts: np.ndarray, faces: np.ndarray, dirs: np.ndarray, k: np.ndarray, rt: np.ndarray):
-    import trimesh
-
     hits = raycast_mesh(verts, faces, k, rt, _SIZE, _SIZE)
-    normals = np.asarray(trimesh.Trimesh(verts, faces, process=False).vertex_normals)
+    normals = pm.vertex_normals(verts, faces)
     img = np.full((_SIZE, _SIZE, 3), 0.45)
     n = interpolate_at_hits(hits, faces, normals)
-    n /= np.linalg.norm(n, axis=1, keepdims=True)
-    light = 0.45 + 0.55 * np.clip(n @ np.array([0.3, 0.4, 0.87]), 0, None)
+    n /= pm.norm(n, axis=1, keepdims=True)
+    light = 0.45 + 0.55 * np.clip(pm.dot3(n, np.array([0.3, 0.4, 0.87])), 0, None)
     img[hits.mask] = head_albedo(interpolate_at_hits(hits, faces, dirs), _CAL_APPEARANCE) * light[:, None]
     return (np.clip(img, 0, 1) * 255).astype(np.uint8), hits
 
@@ -65,13 +64,13 @@ def calibrated_landmarks(model: FlameModelData, dense: head.HeadSample) -> tuple
     points68 = None
     for angle in range(-39, 40, 3):
         rot = _yaw(-angle)  # FLAME's table row `angle` = -(head yaw) in degrees
-        verts = (dense.template - pivot) @ rot.T + pivot
+        verts = pm.transform_points(dense.template - pivot, rot) + pivot
         img, hits = _render(verts, dense.grid.faces, dense.grid.directions, k, rt)
         try:
             pix, _ = detect_landmarks(img)
         except NoFaceError:
             continue
-        pts = (_back_project(pix, hits) - pivot) @ rot + pivot  # back into the template frame
+        pts = pm.transform_points(_back_project(pix, hits) - pivot, rot.T) + pivot  # back into the template frame
         contours[angle] = pts[:17]
         if angle == 0:
             points68 = pts

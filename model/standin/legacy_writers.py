@@ -96,3 +96,53 @@ def dump_numpy1_pickle(obj: Any, path: str | Path, protocol: int = 3) -> None:
         pickler = _Py2Pickler(fh, protocol=protocol)
         pickler.python2_strings = False
         pickler.dump(obj)
+
+
+class PickledTorchTensor:
+    """Pickles as the torch tensor it holds does (`torch._utils._rebuild_tensor_v2` over a legacy storage blob,
+    as in DECA's `landmark_embedding.npy`), except for the storage's name inside the blob: torch names it by its
+    memory address, which made the file differ from run to run; here it is always "0"."""
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor.contiguous()
+
+    def __reduce__(self) -> tuple:
+        import collections
+
+        import torch
+
+        t = self.tensor
+        return (torch._utils._rebuild_tensor_v2,
+                (_StorageBlob(_legacy_storage_blob(t)), 0, tuple(t.shape), t.stride(), False,
+                 collections.OrderedDict()))
+
+
+class _StorageBlob:
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self) -> tuple:
+        import torch.storage
+
+        return (torch.storage._load_from_bytes, (self.blob,))
+
+
+def _legacy_storage_blob(tensor: Any) -> bytes:
+    """torch.save(storage, legacy format) with the address-derived storage key replaced by "0"."""
+    import io
+    import struct
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated, but it is what Tensor.__reduce_ex__ saves
+        storage = tensor.storage()
+    buf = io.BytesIO()
+    torch.save(storage, buf, _use_new_zipfile_serialization=False)
+    key = str(tensor.untyped_storage()._cdata).encode()
+    named = b"X" + struct.pack("<I", len(key)) + key
+    blob = buf.getvalue()
+    if blob.count(named) != 2:  # the persistent id and the list of storage keys
+        raise RuntimeError(f"unexpected legacy torch storage layout ({blob.count(named)} key occurrences)")
+    return blob.replace(named, b"X" + struct.pack("<I", 1) + b"0")

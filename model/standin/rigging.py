@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from model import portable_math as pm
+
 
 def regressor_for(vertices: np.ndarray, targets: np.ndarray, k: int = 40) -> np.ndarray:
     """A (J, V) joint regressor whose rows sum to one and reproduce `targets` exactly on `vertices`.
@@ -12,22 +14,17 @@ def regressor_for(vertices: np.ndarray, targets: np.ndarray, k: int = 40) -> np.
     """
     reg = np.zeros((len(targets), len(vertices)))
     for j, t in enumerate(targets):
-        idx = np.argsort(np.linalg.norm(vertices - t, axis=1))[:k]
+        idx = np.argsort(pm.norm(vertices - t, axis=1), kind="stable")[:k]
         a = np.vstack([np.ones(k), vertices[idx].T])
         b = np.concatenate([[1.0], t])
         w0 = np.full(k, 1.0 / k)
-        reg[j, idx] = w0 + a.T @ np.linalg.solve(a @ a.T, b - a @ w0)
+        reg[j, idx] = w0 + pm.matmul(a.T, pm.solve(pm.matmul(a, a.T), b - pm.matmul(a, w0)))
     return reg
 
 
 def embed_points(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Face index and barycentric coordinates of the closest surface point to each of `points`."""
-    import open3d as o3d
-
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, np.float32)),
-                        o3d.core.Tensor(np.ascontiguousarray(faces, np.uint32)))
-    ans = scene.compute_closest_points(o3d.core.Tensor(np.ascontiguousarray(points, np.float32)))
-    uv = ans["primitive_uvs"].numpy().astype(np.float64)  # barycentrics of the face's vertices 1 and 2
-    bary = np.clip(np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1), 0.0, 1.0)
-    return ans["primitive_ids"].numpy().astype(np.int64), bary / bary.sum(1, keepdims=True)
+    """Face index and barycentric coordinates of the closest surface point to each of `points` (an exact float64
+    search, the same bits on every CPU)."""
+    face, bary = pm.closest_points_on_mesh(vertices, faces, points)
+    bary = np.clip(bary, 0.0, 1.0)
+    return face, bary / bary.sum(1, keepdims=True)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model import portable_math as pm
+
 
 @dataclass(frozen=True)
 class SphereGrid:
@@ -23,7 +25,8 @@ def sphere_grid(n_lat: int, n_lon: int, lon_offset: float = 0.0) -> SphereGrid:
     theta = np.linspace(0, np.pi, n_lat + 2)[1:-1]  # polar angle from +y
     phi = (np.arange(n_lon) + lon_offset) / n_lon * 2 * np.pi - np.pi  # azimuth, 0 = +z, starts at the back
     th, ph = np.meshgrid(theta, phi, indexing="ij")
-    ring = np.stack([np.sin(th) * np.sin(ph), np.cos(th), np.sin(th) * np.cos(ph)], -1).reshape(-1, 3)
+    (s_th, c_th), (s_ph, c_ph) = pm.sincos(th), pm.sincos(ph)
+    ring = np.stack([s_th * s_ph, c_th, s_th * c_ph], -1).reshape(-1, 3)
     dirs = np.concatenate([[[0.0, 1.0, 0.0]], ring, [[0.0, -1.0, 0.0]]])
     north, south = 0, len(dirs) - 1
 
