@@ -8,7 +8,10 @@ bit-exact resume, and DDP + autocast + accumulation are a few lines here (neithe
   dropout from a generator seeded with (seed, s, g). So a resumed run equals an uninterrupted one bit for bit on CPU,
   and 2 DDP processes equal 1 process with 2 accumulation micro-batches (up to all-reduce summation order).
   CPU kernels split their reductions per thread, so the thread count is part of the state: a resume runs with the
-  run's thread count, and batches are copied into torch-allocated memory (alignment never varies).
+  run's thread count, and batches and the loaded optimizer state are copied into torch-allocated memory (their
+  alignment never varies; a file's bytes land wherever the reader's buffer happens to be). The contract, measured
+  by tests/test_train.py and docs/training.md: a resumed run equals an uninterrupted one exactly as well as two
+  uninterrupted runs on the same machine equal each other (bit for bit on every machine measured so far).
 * Checkpoints every `ckpt_every` steps under `<storage>/runs/<name>/checkpoints/step_NNNNNN/` (model, AdamW, LR
   schedule, step, losses, RNG, threads, config), temp + rename, `last` names the newest; only rank 0 writes. A
   resume refuses a changed configuration (other than steps / checkpoint interval / preview) unless forced, and
@@ -195,7 +198,7 @@ def _load_state(folder: Path, model, opt, sched, device: str, log) -> tuple[int,
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device), strict=True)
     state = load_torch(folder / "training_state.pt", mmap=False, what="a training state",
                        fix="resume from an earlier checkpoint of the run, or start without --resume")
-    opt.load_state_dict(state["optimizer"])
+    opt.load_state_dict(_torch_owned(state["optimizer"]))
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"].cpu())
     threads = int(state.get("threads", torch.get_num_threads()))
@@ -203,6 +206,19 @@ def _load_state(folder: Path, model, opt, sched, device: str, log) -> tuple[int,
         log(f"resume: using the run's {threads} CPU threads (this process had {torch.get_num_threads()})")
         torch.set_num_threads(threads)
     return int(state["step"]), list(state["losses"])
+
+
+def _torch_owned(obj):
+    """The same structure with every tensor copied into torch's own (64-byte aligned) allocation."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.clone(memory_format=torch.contiguous_format)
+    if isinstance(obj, dict):
+        return {k: _torch_owned(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_torch_owned(v) for v in obj)
+    return obj
 
 
 def _first_stage(settings: Settings, cfg: TrainConfig, run_dir: Path, dist_: _Dist, log, writer) -> str | None:

@@ -25,14 +25,26 @@ def _cfg(first_stage, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def test_resume_is_bitwise_exact(model_data, quick_first_stage):
+@pytest.mark.numerics
+def test_resume_equals_an_uninterrupted_run_as_well_as_two_uninterrupted_runs_agree(model_data, quick_first_stage):
+    """The resume contract: a resumed run is as close to an uninterrupted one as two uninterrupted runs on this
+    machine are to each other; where the machine is bitwise repeatable, that is bit for bit (all measured so far)."""
     full = train(model_data, _cfg(quick_first_stage, steps=4, ckpt_every=4, name="full"), **QUIET)
+    again = train(model_data, _cfg(quick_first_stage, steps=4, ckpt_every=4, name="again"), **QUIET)
     part = train(model_data, _cfg(quick_first_stage, steps=2, ckpt_every=2, name="split"), **QUIET)
     resumed = train(model_data, _cfg(quick_first_stage, steps=4, ckpt_every=2, name="split"), resume=True, **QUIET)
     assert part.step == 2 and resumed.step == 4
-    assert resumed.losses == full.losses
-    a, b = _weights(full), _weights(resumed)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a, b, c = _weights(full), _weights(again), _weights(resumed)
+    assert a.keys() == b.keys() == c.keys()
+    repeat = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+    after_resume = max(float((a[k].double() - c[k].double()).abs().max()) for k in a)
+    loss_repeat = max(abs(x - y) for x, y in zip(full.losses, again.losses))
+    loss_resume = max(abs(x - y) for x, y in zip(full.losses, resumed.losses))
+    print({"weights": (repeat, after_resume), "losses": (loss_repeat, loss_resume)})
+    # within 10x the machine's own run-to-run difference; zero when runs repeat bit for bit
+    assert after_resume <= 10 * repeat and loss_resume <= 10 * loss_repeat
+    if repeat == 0:
+        assert all(torch.equal(a[k], c[k]) for k in a) and resumed.losses == full.losses
 
 
 def test_run_is_logged_and_exported(model_data, quick_first_stage):
@@ -58,6 +70,7 @@ def test_run_is_logged_and_exported(model_data, quick_first_stage):
     assert res.loss_plot.stat().st_size > 1000 and res.preview.stat().st_size > 1000
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_ddp_equals_gradient_accumulation(model_data, quick_first_stage, tmp_path):
     """2 torchrun processes (gloo, CPU) x 1 micro-batch == 1 process x 2 accumulated micro-batches: every parameter
@@ -85,6 +98,7 @@ def test_ddp_equals_gradient_accumulation(model_data, quick_first_stage, tmp_pat
                            b["spatial_volume.xyzc_net.conv0.1.num_batches_tracked"])
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_loss_decreases(model_data, quick_first_stage):
     res = train(model_data, _cfg(quick_first_stage, steps=40, batch_size=2, warmup_steps=5, ckpt_every=40,
