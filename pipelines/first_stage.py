@@ -23,8 +23,9 @@ from pipelines.training_data import is_heldout
 from storage.views import ViewStore
 
 #: Held-out reconstruction bar per dataset (dB). THuman's 64² body renders (limbs 2-3 px wide, printed clothing)
-#: lose more to the 8x downsampling than faces: measured 22.6 dB at the demo's 450 steps and 23.1 dB at 600, against
-#: FaceScape's 26.6 / 27.3; an untrained autoencoder scores 6.1 / 5.2 dB, so 21 dB still fails a broken one.
+#: lose more to the 8x downsampling than faces: at the default 600 steps on the demo stand-in, measured under five CPU
+#: kernel / thread settings, THuman 23.53-23.67 dB and FaceScape 26.21-26.33 dB (tests/test_first_stage.py); an
+#: untrained autoencoder scores 6.1 / 5.2 dB, so 21 dB still fails a broken one.
 PSNR_TARGET_DB = {"facescape": 25.0, "thuman": 21.0}
 
 

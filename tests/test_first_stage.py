@@ -7,12 +7,16 @@ from pipelines.first_stage import (PSNR_TARGET_DB, FirstStageConfig, collect_vie
                                    load_first_stage, reconstruction_psnr, train_first_stage)
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_heldout_reconstruction_meets_each_datasets_bar(model_data):
     from model.diffusion.config import VAEConfig
     from model.diffusion.vae import AutoencoderKL
 
-    res = train_first_stage(model_data, FirstStageConfig(steps=450), log=lambda *_: None)  # the demo's budget
+    # the recipe's 600 steps (the reference model's first stage). Measured on the stand-in under five CPU settings
+    # (ATen avx512 / avx2 / default x 1 / 2 threads, 2026-12-03): FaceScape 26.21-26.33 dB, THuman 23.53-23.67 dB;
+    # the bars (25 / 21 dB) sit 1.2 and 2.5 dB below the lowest. (At 450 steps FaceScape scored 25.26-25.41: no margin.)
+    res = train_first_stage(model_data, FirstStageConfig(), log=lambda *_: None)
     assert judge_heldout_psnr(res.psnr_heldout)[0], res.psnr_heldout  # FaceScape 25 dB, THuman 21 dB
     assert res.psnr_heldout["facescape"] >= PSNR_TARGET_DB["facescape"] == 25.0
     # the stored weights reproduce the figure independently of the training process
