@@ -13,13 +13,29 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "data"  # facts copied into the repository (tests/data/README.md)
 
 
+def shared_build(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
+    """A folder built once per test session and shared by every pytest-xdist worker: the first worker to ask runs
+    `build(folder)` under a file lock, the others wait and reuse it. Callers treat it as read-only."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / f"shared-{name}"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".complete").is_file():
+            if folder.exists():
+                shutil.rmtree(folder)
+            build(folder)
+            (folder / ".complete").write_text("")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def standin_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipelines.demo_data import ensure_demo_data
 
-    root = tmp_path_factory.mktemp("standin") / "synthetic"
-    ensure_demo_data(root, seed=0)
-    return root
+    return shared_build(tmp_path_factory, "standin", lambda folder: ensure_demo_data(folder / "synthetic", seed=0)) \
+        / "synthetic"
 
 
 def settings_for(synthetic_root: Path, data_root: Path | None = None, **extra: str) -> Settings:
@@ -30,8 +46,8 @@ def settings_for(synthetic_root: Path, data_root: Path | None = None, **extra: s
 
 
 @pytest.fixture(scope="session")
-def standin_settings(standin_root: Path) -> Settings:
-    return settings_for(standin_root)
+def standin_settings(standin_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return settings_for(standin_root, tmp_path_factory.mktemp("standin_data"))  # (the stand-in itself is shared)
 
 
 @pytest.fixture
@@ -57,18 +73,24 @@ def embedded(tmp_path, monkeypatch, standin_root):
 
 @pytest.fixture(scope="session")
 def model_data(standin_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Every stand-in subject tracked and rendered into view stores (what training and evaluation read)."""
+    """Every stand-in subject tracked and rendered into view stores (what training and evaluation read): built once
+    per session (shared by the xdist workers), copied into this worker's own data root (tests add runs to it)."""
     from pipelines.track import track
     from pipelines.views import views
 
-    s = settings_for(standin_root, tmp_path_factory.mktemp("model_data"))
-    for subject in ("1", "2", "3", "122"):
-        track(s, "facescape", subject, "flame")
-        views(s, "facescape", subject)
-    for uid in ("0003", "0526", "1024", "2201"):
-        track(s, "thuman", uid)
-        views(s, "thuman", uid)
-    return s
+    def build(folder: Path) -> None:
+        s = settings_for(standin_root, folder)
+        for subject in ("1", "2", "3", "122"):
+            track(s, "facescape", subject, "flame")
+            views(s, "facescape", subject)
+        for uid in ("0003", "0526", "1024", "2201"):
+            track(s, "thuman", uid)
+            views(s, "thuman", uid)
+
+    template = shared_build(tmp_path_factory, "model_data", build)
+    own = tmp_path_factory.mktemp("model_data")
+    shutil.copytree(template, own, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    return settings_for(standin_root, own)
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ def test_released_timesteps_and_coefficients():
     assert fixed["alpha_prev"][0] == 1.0 and np.all(fixed["sigma"] == 0)
 
 
+@pytest.mark.numerics
 def test_ddim_step_closed_form():
     x, eps, z = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
     a, ap, s = 0.3, 0.6, 0.2
@@ -92,6 +93,7 @@ class _Oracle:
         return e + (self.shift if conditional else 0.0)
 
 
+@pytest.mark.numerics
 def test_deterministic_ddim_recovers_the_clean_latent():
     ac = schedule_arrays()["alphas_cumprod"].astype(np.float64)
     x0 = torch.randn(1, 16, 4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -104,6 +106,7 @@ def test_deterministic_ddim_recovers_the_clean_latent():
     assert (released - x0).abs().max() > 1e-2  # the released final step stops at alphas_cumprod[0]
 
 
+@pytest.mark.numerics
 def test_cfg_combination_chunking_and_seed():
     ac = schedule_arrays()["alphas_cumprod"].astype(np.float64)
     x0 = torch.zeros(2, 16, 4, 4, 4, dtype=torch.float64)

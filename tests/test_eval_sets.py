@@ -56,6 +56,7 @@ def test_groups_pad_like_the_release():
     assert groups_of([3, 4]) == [[3, 4] * 8]
 
 
+@pytest.mark.numerics
 def test_model_eval_set_is_deterministic_and_baselines_are_what_they_say(model_data, tiny_checkpoint):
     a = generate_eval_set(model_data, "thuman_novel_view", tiny_checkpoint, sampler=DDIMConfig(steps=2), **QUIET)
     b = generate_eval_set(model_data, "thuman_novel_view", tiny_checkpoint, sampler=DDIMConfig(steps=2),
@@ -86,6 +87,7 @@ def test_model_eval_set_is_deterministic_and_baselines_are_what_they_say(model_d
     assert np.array_equal(mean.arrays["generated"][0], np.round(total / count).astype(np.uint8))
 
 
+@pytest.mark.numerics
 def test_mesh_silhouettes_match_the_stored_masks(model_data):
     """The tracked FLAME mesh ray-cast at a store's target cameras covers the stored (scan) silhouettes: an
     independent check of the frames and intrinsics the mesh-IoU metric relies on."""

@@ -47,6 +47,7 @@ def demo_sets(model_data, tmp_path_factory):
     return ckpt, gen, copy
 
 
+@pytest.mark.numerics
 def test_tables_are_complete_and_deterministic(model_data, demo_sets, weights_dir):
     settings = dataclasses.replace(model_data, metric_weights_dir=weights_dir)
     _, gen, copy = demo_sets
@@ -81,6 +82,7 @@ def test_tables_are_complete_and_deterministic(model_data, demo_sets, weights_di
         ["protocol", "method", "checkpoint_hash", "eval_set"]).any()
 
 
+@pytest.mark.numerics
 def test_a_set_whose_views_equal_their_ground_truth_scores_perfectly(model_data, demo_sets, weights_dir,
                                                                      tmp_path):
     """Closed form: generated == ground truth gives SSIM 1, LPIPS 0, PSNR at its cap, FID 0 (and a silhouette IoU

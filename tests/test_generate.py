@@ -35,6 +35,7 @@ def flame_mesh(standin_settings, tmp_path_factory):
     return path
 
 
+@pytest.mark.numerics
 def test_generation_is_reproducible_and_exports_neus2(standin_settings, tiny_checkpoint, flame_mesh, tmp_path):
     from pipelines.generate import generate
 

@@ -117,6 +117,7 @@ def cli(model_data, monkeypatch, capsys):
     return _run
 
 
+@pytest.mark.numerics
 def test_import_then_generate_and_evaluate_from_the_file_equal_the_folder(tiny_state_dict, model_data, tmp_path,
                                                                          cli):
     ckpt = lightning_checkpoint(tiny_state_dict, tmp_path / "pwned", path=tmp_path / "released.ckpt")

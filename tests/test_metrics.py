@@ -18,6 +18,7 @@ def _pairs(n=4, size=64):
     return a, b
 
 
+@pytest.mark.numerics
 def test_psnr_and_ssim_equal_scikit_image():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -40,6 +41,7 @@ def test_silhouette_iou_closed_form():
     assert silhouette_iou(gt, img) == pytest.approx(10 / 30)
 
 
+@pytest.mark.numerics
 def test_lpips_equals_a_direct_formula(tmp_path):
     from model.metrics.lpips_vgg import LPIPSVGG, lpips_linear_weights
 
@@ -72,6 +74,7 @@ def test_lpips_equals_a_direct_formula(tmp_path):
         LPIPSVGG.from_files(tmp_path / "missing.pth")
 
 
+@pytest.mark.numerics
 def test_frechet_distance_equals_scipy_sqrtm():
     from scipy.linalg import sqrtm
 
@@ -85,6 +88,7 @@ def test_frechet_distance_equals_scipy_sqrtm():
     assert fid_from_features(x, x) == pytest.approx(0.0, abs=1e-8)
 
 
+@pytest.mark.numerics
 def test_fid_inception_loads_its_key_layout_and_pools_2048(tmp_path):
     from model.metrics.fid import FIDInceptionV3
 
@@ -99,6 +103,7 @@ def test_fid_inception_loads_its_key_layout_and_pools_2048(tmp_path):
     assert np.allclose(model.features(a[::-1]), f[::-1])
 
 
+@pytest.mark.numerics
 def test_pck_on_hand_made_landmarks():
     from model.metrics.face import pck
 
@@ -111,6 +116,7 @@ def test_pck_on_hand_made_landmarks():
     assert pck(pred, gt) == pytest.approx(51 / 68)
 
 
+@pytest.mark.numerics
 def test_reid_matches_itself_and_a_light_augmentation_not_another_face():
     from PIL import Image, ImageEnhance
     from skimage.data import astronaut

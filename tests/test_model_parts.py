@@ -1,5 +1,6 @@
 """Network parts against independent references: attention, projection, frustum, our checkpoint format."""
 import numpy as np
+import pytest
 import torch
 
 from model.diffusion.attention import CrossAttention, DepthAttention
@@ -7,6 +8,7 @@ from model.diffusion.volume import frustum_points, grid_points, project_normaliz
 from model.render.cameras import look_at
 
 
+@pytest.mark.numerics
 def test_cross_attention_equals_naive_softmax_attention():
     torch.manual_seed(0)
     attn = CrossAttention(12, 6, heads=3, dim_head=4).double()
@@ -18,6 +20,7 @@ def test_cross_attention_equals_naive_softmax_attention():
     torch.testing.assert_close(attn(x, ctx), ref)
 
 
+@pytest.mark.numerics
 def test_depth_attention_equals_the_released_formula():
     torch.manual_seed(1)
     att = DepthAttention(8, 6, heads=2, dim_head=4).double()

@@ -47,6 +47,7 @@ def test_tiny_forward_backward_shapes():
     assert all(p.grad is None for p in model.first_stage_model.parameters())  # frozen
 
 
+@pytest.mark.numerics
 def test_tiny_sampling_runs_and_is_seeded():
     from model.diffusion.ddim import DDIMConfig, sample
 
@@ -65,6 +66,7 @@ def test_tiny_sampling_runs_and_is_seeded():
     assert images.shape == (1, cfg.view_num, 3, cfg.image_size, cfg.image_size) and torch.isfinite(images).all()
 
 
+@pytest.mark.numerics
 def test_cfg_in_one_batched_pass_equals_two_passes():
     """The sampler batches the conditional and null passes (as released); same noise as two separate passes."""
     torch.manual_seed(0)
@@ -88,6 +90,7 @@ def test_cfg_in_one_batched_pass_equals_two_passes():
     torch.testing.assert_close(eps_u, separate_u, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.numerics
 def test_bf16_autocast_and_gradient_checkpointing():
     import dataclasses
 
@@ -103,6 +106,7 @@ def test_bf16_autocast_and_gradient_checkpointing():
     assert model.model.diffusion_model.output_conditions[0].checkpoint
 
 
+@pytest.mark.numerics
 def test_ablations_remove_exactly_their_condition():
     """`no_mesh`: the prediction no longer depends on the mesh (vertices / voxels); `no_image`: no longer on the input
     image; the full condition depends on both. Checked on one denoising step of a perturbed tiny network, with the

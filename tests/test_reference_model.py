@@ -41,6 +41,7 @@ def _masked_psnr_and_iou(generated: np.ndarray, gt: np.ndarray, mask: np.ndarray
             float(np.mean([silhouette_iou(m, p) for p, m in zip(generated, mask)])))
 
 
+@pytest.mark.numerics
 def test_reference_beats_the_baselines_on_an_unseen_identity(model_data):
     """Subject 122 of the session's stand-in: 16 novel views of two expressions, 10 DDIM steps, fixed seed."""
     from model.diffusion.ddim import DDIMConfig

@@ -30,6 +30,7 @@ def _ground_truth_pixels(settings, subject, expr, view):
     return ds.read_image(tup, view), pix
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("subject,expr", [("3", "2_smile"), ("2", "6_jaw_right"), ("2", "2_smile")])
 def test_synthetic_view_fit_reprojects_within_two_percent(flame, standin_settings, subject, expr):
     image, truth = _ground_truth_pixels(standin_settings, subject, expr, 7)  # view 7: frontal camera
@@ -39,6 +40,7 @@ def test_synthetic_view_fit_reprojects_within_two_percent(flame, standin_setting
     assert np.all(np.isfinite(fit.vertices))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["stylegan1_256.png", "stylegan2_256.png", "astronaut"])
 def test_real_faces(flame, name):
     if name == "astronaut":

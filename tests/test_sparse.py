@@ -1,4 +1,5 @@
 """The torch sparse convolution against a dense conv3d reference (at the default thread count)."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +16,7 @@ def _dense_weight(conv):  # spconv [out, kD, kH, kW, in] -> torch [out, in, kD, 
     return conv.weight.permute(0, 4, 1, 2, 3)
 
 
+@pytest.mark.numerics
 def test_submanifold_conv_matches_dense_conv3d():
     torch.manual_seed(0)
     x = _random_volume()
@@ -26,6 +28,7 @@ def test_submanifold_conv_matches_dense_conv3d():
     assert torch.equal(out.indices, x.indices)  # submanifold: same active sites
 
 
+@pytest.mark.numerics
 def test_strided_conv_matches_dense_conv3d_and_its_active_sites():
     torch.manual_seed(1)
     x = _random_volume(n=120, shape=(13, 11, 9))
@@ -39,6 +42,7 @@ def test_strided_conv_matches_dense_conv3d_and_its_active_sites():
     torch.testing.assert_close(out.features, ref[:, i[:, 0], i[:, 1], i[:, 2]].t())
 
 
+@pytest.mark.numerics
 def test_duplicates_are_averaged_and_gradients_flow():
     feats = torch.tensor([[1.0], [3.0], [10.0]], requires_grad=True)
     idx = torch.tensor([[0, 0, 0], [0, 0, 0], [1, 1, 1]])

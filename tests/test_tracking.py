@@ -19,6 +19,7 @@ def flame_track(track_settings):
     return track(track_settings, "facescape", "2", "flame")
 
 
+@pytest.mark.numerics
 def test_facescape_flame_fit_recovers_the_ground_truth(flame_track, track_settings):
     rec = flame_track.record
     for expr, verts_model in rec.vertices.items():
@@ -32,6 +33,7 @@ def test_facescape_flame_fit_recovers_the_ground_truth(flame_track, track_settin
     assert jaw[0] > 0.05 and jaw[1] < -0.05  # opened and turned to the subject's right, like the truth
 
 
+@pytest.mark.numerics
 def test_retracking_gives_the_same_data_version(flame_track, track_settings):
     again = track(track_settings, "facescape", "2", "flame")
     assert again.record.data_version == flame_track.record.data_version
@@ -40,6 +42,7 @@ def test_retracking_gives_the_same_data_version(flame_track, track_settings):
         flame_track.record.items)
 
 
+@pytest.mark.numerics
 def test_bilinear_meshes_line_up_with_the_cameras(track_settings):
     """TU vertices in the model frame, projected with model-frame cameras, land on the same pixels as in TU."""
     import cv2
@@ -61,6 +64,7 @@ def test_bilinear_meshes_line_up_with_the_cameras(track_settings):
         np.testing.assert_allclose(a, b, atol=1e-3)
 
 
+@pytest.mark.numerics
 def test_thuman_smplx_track(track_settings):
     for uid in ("0003", "0526"):
         rec = track(track_settings, "thuman", uid).record
@@ -89,6 +93,7 @@ def test_track_store_rounding_and_atomicity(tmp_path):
     assert read_track(tmp_path, "facescape", "7", "t-1").params["e"]["a"] == [0.11, 0.2]  # old track intact
 
 
+@pytest.mark.numerics
 def test_thuman_rigid_refinement_recovers_a_misaligned_fit(track_settings, monkeypatch):
     """Shift the released translation by 2 cm: the refined track moves back onto the scan."""
     import storage.thuman as thuman

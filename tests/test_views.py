@@ -47,6 +47,7 @@ def _inside_fraction(store: ViewStore, item: str, index: int, orthographic: bool
 
 @pytest.mark.parametrize("dataset,subject", [("facescape", "1"), ("facescape", "122"), ("thuman", "0003"),
                                              ("thuman", "0526")])
+@pytest.mark.numerics
 def test_stored_vertices_project_into_the_masks(view_settings, dataset, subject):
     store = ViewStore.open(store_path(view_settings.storage_root, dataset, subject))
     for i in range(len(store)):
@@ -212,6 +213,7 @@ def test_dataloader_workers(view_settings):
     assert batch["target_image"].shape == (2, 16, 256, 256, 3) and batch["out_sh"].shape == (2, 3)
 
 
+@pytest.mark.numerics
 def test_colour_calibration_fixes_the_tinted_camera(view_settings):
     """The stand-in's camera 17 has a strong colour cast: calibration corrects (or rejects) it and brings every
     corrected view closer to the multi-view mean colour."""
