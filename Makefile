@@ -15,9 +15,11 @@ venv:
 demo: venv
 	@$(BIN)/morphable demo
 
-## The whole test suite that runs on a CPU machine (what CI runs).
+## The whole test suite that runs on a CPU machine (what CI runs): TEST_WORKERS pytest-xdist workers (one test file
+## each at a time, so a file's fixtures stay in one process), and the 25 slowest tests listed at the end.
+TEST_WORKERS ?= 2
 test: venv
-	@$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: venv
 	@$(BIN)/python -m pytest -q -m "not slow and not e2e"

@@ -16,14 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from timing import best_of
 
-def best_of(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+
 
 
 def main() -> None:

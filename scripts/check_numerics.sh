@@ -22,11 +22,16 @@ for s in $SETTINGS; do
   cap=${s%%:*}; threads=${s##*:}
   log=$(mktemp)
   start=$(date +%s)
+  # one thread per test: as many xdist workers as cores; more threads per test: one test at a time
+  parallel=()
+  cores=$(nproc)
+  [ "$threads" -eq 1 ] && [ "$cores" -gt 1 ] && parallel=(-n "$cores" --dist loadfile)
   ATEN_CPU_CAPABILITY=$cap ONEDNN_MAX_CPU_ISA=${ONEDNN[$cap]} OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads \
-    OPENBLAS_NUM_THREADS=$threads "$PY" -m pytest -q -p no:cacheprovider -m numerics "$@" >"$log" 2>&1
+    OPENBLAS_NUM_THREADS=$threads "$PY" -m pytest -q -p no:cacheprovider -m numerics "${parallel[@]}" "$@" \
+    >"$log" 2>&1
   rc=$?
   seconds=$(( $(date +%s) - start ))
-  summary=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$log" | tail -1 | tr -d '=' | xargs)
+  summary=$(grep -E '(passed|failed|error)' "$log" | tail -1 | tr -d '=' | xargs)
   line="{\"capability\": \"$cap\", \"threads\": $threads, \"exit\": $rc, \"seconds\": $seconds, \"summary\": \"$summary\"}"
   echo "$line" | tee -a "$REPORT"
   if [ $rc -ne 0 ]; then

@@ -11,6 +11,30 @@ from pipelines.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO / "tests" / "data"  # facts copied into the repository (tests/data/README.md)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+#: the files that take longest (docs/benchmarks.md): collected first, so that under `--dist loadfile` each starts on
+#: a worker of its own at once instead of leaving one worker alone with them at the end
+LONGEST_FIRST = ("test_policy.py", "test_real_size.py", "test_first_stage.py", "test_evaluate.py", "test_train.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # (stable: the order within a file is kept)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker (and every process it starts) gets its share of the cores' threads unless
+    the caller set them: two workers with a thread per core each would oversubscribe the machine."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and not any(k in os.environ for k in THREAD_VARIABLES):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = str(max(1, cores // workers))
+        os.environ.update({k: threads for k in THREAD_VARIABLES})
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def shared_build(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
