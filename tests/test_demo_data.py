@@ -9,7 +9,7 @@ import pytest
 from pipelines import demo_data
 from pipelines.demo_data import MANIFEST, ensure_demo_data, is_complete
 from storage.hashing import hash_file, hash_json
-from tests.conftest import REPO
+from tests.conftest import REPO, TESTDATA
 from tests.other_cpu import OLD_CPU_ONE_THREAD, environment
 
 
@@ -60,6 +60,28 @@ def test_the_same_bytes_on_another_cpu_with_other_threads_and_workers(standin_ro
     assert theirs["content_hash"] == ours["content_hash"]
     for rel, digest in list(ours["sha256"].items())[::37]:  # the manifest describes the files on disk
         assert hash_file(standin_root / rel) == digest, rel
+
+
+@pytest.mark.slow
+@pytest.mark.numerics
+def test_the_committed_generator_writes_the_reference_models_standin(tmp_path):
+    """The shipped reference model was trained on a stand-in whose content hash its recipe records; the first
+    identity and the first scan of that stand-in, written again by this generator, must have the digests copied from
+    its manifest at training time (a generator change that alters them means retraining the reference)."""
+    pinned = json.loads((TESTDATA / "reference_standin_digests.json").read_text())
+    recipe = json.loads((REPO / "pretrained" / "tiny-facescape-reference" / "recipe.json").read_text())
+    assert recipe["data"]["standin_content_hash"] == pinned["standin_content_hash"]
+    assert recipe["data"]["seed"] == pinned["seed"]
+    spec = demo_data.StandinSpec((pinned["facescape_subject"],), (pinned["thuman_uid"],), pinned["expressions"])
+    assert spec.facescape_subjects[0] == recipe["data"]["spec"]["facescape_subjects"][0]
+    assert spec.thuman_uids[0] == recipe["data"]["spec"]["thuman_uids"][0]
+    demo_data.generate_demo_data(tmp_path, seed=pinned["seed"], spec=spec, workers=1)
+    written = json.loads((tmp_path / MANIFEST).read_text())["sha256"]
+    alignment = "facescape_toolkit/predef/Rt_scale_dict.json"  # (lists every identity of a stand-in: compared by entry)
+    assert set(written) - {alignment} == set(pinned["sha256"])
+    differing = sorted(k for k, digest in pinned["sha256"].items() if written[k] != digest)
+    assert not differing, differing[:20]
+    assert json.loads((tmp_path / alignment).read_text()) == pinned["alignment"]
 
 
 def test_manifest_hash_covers_file_contents(standin_root):
