@@ -14,9 +14,29 @@ import dagster as dg
 
 A = dg.AutomationCondition
 
+class DepsHavePartitions(dg.AutomationCondition):
+    """True once every dynamically partitioned dependency has partitions. An asset that reads all partitions of a
+    dependency (the first stage reads every subject's views) sees an empty partition set as "nothing missing";
+    on a fresh instance, before the discovery sensor has added the subjects, it would be requested at once and fail
+    on views that do not exist yet."""
+
+    @property
+    def name(self) -> str:
+        return "deps_have_partitions"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        graph, instance = context.asset_graph, context.asset_graph_view.instance
+        for key in graph.get(context.key).parent_keys:
+            pdef = graph.get(key).partitions_def
+            if isinstance(pdef, dg.DynamicPartitionsDefinition) and not instance.get_dynamic_partitions(pdef.name):
+                return dg.AutomationResult(context, true_subset=context.get_empty_subset())
+        return dg.AutomationResult(context, true_subset=context.candidate_subset)
+
+
 #: a dependency's data version changed since the previous evaluation (or it is about to be requested)
 DEPS_CHANGED = A.any_deps_match(A.data_version_changed() | A.will_be_requested()).with_label("deps_data_changed")
-BLOCKED = (A.any_deps_missing() | A.any_deps_in_progress() | A.in_progress()).with_label("blocked")
+BLOCKED = (A.any_deps_missing() | ~DepsHavePartitions() | A.any_deps_in_progress()
+           | A.in_progress()).with_label("blocked")
 MISSING = (A.missing() & ~A.execution_failed()).with_label("missing_not_failed")
 
 

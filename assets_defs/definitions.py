@@ -56,6 +56,7 @@ comparison_job = dg.define_asset_job("compare_experiments", selection=dg.AssetSe
 #: the one policy, under the daemon: every asset's automation condition (on when MORPHABLE_SENSORS=on)
 automation = dg.AutomationConditionSensorDefinition(
     "automation", target=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(), default_status=SENSORS_ON,
+    use_user_code_server=True,  # the conditions include our own (DepsHavePartitions), evaluated in the code server
     description="Evaluates every asset's automation condition (assets_defs/automation.py): what `morphable demo` "
                 "applies in process.")
 

@@ -12,6 +12,7 @@ import dagster as dg
 from assets_defs.automation import EVALUATION_POLICY, POLICY
 from assets_defs.gpu_steps import from_pipes_metadata, k8s_gpu_tags, run_gpu_task
 from assets_defs.partitions import BY_EXPERIMENT, DATASETS, EVALUATION_PARTITIONS, evaluation_key
+from assets_defs.pools import CPU_POOL, GPU_POOL
 from assets_defs.resources import SettingsResource
 from assets_defs.training import CHECKPOINT_ASSETS
 
@@ -40,7 +41,7 @@ def metrics_key(dataset: str) -> dg.AssetKey:
 def _eval_set_asset(dataset: str) -> dg.AssetsDefinition:
     @dg.asset(key=generated_key(dataset), partitions_def=EVALUATION_PARTITIONS[dataset],
               ins={"checkpoint": dg.AssetIn(CHECKPOINT_ASSETS[dataset].key, partition_mapping=BY_EXPERIMENT)},
-              code_version=EVAL_SET_VERSION, group_name=EVAL_GROUP, pool="gpu_heavy", kinds={"pytorch", "numpy"},
+              code_version=EVAL_SET_VERSION, group_name=EVAL_GROUP, pool=GPU_POOL, kinds={"pytorch", "numpy"},
               owners=["team:morphable"], op_tags=k8s_gpu_tags(1), io_manager_key="references",
               automation_condition=EVALUATION_POLICY,
               description=f"A {dataset} protocol's generated views, beside their ground truth, with one experiment's "
@@ -130,7 +131,7 @@ def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
 
     @dg.asset(key=key, partitions_def=EVALUATION_PARTITIONS[dataset],
               ins={"eval_set": dg.AssetIn(generated_key(dataset))},
-              code_version=METRICS_VERSION, group_name=EVAL_GROUP, kinds={"pandas", "parquet"},
+              code_version=METRICS_VERSION, group_name=EVAL_GROUP, pool=CPU_POOL, kinds={"pandas", "parquet"},
               owners=["team:morphable"], io_manager_key="references", automation_condition=POLICY,
               description=f"PSNR, SSIM, LPIPS, FID, PCK@0.2, Re-ID, masked PSNR and silhouette IoU of one {dataset} "
                           "evaluation set (per view, per subject, per protocol parquet tables, labelled with the "

@@ -9,6 +9,7 @@ dagster.yaml frees the pool slot of a dead run.
 import contextlib
 import fcntl
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -91,9 +92,39 @@ def run_gpu_task(context: dg.AssetExecutionContext, task: str, config: dict, set
         if len(held) > 1:
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                        f"--nproc_per_node={len(held)}", "-m", "pipelines.worker"]
-        invocation = client.run(context=context, command=command, env=env,
-                                extras={"task": task, "config": config, "settings_file": settings_file})
+        invocation = run_worker_process(context, client, command, env,
+                                        {"task": task, "config": config, "settings_file": settings_file})
     return worker_report(invocation.get_results(implicit_materializations=False), task)
+
+
+#: how often a step whose worker was killed (out of memory, preempted, a node drained) is tried again in its run
+TRANSIENT_RETRIES = 2
+RETRY_WAIT_SECONDS = 5
+_EXIT_CODE = re.compile(r"failed with code (-?\d+)")
+
+
+def killed_exit_code(exc: BaseException) -> int | None:
+    """The exit code of a worker that a signal ended (negative: the signal's number; 128 + n from a shell or a
+    container runtime: SIGKILL 137, SIGTERM 143), else None: an error the worker raised itself is deterministic."""
+    match = _EXIT_CODE.search(str(exc))
+    if match is None:
+        return None
+    code = int(match.group(1))
+    return code if code < 0 or code in (137, 143) else None
+
+
+def run_worker_process(context: dg.AssetExecutionContext, client: dg.PipesSubprocessClient, command: list[str],
+                       env: dict, extras: dict):
+    """`client.run`, with a worker killed by a signal retried (bounded) and every other failure reported once."""
+    try:
+        return client.run(context=context, command=command, env=env, extras=extras)
+    except Exception as exc:  # noqa: BLE001 - Pipes reports a worker's exit as a plain exception
+        code = killed_exit_code(exc)
+        if code is None:
+            raise
+        context.log.warning(f"the worker was killed (exit code {code}); retrying the step "
+                            f"(at most {TRANSIENT_RETRIES} times)")
+        raise dg.RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=RETRY_WAIT_SECONDS) from exc
 
 
 def from_pipes_metadata(meta: dict) -> dict:

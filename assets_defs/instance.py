@@ -1,4 +1,4 @@
-"""The embedded Dagster instance: DAGSTER_HOME inside the checkout, our dagster.yaml, GPU pool limits."""
+"""The embedded Dagster instance: DAGSTER_HOME inside the checkout, our dagster.yaml, the pool limits."""
 import os
 import shutil
 import subprocess
@@ -8,7 +8,6 @@ import dagster as dg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = REPO_ROOT / ".dagster_home"
-POOLS = ("gpu_heavy", "gpu_light")
 
 
 def dagster_home() -> Path:
@@ -34,11 +33,6 @@ def gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def pool_limit() -> int:
-    """Slots per GPU pool: one per GPU, and one on a CPU-only machine (the CPU fallback)."""
-    return max(1, gpu_count())
-
-
 def prepare_home(home: Path | None = None) -> Path:
     """Create DAGSTER_HOME with the repository's dagster.yaml (refreshed when it changed) and export it."""
     home = home or dagster_home()
@@ -51,9 +45,10 @@ def prepare_home(home: Path | None = None) -> Path:
 
 
 def get_instance(home: Path | None = None) -> dg.DagsterInstance:
-    """The persistent embedded instance, with pool limits set to the GPU count."""
+    """The persistent embedded instance, its pools sized for this machine (assets_defs/pools.py)."""
+    from assets_defs.pools import apply_pool_limits
+
     prepare_home(home)
     instance = dg.DagsterInstance.get()
-    for pool in POOLS:
-        instance.event_log_storage.set_concurrency_slots(pool, pool_limit())
+    apply_pool_limits(instance)
     return instance

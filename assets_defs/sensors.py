@@ -1,6 +1,7 @@
 """Discovery: subject folders and experiments become dynamic partitions, and a source is re-observed when what it
 describes changed (a raw subject's files' contents, an experiment's definition), so that the automation conditions see
-new subjects, changed raw files and edited experiments."""
+new subjects, changed raw files and edited experiments. Each tick also sizes the pools (assets_defs/pools.py), so a
+daemon anywhere runs with the right limits."""
 
 import hashlib
 import json
@@ -10,6 +11,7 @@ import dagster as dg
 
 from assets_defs.experiments import apply_partition_requests, experiment_sync, experiment_version
 from assets_defs.partitions import EXPERIMENT_PARTITIONS, SUBJECT_PARTITIONS
+from assets_defs.pools import apply_pool_limits
 from assets_defs.resources import SettingsResource
 
 SENSORS_ON = dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on" \
@@ -64,7 +66,7 @@ def current_versions(instance: dg.DagsterInstance, settings) -> dict[str, dict[s
 
 
 @dg.sensor(name="discovery", minimum_interval_seconds=60, default_status=SENSORS_ON, jobs=list(OBSERVE_JOBS.values()),
-           description="Adds new FaceScape / THuman subject folders and new experiments as partitions (removed "
+           description="Sizes the pools (cpu: cores, gpu_heavy: GPUs), adds new FaceScape / THuman subject folders and new experiments as partitions (removed "
                        "experiments lose theirs; their data is kept and reported), and re-observes a source when "
                        "its subjects' files or its experiments' definitions changed.")
 def discovery(context: dg.SensorEvaluationContext, settings: SettingsResource) -> dg.SensorResult:
@@ -73,6 +75,8 @@ def discovery(context: dg.SensorEvaluationContext, settings: SettingsResource) -
     for dataset, names in sync.removed.items():
         context.log.warning(f"{dataset} experiments removed from the experiments file: {names}; their partitions "
                             "are dropped, their checkpoints, evaluation sets and metric rows are kept")
+    for pool, slots in apply_pool_limits(context.instance).items():
+        context.log.info(f"pool {pool}: {slots} slots (assets_defs/pools.py)")
     requests = new_subject_requests(context.instance, s) + sync.requests
     apply_partition_requests(context.instance, requests)  # applied now, so the observations below include them
     seen = json.loads(context.cursor) if context.cursor else {}

@@ -8,6 +8,7 @@ import dagster as dg
 from assets_defs import raw
 from assets_defs.automation import POLICY
 from assets_defs.partitions import SUBJECT_PARTITIONS
+from assets_defs.pools import CPU_POOL
 from assets_defs.resources import SettingsResource
 from pipelines.track import TRACKERS
 
@@ -57,7 +58,7 @@ def _tracks_asset(dataset: str, topology: str, source) -> dg.AssetsDefinition:
     version = TRACKERS[dataset][topology]
 
     @dg.asset(key=key, deps=[source], partitions_def=SUBJECT_PARTITIONS[dataset], code_version=version,
-              group_name=TRACKING_GROUP, pool="gpu_light", kinds={"pytorch", "numpy"}, owners=["team:morphable"],
+              group_name=TRACKING_GROUP, pool=CPU_POOL, kinds={"pytorch", "numpy"}, owners=["team:morphable"],
               automation_condition=POLICY,
               description=f"{topology.upper()} meshes of one {dataset} subject in the model frame (tracker "
                           f"{version}), in the track store.",

@@ -13,6 +13,7 @@ from assets_defs.automation import CHECK_POLICY, checkpoint_policy
 from assets_defs.experiments import EXPERIMENT_SOURCES
 from assets_defs.gpu_steps import k8s_gpu_tags, run_gpu_task
 from assets_defs.partitions import EXPERIMENT_PARTITIONS
+from assets_defs.pools import GPU_POOL
 from assets_defs.references import ReferenceIOManager
 from assets_defs.resources import SettingsResource
 from assets_defs.views import VIEW_ASSETS
@@ -58,7 +59,7 @@ def _outputs(result: dg.MaterializeResult, reference: dict) -> dg.Output:
 
 
 @dg.asset(key=FIRST_STAGE_KEY, deps=[dg.AssetDep(v, partition_mapping=ALL_SUBJECTS) for v in VIEW_ASSETS.values()],
-          code_version=_first_stage_version(), group_name=MODEL_GROUP, pool="gpu_heavy", kinds={"pytorch", "safetensors"},
+          code_version=_first_stage_version(), group_name=MODEL_GROUP, pool=GPU_POOL, kinds={"pytorch", "safetensors"},
           owners=["team:morphable"], op_tags=k8s_gpu_tags(1), io_manager_key="references",
           automation_condition=checkpoint_policy(dg.AssetSelection.assets(*VIEW_ASSETS.values())),
           description="The tiny preset's KL autoencoder ([first_stage] of the experiments file), trained on every "
@@ -98,7 +99,7 @@ def _checkpoint_asset(dataset: str):
               deps=[EXPERIMENT_SOURCES[dataset], dg.AssetDep(views, partition_mapping=ALL_SUBJECTS)],
               op_tags=k8s_gpu_tags(int(os.environ.get("MORPHABLE_TRAIN_GPUS", "1"))), io_manager_key="references",
               automation_condition=checkpoint_policy(dg.AssetSelection.assets(views)),
-              group_name=MODEL_GROUP, pool="gpu_heavy", kinds={"pytorch", "safetensors"}, owners=["team:morphable"],
+              group_name=MODEL_GROUP, pool=GPU_POOL, kinds={"pytorch", "safetensors"}, owners=["team:morphable"],
               description=f"One {dataset} experiment's model: trained (GPU process), a released checkpoint imported "
                           "into the store, or a baseline. Data version = weights hash.")
     def checkpoint(context: dg.AssetExecutionContext, settings: SettingsResource, config: LaunchConfig,

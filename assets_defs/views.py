@@ -4,6 +4,7 @@ import dagster as dg
 from assets_defs import raw, tracking
 from assets_defs.automation import POLICY
 from assets_defs.partitions import SUBJECT_PARTITIONS
+from assets_defs.pools import CPU_POOL
 from assets_defs.resources import SettingsResource
 from pipelines.views import RENDER_VERSION
 
@@ -37,7 +38,7 @@ def _views_asset(dataset: str, upstream: dg.AssetsDefinition, raw_source) -> dg.
 
     @dg.asset(key=key, deps=[upstream, raw_source], partitions_def=SUBJECT_PARTITIONS[dataset],
               code_version=RENDER_VERSION,
-              group_name=VIEWS_GROUP, pool="gpu_light", kinds={"zarr", "numpy"}, owners=["team:morphable"],
+              group_name=VIEWS_GROUP, pool=CPU_POOL, kinds={"zarr", "numpy"}, owners=["team:morphable"],
               automation_condition=POLICY,
               description=f"256x256 training views, masks, model-frame cameras and the voxelised tracked mesh of one "
                           f"{dataset} subject, in one zarr v3 store.",

@@ -261,13 +261,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from assets_defs.instance import prepare_home
+    from assets_defs.instance import dagster_home, get_instance
 
-    home = prepare_home()
+    get_instance()  # DAGSTER_HOME prepared, pools sized for this machine
+    home = dagster_home()
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "assets_defs.definitions", "-h", "127.0.0.1",
            "-p", str(args.port)]
     print(f"DAGSTER_HOME={home}\nstarting the Dagster UI on http://127.0.0.1:{args.port}")
     os.execv(sys.executable, cmd)
+    return 0
+
+
+def cmd_pools(args: argparse.Namespace) -> int:
+    from assets_defs.instance import get_instance
+    from assets_defs.pools import ENV, pool_limits
+
+    instance = get_instance() if args.apply else None  # (get_instance applies them)
+    for pool, slots in pool_limits().items():
+        print(f"{pool}: {slots} slots   (override: {ENV[pool]})")
+    if instance is not None:
+        print(f"applied to the instance in {instance.root_directory}")
+    else:
+        print("(not applied: --apply sets them on the instance of $DAGSTER_HOME; the discovery sensor applies them "
+              "on every tick)")
     return 0
 
 
@@ -403,6 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     s.add_argument("--port", type=int, default=3000)
     s.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser("pools", help="the pool limits for this machine (cpu: cores, gpu_heavy: GPUs; "
+                                     "MORPHABLE_CPU_SLOTS / MORPHABLE_GPU_SLOTS override)")
+    s.add_argument("--apply", action="store_true", help="set them on the instance of $DAGSTER_HOME")
+    s.set_defaults(func=cmd_pools)
     return p
 
 

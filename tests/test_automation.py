@@ -2,8 +2,10 @@
 *data version* of their subject's track, evaluations follow their experiment's checkpoint and the weekly tick, once
 per change or tick; checkpoints do not retrain on their own when a view store changes."""
 import datetime as dt
+import os
 
 import dagster as dg
+import pytest
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -138,3 +140,66 @@ def test_runs_of_a_stopped_demo_are_released():
     status = {r.run_id: r.status for r in instance.get_runs()}
     assert status == {"a" * 8: DagsterRunStatus.FAILURE, "b" * 8: DagsterRunStatus.STARTED,
                       "c" * 8: DagsterRunStatus.STARTED}
+
+
+def test_the_first_stage_waits_for_every_view_store_it_reads(embedded):
+    """On a fresh instance no subject is a partition yet, so "every view store" is an empty set: the first stage
+    must not be requested before the subjects exist and their views are rendered (under the daemon it used to be,
+    and failed on missing views)."""
+    from assets_defs.definitions import defs
+    from assets_defs.instance import get_instance
+    from assets_defs.partitions import SUBJECT_PARTITIONS
+
+    instance = get_instance()
+    first_stage = dg.AssetKey(["model", "first_stage"])
+    selection = dg.AssetSelection.assets(first_stage)
+
+    def requested(cursor=None):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                   cursor=cursor)
+        return result.get_num_requested(first_stage), result.cursor
+
+    n, cursor = requested()
+    assert n == 0  # no subjects, so no views
+    subjects = {"facescape": ["1", "2"], "thuman": ["0003", "0526"]}
+    for dataset, names in subjects.items():
+        instance.add_dynamic_partitions(SUBJECT_PARTITIONS[dataset].name, names)
+    n, cursor = requested(cursor)
+    assert n == 0  # subjects discovered, views not rendered
+    for name in subjects["facescape"]:
+        _report(instance, ["facescape", "views"], f"v-{name}", name)
+    n, cursor = requested(cursor)
+    assert n == 0  # FaceScape's views rendered, THuman's not
+    for name in subjects["thuman"]:
+        _report(instance, ["thuman", "views"], f"v-{name}", name)
+    n, cursor = requested(cursor)
+    assert n == 1
+
+
+def test_pools_are_sized_for_the_machine_and_the_stages_sit_in_them(embedded, monkeypatch):
+    from assets_defs.definitions import defs
+    from assets_defs.instance import get_instance
+    from assets_defs.pools import CPU_POOL, GPU_POOL, apply_pool_limits
+
+    monkeypatch.delenv("MORPHABLE_CPU_SLOTS", raising=False)
+    monkeypatch.delenv("MORPHABLE_GPU_SLOTS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a CPU machine: one GPU-pool slot (the CPU fallback)
+    instance = get_instance()
+    storage = instance.event_log_storage
+    assert storage.get_concurrency_info(CPU_POOL).slot_count == len(os.sched_getaffinity(0))
+    assert storage.get_concurrency_info(GPU_POOL).slot_count == 1
+    monkeypatch.setenv("MORPHABLE_CPU_SLOTS", "16")  # a cluster: 16 CPU pods at once, 4 GPUs
+    monkeypatch.setenv("MORPHABLE_GPU_SLOTS", "4")
+    assert apply_pool_limits(instance) == {CPU_POOL: 16, GPU_POOL: 4}
+    assert apply_pool_limits(instance) == {}  # applied once
+    assert storage.get_concurrency_info(GPU_POOL).slot_count == 4
+    graph = defs.resolve_asset_graph()
+    pools = {key.to_user_string(): set(graph.get(key).pools) for key in graph.materializable_asset_keys}
+    for name in ("facescape/flame_tracks", "thuman/smplx_tracks", "facescape/views", "thuman/views",
+                 "evaluation/facescape/metrics"):
+        assert pools[name] == {CPU_POOL}, name
+    for name in ("model/first_stage", "facescape/checkpoint", "thuman/checkpoint", "evaluation/facescape/generated"):
+        assert pools[name] == {GPU_POOL}, name
+    monkeypatch.setenv("MORPHABLE_GPU_SLOTS", "none")
+    with pytest.raises(ValueError, match="MORPHABLE_GPU_SLOTS"):
+        apply_pool_limits(instance)

@@ -32,3 +32,49 @@ def test_gpu_slots_are_exclusive_and_cpu_falls_back(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="only 3 visible"):
         with gpu_slots(4):
             pass
+
+
+def _worker_asset(name: str, script: str):
+    import sys
+
+    import dagster as dg
+
+    from assets_defs.gpu_steps import run_worker_process
+
+    @dg.asset(name=name)
+    def worker_step(context: dg.AssetExecutionContext):
+        invocation = run_worker_process(context, dg.PipesSubprocessClient(), [sys.executable, "-c", script], {}, {})
+        return invocation.get_materialize_result()
+
+    return worker_step
+
+
+def _retries(result) -> int:
+    return sum(1 for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY")
+
+
+def test_a_killed_worker_is_retried_and_a_failing_one_is_reported_once(tmp_path, monkeypatch):
+    """A worker ended by a signal (killed, out of memory, preempted) is transient: the step runs again in its run.
+    A worker that fails on its own (bad data, a bug) is deterministic: one failure, no retry."""
+    import dagster as dg
+
+    from assets_defs import gpu_steps
+    from assets_defs.gpu_steps import TRANSIENT_RETRIES
+
+    monkeypatch.setattr(gpu_steps, "RETRY_WAIT_SECONDS", 0)
+    marker = tmp_path / "killed_once"
+    killed_once = (f"import os, pathlib, signal\nm = pathlib.Path({str(marker)!r})\nif not m.exists():\n"
+                   "    m.write_text('x'); os.kill(os.getpid(), signal.SIGKILL)\n"
+                   "from dagster_pipes import open_dagster_pipes\n"
+                   "with open_dagster_pipes() as pipes:\n    pipes.report_asset_materialization(metadata={'ok': 1})\n")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([_worker_asset("flaky", killed_once)], instance=instance)
+        assert result.success and marker.is_file() and _retries(result) == 1
+        always_killed = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+        result = dg.materialize([_worker_asset("doomed", always_killed)], instance=instance, raise_on_error=False)
+        assert not result.success and _retries(result) == TRANSIENT_RETRIES  # bounded
+        broken = "raise SystemExit('bad input file: /data/x.obj')"
+        result = dg.materialize([_worker_asset("broken", broken)], instance=instance, raise_on_error=False)
+        assert not result.success and _retries(result) == 0
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert "failed with code 1" in failure.step_failure_data.error.to_string()
