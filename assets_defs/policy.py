@@ -199,10 +199,8 @@ def release_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
     would hold their `gpu_heavy` pool slot forever, and the next demo's step would wait for it without end. Marked
     failed (so the policy sees a failure, not a run in progress) and their slots freed. Runs of a live process, or
     launched by the daemon (no pid tag), are left alone."""
-    from dagster._core.storage.dagster_run import DagsterRunStatus
-
     released = []
-    for run in instance.get_runs(dg.RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])):
+    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])):
         pid = run.tags.get(PID_TAG)
         if pid is None or _alive(int(pid)):
             continue

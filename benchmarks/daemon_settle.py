@@ -49,21 +49,54 @@ def _materialized(instance, runs) -> Counter:
 
 
 def _compare(ours, against_path: Path) -> dict:
-    import numpy as np
     import pandas as pd
 
     theirs = pd.read_parquet(against_path)
     keys = [c for c in ("experiment", "dataset", "protocol") if c in ours.columns and c in theirs.columns]
     a, b = ours.set_index(keys).sort_index(), theirs.set_index(keys).sort_index()
     same_rows = list(a.index) == list(b.index)
-    numeric = [c for c in a.columns if c in b.columns and np.issubdtype(a[c].dtype, np.number)]
-    diff = {}
+    numeric = [c for c in a.columns if c in b.columns and pd.api.types.is_numeric_dtype(a[c])]
+    text = [c for c in a.columns if c in b.columns and c not in numeric]
+    diff, text_differs = {}, []
     if same_rows:
         for c in numeric:
             d = (a[c] - b[c]).abs()
             diff[c] = float(d.max()) if d.notna().any() else 0.0
+        text_differs = [c for c in text if not a[c].fillna("").astype(str).equals(b[c].fillna("").astype(str))]
     return {"against": str(against_path), "same_rows": same_rows, "rows": len(a), "rows_against": len(b),
-            "max_abs_difference": diff}
+            "max_abs_difference": diff, "largest_difference": max(diff.values(), default=None),
+            "text_columns_that_differ": text_differs}  # e.g. checkpoint_hash: a retrained model
+
+
+def _report(instance, tmp: Path, settled: bool | None, wall: float | None, against: Path | None) -> dict:
+    """What the instance in `tmp` holds: runs, failures, materializations, the comparison (vs `against`)."""
+    runs = instance.get_runs()
+    ends = [r for r in (instance.get_run_record_by_id(x.run_id) for x in runs) if r and r.end_time]
+    last_end = max((r.end_time for r in ends), default=None)
+    first_create = min((r.create_timestamp.timestamp() for r in ends), default=None)
+    report = {
+        "settled": settled,
+        "seconds_first_run_to_last_end": round(last_end - first_create, 1) if last_end and first_create else None,
+        "wall_seconds": round(wall, 1) if wall else None,
+        "runs": dict(Counter(r.status.value for r in runs)),
+        "failed": [{"job": r.job_name, "run_id": r.run_id, "tags": {k: v for k, v in r.tags.items()
+                                                                    if k.startswith("dagster/partition")},
+                    "error": _first_error(instance, r.run_id)} for r in runs if r.status.value == "FAILURE"],
+        "materializations": dict(sorted(_materialized(instance, runs).items())),
+        "cpu": os.cpu_count(),
+    }
+    comparison = tmp / "data" / "store" / "metrics" / "comparison.parquet"
+    if comparison.exists():
+        import pandas as pd
+
+        table = pd.read_parquet(comparison)
+        report["comparison_rows"] = len(table)
+        report["comparison"] = table.round(4).to_dict(orient="records")
+        if against:
+            report["against"] = _compare(table, against)
+    else:
+        report["comparison_rows"] = 0
+    return report
 
 
 def main() -> int:
@@ -73,7 +106,15 @@ def main() -> int:
     p.add_argument("--poll", type=float, default=10)
     p.add_argument("--against", type=Path, help="a make-demo metrics/comparison.parquet to compare the rows with")
     p.add_argument("--keep", action="store_true", help="keep the temporary instance and data root")
+    p.add_argument("--report", type=Path, help="only report on the kept folder of an earlier run")
     args = p.parse_args()
+    if args.report:
+        os.environ.update(DAGSTER_HOME=str(args.report / "home"))
+        import dagster as dg
+
+        print(json.dumps(_report(dg.DagsterInstance.get(), args.report, None, None, args.against), indent=1,
+                         default=str))
+        return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="daemon-settle-"))
     os.environ.update(DAGSTER_HOME=str(tmp / "home"), MORPHABLE_DATA_ROOT=str(tmp / "data"), MORPHABLE_SENSORS="on")
@@ -119,33 +160,8 @@ def main() -> int:
             daemon.kill()
         log.close()
 
-    runs = instance.get_runs()
-    ends = [r for r in (instance.get_run_record_by_id(x.run_id) for x in runs) if r and r.end_time]
-    last_end = max((r.end_time for r in ends), default=None)
-    first_create = min((r.create_timestamp.timestamp() for r in ends), default=None)
-    report = {
-        "settled": quiet_since is not None,
-        "seconds_first_run_to_last_end": round(last_end - first_create, 1) if last_end and first_create else None,
-        "wall_seconds": round(time.monotonic() - start, 1),
-        "runs": dict(Counter(r.status.value for r in runs)),
-        "failed": [{"job": r.job_name, "run_id": r.run_id, "tags": {k: v for k, v in r.tags.items()
-                                                                    if k.startswith("dagster/partition")},
-                    "error": _first_error(instance, r.run_id)} for r in runs if r.status.value == "FAILURE"],
-        "materializations": dict(sorted(_materialized(instance, runs).items())),
-        "cpu": os.cpu_count(),
-        "tmp": str(tmp) if args.keep else None,
-    }
-    comparison = tmp / "data" / "store" / "metrics" / "comparison.parquet"
-    if comparison.exists():
-        import pandas as pd
-
-        table = pd.read_parquet(comparison)
-        report["comparison_rows"] = len(table)
-        report["comparison"] = table.round(4).to_dict(orient="records")
-        if args.against:
-            report["against"] = _compare(table, args.against)
-    else:
-        report["comparison_rows"] = 0
+    report = _report(instance, tmp, quiet_since is not None, time.monotonic() - start, args.against)
+    report["tmp"] = str(tmp) if args.keep else None
     print(json.dumps(report, indent=1, default=str))
     if not args.keep:
         import shutil
