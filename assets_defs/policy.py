@@ -97,16 +97,19 @@ def _observe(defs: dg.Definitions, instance: dg.DagsterInstance, settings, obser
 
 
 def _requests(result) -> dict[object, set]:
-    """{asset key or check key: requested partition keys (None = unpartitioned)}. Read inside the evaluation's
-    partition-loading context, as the result's own accessors do (checks have no public accessor)."""
-    from dagster._core.definitions.partitions.context import partition_loading_context
-
+    """{asset key or check key: requested partition keys (None = unpartitioned)}, through the result's public
+    accessors: `get_requested_partitions` for assets; a check's result says whether it was requested (the project's
+    checks are unpartitioned, and the result has no public accessor for a check's partitions)."""
     out: dict[object, set] = {}
-    with partition_loading_context(new_ctx=result._partition_loading_context):
-        for r in result.results:
-            subset = r.true_subset
-            if subset.size:
-                out[r.key] = set(subset.expensively_compute_partition_keys()) if subset.is_partitioned else {None}
+    for r in result.results:
+        if isinstance(r.key, dg.AssetCheckKey):
+            if r.true_subset.is_partitioned:
+                raise RuntimeError(f"check {r.key.to_user_string()} is partitioned; the in-process policy runs only "
+                                   "unpartitioned checks")
+            if not r.true_subset.is_empty:
+                out[r.key] = {None}
+        elif partitions := result.get_requested_partitions(r.key):
+            out[r.key] = set(partitions)
     return out
 
 

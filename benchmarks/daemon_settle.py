@@ -127,7 +127,7 @@ def main() -> int:
     start = time.monotonic()
     daemon = subprocess.Popen([str(daemon_bin), "run", "-m", "assets_defs.definitions"], cwd=REPO, stdout=log,
                               stderr=subprocess.STDOUT, env=os.environ.copy())
-    quiet_since, last_line = None, ""
+    quiet_since, last_summary = None, ""
     try:
         while True:
             time.sleep(args.poll)
@@ -137,12 +137,11 @@ def main() -> int:
             runs = instance.get_runs()
             status = Counter(r.status.value for r in runs)
             flying = sum(v for k, v in status.items() if k in IN_FLIGHT)
-            line = (f"[daemon-settle] {elapsed:6.0f} s  runs: " + ", ".join(f"{v} {k.lower()}" for k, v in
-                                                                           sorted(status.items()))
-                    + "  in flight: " + ", ".join(sorted({r.job_name for r in runs if r.status.value in IN_FLIGHT})))
-            if line.split("runs:")[1] != last_line:
-                print(line, file=sys.stderr, flush=True)
-                last_line = line.split("runs:")[1]
+            summary = (", ".join(f"{v} {k.lower()}" for k, v in sorted(status.items())) + "  in flight: "
+                       + ", ".join(sorted({r.job_name for r in runs if r.status.value in IN_FLIGHT})))
+            if summary != last_summary:
+                print(f"[daemon-settle] {elapsed:6.0f} s  runs: {summary}", file=sys.stderr, flush=True)
+                last_summary = summary
             if runs and flying == 0:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since >= args.quiet:
