@@ -55,8 +55,18 @@ POLICY = policy()
 
 #: weekly regeneration of evaluation sets and metrics (cron configurable, UTC)
 EVAL_CRON = os.environ.get("MORPHABLE_EVAL_CRON", "0 4 * * 1")
-EVALUATION_POLICY = policy(extra=A.cron_tick_passed(EVAL_CRON, cron_timezone="UTC"),
-                           label=f"missing, code or upstream data changed, or weekly ({EVAL_CRON} UTC)")
+
+
+def evaluation_policy(recorded_inputs: dg.AssetKey) -> A:
+    """Evaluation sets: missing, code, checkpoint or the protocol's recorded view stores changed, or weekly. The
+    recorded view stores (`recorded_inputs`, re-run whenever any store changes) count only once their new data
+    version is known, not when they are merely requested: a re-rendered training subject re-runs every protocol's
+    record, which comes out the same, and no evaluation set of a protocol that does not read it is regenerated."""
+    recorded = dg.AssetSelection.assets(recorded_inputs)
+    deps = DEPS_CHANGED.ignore(recorded) | A.any_deps_match(A.data_version_changed()).allow(recorded)
+    return policy(deps_changed=deps.with_label("deps_data_changed"),
+                  extra=A.cron_tick_passed(EVAL_CRON, cron_timezone="UTC"),
+                  label=f"missing, code, checkpoint or protocol views changed, or weekly ({EVAL_CRON} UTC)")
 
 
 def checkpoint_policy(ignored: dg.AssetSelection) -> A:

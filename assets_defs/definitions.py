@@ -9,7 +9,7 @@ import os
 import dagster as dg
 
 from assets_defs import raw
-from assets_defs.evaluation import EVAL_SET_ASSETS, METRIC_ASSETS, comparison
+from assets_defs.evaluation import EVAL_SET_ASSETS, METRIC_ASSETS, PROTOCOL_VIEW_ASSETS, comparison
 from assets_defs.experiments import EXPERIMENT_SOURCES
 from assets_defs.references import ReferenceIOManager
 from assets_defs.resources import SettingsResource
@@ -24,7 +24,8 @@ INVENTORY_ASSETS = {"facescape": raw.facescape_raw_inventory, "thuman": raw.thum
 SUBJECT_ASSETS = {d: [INVENTORY_ASSETS[d], *TRACK_ASSETS[d], VIEW_ASSETS[d]] for d in TRACK_ASSETS}
 EVALUATION_ASSETS = {d: [EVAL_SET_ASSETS[d], METRIC_ASSETS[d]] for d in EVAL_SET_ASSETS}
 ALL_ASSETS = RAW_ASSETS + [a for v in SUBJECT_ASSETS.values() for a in v] + [first_stage] + \
-    list(CHECKPOINT_ASSETS.values()) + [a for v in EVALUATION_ASSETS.values() for a in v] + [comparison]
+    list(CHECKPOINT_ASSETS.values()) + list(PROTOCOL_VIEW_ASSETS.values()) + \
+    [a for v in EVALUATION_ASSETS.values() for a in v] + [comparison]
 
 raw_assets_job = dg.define_asset_job("raw_assets", selection=dg.AssetSelection.assets(*RAW_ASSETS),
                                      description="The synthetic stand-in (when the settings use it) and the body-model "
@@ -50,6 +51,10 @@ CHECK_JOBS = {next(iter(check.check_keys)): dg.define_asset_job(
     f"check_training_inputs_{dataset}", selection=dg.AssetSelection.checks(check),
     description=f"Whether the {dataset} view stores changed since each experiment's checkpoint was trained.")
     for dataset, check in zip(CHECKPOINT_ASSETS, TRAINING_CHECKS)}
+#: per dataset, partitioned by protocol: which view stores each protocol reads
+PROTOCOL_VIEWS_JOBS = {d: dg.define_asset_job(f"protocol_views_{d}", selection=dg.AssetSelection.assets(asset),
+                                              description=f"Record which {d} view stores each protocol reads.")
+                       for d, asset in PROTOCOL_VIEW_ASSETS.items()}
 comparison_job = dg.define_asset_job("compare_experiments", selection=dg.AssetSelection.assets(comparison),
                                      description="The comparison table across experiments.")
 
@@ -74,7 +79,8 @@ defs = dg.Definitions(
     assets=ALL_ASSETS + SOURCES,
     asset_checks=TRAINING_CHECKS,
     jobs=[raw_assets_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values(), first_stage_job, *CHECKPOINT_JOBS.values(),
-          *EVALUATION_JOBS.values(), *CHECK_JOBS.values(), comparison_job],
+          *PROTOCOL_VIEWS_JOBS.values(), *EVALUATION_JOBS.values(), *CHECK_JOBS.values(),
+          comparison_job],
     sensors=[discovery, automation],
     resources={"settings": SettingsResource(), "references": ReferenceIOManager(settings=SettingsResource())},
     executor=_executor(),

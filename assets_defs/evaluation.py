@@ -1,22 +1,27 @@
-"""Evaluation assets, per dataset and partitioned by experiment x protocol: the generated evaluation set (GPU
-process, pool `gpu_heavy`; baselines in process), its metric tables, and the comparison across experiments.
+"""Evaluation assets, per dataset: what each protocol reads from the view stores (partitioned by protocol), and,
+partitioned by experiment x protocol, the generated evaluation set (GPU process, pool `gpu_heavy`; baselines in
+process), its metric tables, and the comparison across experiments.
 
-Each partition reads the reference of exactly the upstream partition it depends on (its experiment's checkpoint,
-its own evaluation set): assets_defs/references.py. Regenerated when that checkpoint's data version changes and
-weekly; metrics follow their evaluation set; the comparison follows the metrics.
+Each partition reads the reference of exactly the upstream partitions it depends on (its experiment's checkpoint,
+its protocol's view stores, its own evaluation set): assets_defs/references.py. An evaluation set is regenerated
+when its checkpoint's data version or its protocol's view stores change (a re-tracked held-out subject: exactly the
+protocols that read it), and weekly; metrics follow their evaluation set; the comparison follows the metrics.
 """
 import math
 
 import dagster as dg
 
-from assets_defs.automation import EVALUATION_POLICY, POLICY
+from assets_defs.automation import POLICY, evaluation_policy
 from assets_defs.gpu_steps import from_pipes_metadata, k8s_gpu_tags, run_gpu_task
-from assets_defs.partitions import BY_EXPERIMENT, DATASETS, EVALUATION_PARTITIONS, evaluation_key
+from assets_defs.partitions import (BY_EXPERIMENT, BY_PROTOCOL, DATASET_PROTOCOLS, DATASETS, EVALUATION_PARTITIONS,
+                                   evaluation_key)
 from assets_defs.pools import CPU_POOL, GPU_POOL
 from assets_defs.resources import SettingsResource
 from assets_defs.training import CHECKPOINT_ASSETS
+from assets_defs.views import VIEW_ASSETS
 
 EVAL_GROUP = "evaluation"
+PROTOCOL_VIEWS_VERSION = "protocol-views-1"
 EVAL_SET_VERSION = "eval-set-3"  # 3: conditioning ablations, mesh silhouettes
 #: 3: mesh IoU columns, ablation rows, held-out sample sheet; 4: face metrics judged where a ground-truth face is
 METRICS_VERSION = "metrics-4"
@@ -38,22 +43,68 @@ def metrics_key(dataset: str) -> dg.AssetKey:
     return dg.AssetKey(["evaluation", dataset, "metrics"])
 
 
+def protocol_views_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey(["evaluation", dataset, "protocol_views"])
+
+
+def _protocol_views_asset(dataset: str) -> dg.AssetsDefinition:
+    @dg.asset(key=protocol_views_key(dataset),
+              partitions_def=dg.StaticPartitionsDefinition(DATASET_PROTOCOLS[dataset]),
+              deps=[dg.AssetDep(VIEW_ASSETS[dataset], partition_mapping=dg.AllPartitionMapping())],
+              code_version=PROTOCOL_VIEWS_VERSION, group_name=EVAL_GROUP, pool=CPU_POOL, kinds={"zarr"},
+              owners=["team:morphable"], io_manager_key="references", automation_condition=POLICY,
+              description=f"Which {dataset} view stores a protocol's evaluation reads (its pairs, each store's content "
+                          "hash). Data version = their digest: it changes only when a store the protocol reads "
+                          "changes, so a re-tracked subject re-evaluates exactly the protocols that use it.")
+    def protocol_views(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.Output:
+        import pandas as pd
+
+        from pipelines.protocols import get_protocol, protocol_inputs
+        from pipelines.reports import markdown_table
+
+        s = settings.load()
+        reads = protocol_inputs(context.partition_key, s.storage_root)
+        if not reads.pairs:
+            proto = get_protocol(context.partition_key)
+            which = "training" if proto.training_subjects else "held-out"
+            raise dg.Failure(f"protocol {proto.name}: no evaluation pairs under {s.storage_root}/views/{dataset}: "
+                             f"materialize the {which} subjects' views ({dataset}/views) first")
+        per_subject = pd.DataFrame([{"subject": sub, "pairs": sum(p.subject == sub for p in reads.pairs),
+                                     "target_views": sum(len(p.target_views) for p in reads.pairs
+                                                         if p.subject == sub), "store_content_hash": h}
+                                    for sub, h in reads.stores.items()])
+        ref = {"protocol": reads.protocol, "dataset": dataset, "digest": reads.digest, "stores": reads.stores}
+        return dg.Output(ref, data_version=dg.DataVersion(reads.digest), metadata={
+            "pairs": len(reads.pairs), "target_views": sum(len(p.target_views) for p in reads.pairs),
+            "subjects": dg.MetadataValue.md(markdown_table(per_subject, list(per_subject.columns)))})
+
+    return protocol_views
+
+
 def _eval_set_asset(dataset: str) -> dg.AssetsDefinition:
     @dg.asset(key=generated_key(dataset), partitions_def=EVALUATION_PARTITIONS[dataset],
-              ins={"checkpoint": dg.AssetIn(CHECKPOINT_ASSETS[dataset].key, partition_mapping=BY_EXPERIMENT)},
+              ins={"checkpoint": dg.AssetIn(CHECKPOINT_ASSETS[dataset].key, partition_mapping=BY_EXPERIMENT),
+                   "protocol_views": dg.AssetIn(protocol_views_key(dataset), partition_mapping=BY_PROTOCOL)},
               code_version=EVAL_SET_VERSION, group_name=EVAL_GROUP, pool=GPU_POOL, kinds={"pytorch", "numpy"},
               owners=["team:morphable"], op_tags=k8s_gpu_tags(1), io_manager_key="references",
-              automation_condition=EVALUATION_POLICY,
+              automation_condition=evaluation_policy(protocol_views_key(dataset)),
               description=f"A {dataset} protocol's generated views, beside their ground truth, with one experiment's "
                           "checkpoint (its sampler settings) or baseline.")
-    def eval_set(context: dg.AssetExecutionContext, settings: SettingsResource, checkpoint: dict) -> dg.Output:
+    def eval_set(context: dg.AssetExecutionContext, settings: SettingsResource, checkpoint: dict,
+                 protocol_views: dict) -> dg.Output:
         import dataclasses
 
         from pipelines.experiments import load_experiments
-        from pipelines.protocols import ablation_protocol
+        from pipelines.protocols import ablation_protocol, changed_protocol_inputs
 
         experiment, protocol = evaluation_key(context.partition_key)
         s = settings.load()
+        changed = changed_protocol_inputs(protocol, s.storage_root, protocol_views["stores"])
+        if changed:  # a view store was re-rendered after the protocol's views were recorded: the lineage would lie
+            raise dg.Failure(f"the view stores of {', '.join(changed)} changed since "
+                             f"{protocol_views_key(dataset).to_user_string()}[{protocol}] recorded them: "
+                             "materialize that partition again (the automation does), then this set",
+                             metadata={"changed_subjects": dg.MetadataValue.json(changed)})
         exp = load_experiments(s.experiments_file).get(experiment)
         if checkpoint.get("kind") == "baseline":  # no network: computed in this process
             from pipelines.worker import run_eval_set
@@ -66,9 +117,10 @@ def _eval_set_asset(dataset: str) -> dg.AssetsDefinition:
                                                         "method": "model", "sampler": dataclasses.asdict(exp.sampler),
                                                         "ablations": list(exp.ablations) if ablation_protocol(protocol) else []},
                                   settings.settings_file)
-        meta = dict(result.metadata or {})
+        meta = {**(result.metadata or {}), "protocol_views": protocol_views["digest"]}
         ref = {"experiment": experiment, "protocol": protocol, "kind": checkpoint.get("kind"),
                "eval_set": str(_plain(meta["dagster/uri"])), "checkpoint_hash": checkpoint["checkpoint_hash"],
+               "protocol_views": protocol_views["digest"],
                "ablation_sets": dict(_plain(meta["ablation_sets"])) if "ablation_sets" in meta else {}}
         return dg.Output(ref, metadata=meta, data_version=result.data_version)
 
@@ -188,6 +240,7 @@ def _metrics_asset(dataset: str) -> dg.AssetsDefinition:
     return metrics
 
 
+PROTOCOL_VIEW_ASSETS = {d: _protocol_views_asset(d) for d in DATASETS}
 EVAL_SET_ASSETS = {d: _eval_set_asset(d) for d in DATASETS}
 METRIC_ASSETS = {d: _metrics_asset(d) for d in DATASETS}
 

@@ -27,6 +27,8 @@ EVALUATION_PARTITIONS = {
 
 #: an evaluation partition reads the checkpoint of its experiment
 BY_EXPERIMENT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="experiment")
+#: ... and the view stores of its protocol (assets_defs.evaluation: protocol_views)
+BY_PROTOCOL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="protocol")
 
 
 def evaluation_key(partition_key) -> tuple[str, str]:

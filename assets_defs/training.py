@@ -116,7 +116,10 @@ def _checkpoint_asset(dataset: str):
             return dg.Output(_checkpoint_reference(exp, None, digest), data_version=dg.DataVersion(digest),
                              metadata={"kind": "baseline", "method": exp.method, "image_size": exp.image_size})
         if exp.kind == "published":
-            result = run_gpu_task(context, "import", {"file": str(exp.file), "projection": exp.projection,
+            from storage.checkpoints import find_checkpoint
+
+            file = exp.file if exp.file is not None else find_checkpoint(s.storage_root, exp.checkpoint)
+            result = run_gpu_task(context, "import", {"file": str(file), "projection": exp.projection,
                                                       "topology": exp.topology, "name": exp.name},
                                   settings.settings_file)
         else:

@@ -287,6 +287,23 @@ def cmd_pools(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    """The checkpoint store, oldest first: what `checkpoint = "<hash>"` in the experiments file can name."""
+    from storage.checkpoints import list_checkpoints
+
+    rows = list_checkpoints(_settings(args).storage_root)
+    if args.name:
+        rows = [r for r in rows if r["name"] == args.name]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no checkpoints in the store yet")
+    for r in rows:
+        print(f"{r['hash']}  {r['written']}  {r['name']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from model.diffusion.ddim import DDIMConfig
     from pipelines.first_stage import FirstStageConfig
@@ -419,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     s.add_argument("--port", type=int, default=3000)
     s.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser("checkpoints", help="list the checkpoint store (hash, written, run name): an earlier one is "
+                                           "re-evaluated as an experiment with checkpoint = \"<hash>\"")
+    s.add_argument("--name", help="only this run name (an experiment's)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_checkpoints)
 
     s = sub.add_parser("pools", help="the pool limits for this machine (cpu: cores, gpu_heavy: GPUs; "
                                      "MORPHABLE_CPU_SLOTS / MORPHABLE_GPU_SLOTS override)")

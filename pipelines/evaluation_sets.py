@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from model.diffusion.ddim import DDIMConfig
-from pipelines.protocols import EvalPair, Protocol, get_protocol, groups_of, resolve, store_subjects
+from pipelines.protocols import EvalPair, Protocol, get_protocol, groups_of, protocol_inputs, store_subjects
 from pipelines.settings import Settings
 from pipelines.training_data import scale_intrinsics
 from storage.eval_sets import FORMAT, EvalSet, eval_set_path, write_eval_set
@@ -84,11 +84,12 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     else:
         size = image_size or 64
         ckpt_hash = f"baseline{size}"
-    pairs = resolve(proto, settings.storage_root)
+    reads = protocol_inputs(proto, settings.storage_root)
+    pairs = list(reads.pairs)
     if not pairs:
         raise ValueError(f"protocol {proto.name}: no evaluation pairs under {settings.storage_root}/views/"
                          f"{proto.dataset} (held-out subjects' views are missing: materialize them first)")
-    inputs = _inputs_digest(settings, proto, pairs, sampler if method == "model" else None, ablation)
+    inputs = _inputs_digest(proto, pairs, reads.stores, sampler if method == "model" else None, ablation)
     label = method if ablation == "none" else f"{method}-{ablation}"
     target = eval_set_path(settings.storage_root, proto.name, label, f"{ckpt_hash}-{inputs}")
     if (target / "manifest.json").is_file() and not overwrite:
@@ -175,15 +176,13 @@ def mesh_silhouettes(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt:
     return out
 
 
-def _inputs_digest(settings: Settings, proto: Protocol, pairs: list[EvalPair], sampler: DDIMConfig | None,
+def _inputs_digest(proto: Protocol, pairs: list[EvalPair], stores: dict[str, str], sampler: DDIMConfig | None,
                    ablation: str = "none") -> str:
-    """Hash of what the set depends on besides the weights: protocol, pairs, view-store contents, sampler."""
+    """Hash of what the set depends on besides the weights: protocol, pairs, view-store contents (`stores`:
+    pipelines.protocols.protocol_inputs), sampler."""
     import hashlib
     import json
 
-    subjects = sorted({p.subject for p in pairs})
-    stores = {s: ViewStore.open(store_path(settings.storage_root, proto.dataset, s)).manifest["content_hash"]
-              for s in subjects}
     doc = {"format": FORMAT, "protocol": proto.digest(), "pairs": [p.__dict__ for p in pairs], "stores": stores,
            "sampler": sampler.__dict__ if sampler else None}
     if ablation != "none":  # (kept out of the digest otherwise, so existing sets keep their names)

@@ -3,7 +3,9 @@
 An experiment is one row of the paper's comparison tables:
 
     kind = "trained"    a training configuration (every TrainConfig field in [training]) on one dataset/topology;
-    kind = "published"  a released checkpoint file (or one of our checkpoint folders) to evaluate as it is;
+    kind = "published"  a released checkpoint file (or one of our checkpoint folders) to evaluate as it is, or
+                        `checkpoint = "<hash>"`: a checkpoint of the store named by its content hash (an earlier
+                        training of an experiment, `morphable checkpoints` lists them), evaluated beside the others;
     kind = "baseline"   a non-learned method ("copy_input": the input view copied; "mean_train": the mean training
                         image) at an image size, evaluated through the same path.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +57,7 @@ class Experiment:
     topology: str
     training: TrainConfig | None = None  # kind "trained"
     file: Path | None = None  # kind "published": a released .ckpt / .pt, or a checkpoint folder
+    checkpoint: str | None = None  # kind "published", instead of file: a content hash in the checkpoint store
     method: str | None = None  # kind "baseline"
     image_size: int = 64  # kind "baseline": the resolution it is evaluated at
     sampler: DDIMConfig = field(default_factory=DDIMConfig)
@@ -73,6 +77,8 @@ class Experiment:
         """Hash of the definition (not of the description): the experiment's version in the graph."""
         doc = self.as_dict()
         doc.pop("description")
+        if doc["checkpoint"] is None:  # (a later field: absent, so earlier experiments keep their digests)
+            doc.pop("checkpoint")
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def train_config(self) -> TrainConfig:
@@ -118,8 +124,8 @@ def _resolve_paths(table: dict[str, Any], keys: tuple[str, ...], path: Path) -> 
 
 def _experiment(name: str, doc: dict, path: Path) -> Experiment:
     where = f"[experiments.{name}]"
-    allowed = {"kind", "dataset", "topology", "training", "sampler", "file", "method", "image_size", "description",
-               "enabled", "ablations"}
+    allowed = {"kind", "dataset", "topology", "training", "sampler", "file", "checkpoint", "method", "image_size",
+               "description", "enabled", "ablations"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise InvalidContentError(path, f"{where}: unknown key(s) {unknown} (known: {sorted(allowed)})", FIX)
@@ -142,10 +148,19 @@ def _experiment(name: str, doc: dict, path: Path) -> Experiment:
             _resolve_paths(table, ("init", "first_stage"), path)
             kw["training"] = TrainConfig(**table)
         elif kind == "published":
-            if not doc.get("file"):
-                raise InvalidContentError(path, f"{where}: a published experiment needs file = \"...\"", FIX)
-            file = Path(str(doc["file"])).expanduser()
-            kw["file"] = file if file.is_absolute() else (path.parent / file).resolve()
+            if bool(doc.get("file")) == bool(doc.get("checkpoint")):
+                raise InvalidContentError(path, f"{where}: a published experiment needs file = \"...\" or "
+                                                "checkpoint = \"<hash>\" (one of them)", FIX)
+            if doc.get("checkpoint"):
+                digest = str(doc["checkpoint"])
+                if not re.fullmatch(r"[0-9a-f]{8,16}", digest):
+                    raise InvalidContentError(path, f"{where}: checkpoint {digest!r} is not a content hash (8 to 16 "
+                                                    "lower-case hex digits, as `morphable checkpoints` lists them)",
+                                              FIX)
+                kw["checkpoint"] = digest
+            else:
+                file = Path(str(doc["file"])).expanduser()
+                kw["file"] = file if file.is_absolute() else (path.parent / file).resolve()
         else:
             if doc.get("method") not in BASELINE_METHODS:
                 raise InvalidContentError(path, f"{where}: method {doc.get('method')!r}; choose one of "

@@ -164,3 +164,35 @@ def groups_of(views: list[int], size: int = GROUP) -> list[list[int]]:
     n = -(-len(views) // size) * size
     padded = [views[i % len(views)] for i in range(n)]
     return [padded[i:i + size] for i in range(0, n, size)]
+
+
+@dataclass(frozen=True)
+class ProtocolInputs:
+    """What a protocol's evaluation reads from the view stores: its pairs and the content hash of each store they
+    come from. `digest` is the data version of `evaluation/<dataset>/protocol_views`: it changes exactly when a store
+    a pair reads changes (a re-tracked held-out subject) or the pairs do (a subject added, a view rejected)."""
+
+    protocol: str
+    pairs: tuple[EvalPair, ...]
+    stores: dict[str, str]  # subject -> view store content hash
+    digest: str
+
+
+def protocol_inputs(protocol: str | Protocol, storage_root: str | Path) -> ProtocolInputs:
+    """The protocol's pairs over the stores present, and their stores' content hashes."""
+    from storage.hashing import hash_json
+
+    proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    pairs = resolve(proto, storage_root)
+    stores = {s: ViewStore.open(store_path(storage_root, proto.dataset, s)).manifest["content_hash"]
+              for s in sorted({p.subject for p in pairs})}
+    digest = hash_json({"protocol": proto.digest(), "pairs": [asdict(p) for p in pairs], "stores": stores})
+    return ProtocolInputs(proto.name, tuple(pairs), stores, digest)
+
+
+def changed_protocol_inputs(protocol: str | Protocol, storage_root: str | Path, recorded: dict[str, str]) -> list[str]:
+    """Subjects whose store differs from `recorded` ({subject: content hash}, what the protocol_views partition saw),
+    or that appeared or disappeared since: a non-empty list means the evaluation would read other data than its
+    lineage says."""
+    now = protocol_inputs(protocol, storage_root).stores
+    return sorted(s for s in set(now) | set(recorded) if now.get(s) != recorded.get(s))

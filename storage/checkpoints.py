@@ -107,3 +107,36 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]
 def checkpoint_hash(folder: str | Path) -> str:
     """The content hash recorded in a checkpoint folder's manifest (what downstream assets version against)."""
     return str(read_manifest(folder)["hash"])
+
+
+def list_checkpoints(root: str | Path) -> list[dict[str, Any]]:
+    """Every complete checkpoint in the store (`<root>/checkpoints/<name>/<hash>/`), oldest first: name, hash,
+    folder, written (UTC, ISO) — what an experiment pinned by hash (`checkpoint = "<hash>"`) can name."""
+    import datetime as dt
+
+    out = []
+    for manifest in Path(root, "checkpoints").glob("*/*/manifest.json"):
+        folder = manifest.parent
+        if folder.parent.name.startswith(".") or ".tmp-" in folder.name:
+            continue
+        written = dt.datetime.fromtimestamp(manifest.stat().st_mtime, dt.timezone.utc)
+        out.append({"name": folder.parent.name, "hash": folder.name, "folder": str(folder),
+                    "written": written.isoformat(timespec="seconds")})
+    return sorted(out, key=lambda c: (c["written"], c["name"], c["hash"]))
+
+
+def find_checkpoint(root: str | Path, digest: str) -> Path:
+    """The store's checkpoint folder whose content hash is `digest` (the full 16 hex digits, or a prefix of at
+    least 8 that names one checkpoint)."""
+    import re
+
+    where = Path(root) / "checkpoints"
+    if not re.fullmatch(r"[0-9a-f]{8,16}", digest):
+        raise ValueError(f"checkpoint hash {digest!r}: 8 to 16 lower-case hex digits (as `morphable checkpoints` "
+                         "lists them)")
+    hits = {c["hash"]: Path(c["folder"]) for c in list_checkpoints(root) if c["hash"].startswith(digest)}
+    if len(hits) != 1:
+        what = "no checkpoint" if not hits else f"{len(hits)} checkpoints ({', '.join(sorted(hits))})"
+        raise MissingFileError(where / f"*/{digest}", f"{what} with hash {digest} in the store",
+                               "list them with `morphable checkpoints` and give one hash (or more of its digits)")
+    return next(iter(hits.values()))

@@ -65,6 +65,7 @@ def test_new_checkpoint_and_weekly_tick_without_duplicates(embedded):
     sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
     _report(instance, ["facescape", "checkpoint"], "ckpt-a", "exp")
     for protocol in ("demo", "facescape_novel_expression", "facescape_novel_view"):
+        _report(instance, ["evaluation", "facescape", "protocol_views"], "stores-a", protocol)
         _report(instance, key.path, "set-a", f"exp|{protocol}")
 
     def tick(when, cursor=None):
@@ -87,6 +88,53 @@ def test_new_checkpoint_and_weekly_tick_without_duplicates(embedded):
     assert weekly.get_num_requested(key) == 3
     again = tick(monday + dt.timedelta(minutes=30), weekly.cursor)
     assert again.total_requested == 0  # one run per tick, not one per evaluation
+
+
+def test_a_held_out_store_re_evaluates_exactly_the_protocols_that_read_it(embedded):
+    """A view store changes: every protocol's `protocol_views` partition is asked again (they read all stores), but
+    only the protocols whose recorded stores changed get a new data version, and only their evaluation sets (every
+    experiment's) are requested; a re-run that reproduces a partition's data version requests nothing."""
+    from assets_defs.definitions import defs
+    from assets_defs.evaluation import generated_key, protocol_views_key
+    from assets_defs.instance import get_instance
+
+    instance = get_instance()
+    instance.add_dynamic_partitions("facescape_subjects", ["1", "122"])
+    instance.add_dynamic_partitions("facescape_experiments", ["a", "b"])
+    protocols = ("demo", "facescape_novel_expression", "facescape_novel_view")
+    for subject in ("1", "122"):
+        _report(instance, ["facescape", "views"], f"v-{subject}", subject)
+    for protocol in protocols:
+        _report(instance, protocol_views_key("facescape").path, f"stores-{protocol}", protocol)
+    for experiment in ("a", "b"):
+        _report(instance, ["facescape", "checkpoint"], f"ckpt-{experiment}", experiment)
+        for protocol in protocols:
+            _report(instance, generated_key("facescape").path, "set", f"{experiment}|{protocol}")
+    selection = dg.AssetSelection.assets(protocol_views_key("facescape"), generated_key("facescape"))
+    wednesday = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)  # (no weekly tick in between)
+
+    def tick(cursor, minutes):
+        return dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                                 evaluation_time=wednesday + dt.timedelta(minutes=minutes),
+                                                 cursor=cursor)
+
+    first = tick(None, 0)
+    assert first.total_requested == 0
+    _report(instance, ["facescape", "views"], "v-122-retracked", "122")  # a held-out subject re-tracked
+    changed = tick(first.cursor, 1)
+    assert changed.get_requested_partitions(protocol_views_key("facescape")) == set(protocols)
+    assert changed.get_num_requested(generated_key("facescape")) == 0  # its protocol_views are in the same run
+    # the protocols that read 122 record new stores; the demo protocol (training identities) the same as before
+    for protocol in protocols:
+        _report(instance, protocol_views_key("facescape").path,
+                f"stores-{protocol}" + ("" if protocol == "demo" else "-new"), protocol)
+    evaluated = tick(changed.cursor, 2)
+    assert evaluated.get_requested_partitions(generated_key("facescape")) == {
+        f"{e}|{p}" for e in ("a", "b") for p in ("facescape_novel_expression", "facescape_novel_view")}
+    assert evaluated.get_num_requested(protocol_views_key("facescape")) == 0
+    for partition in evaluated.get_requested_partitions(generated_key("facescape")):
+        _report(instance, generated_key("facescape").path, "set-new", partition)
+    assert tick(evaluated.cursor, 3).total_requested == 0
 
 
 def test_a_changed_view_store_does_not_retrain(embedded):

@@ -28,16 +28,21 @@ def test_asset_graph_shape():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"raw/synthetic_standin", "raw/body_models", "facescape/raw_subject", "thuman/raw_subject",
             "facescape/experiment", "thuman/experiment", "facescape/raw_inventory", "model/first_stage",
-            "facescape/checkpoint", "evaluation/facescape/generated", "evaluation/thuman/metrics",
-            "evaluation/comparison"} <= keys
+            "facescape/checkpoint", "evaluation/facescape/protocol_views", "evaluation/facescape/generated",
+            "evaluation/thuman/metrics", "evaluation/comparison"} <= keys
     assert graph.get(dg.AssetKey(["facescape", "checkpoint"])).partitions_def == EXPERIMENT_PARTITIONS["facescape"]
     assert graph.get(dg.AssetKey(["evaluation", "thuman", "generated"])).partitions_def == \
         EVALUATION_PARTITIONS["thuman"]
+    views = graph.get(dg.AssetKey(["evaluation", "facescape", "protocol_views"]))
+    assert views.partitions_def.get_partition_keys() == ["demo", "facescape_novel_expression", "facescape_novel_view"]
+    assert dg.AssetKey(["evaluation", "facescape", "protocol_views"]) in \
+        graph.get(dg.AssetKey(["evaluation", "facescape", "generated"])).parent_keys
     materializable = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
     assert all(graph.get(k).automation_condition is not None for k in materializable)  # one policy: every asset
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"raw_assets", "track_and_render_facescape",
                                                               "train_first_stage", "checkpoints_thuman",
-                                                              "evaluate_facescape", "compare_experiments"}
+                                                              "evaluate_facescape", "protocol_views_facescape",
+                                                              "compare_experiments"}
     assert defs.resolve_sensor_def("discovery") is not None and defs.resolve_sensor_def("automation") is not None
 
 

@@ -51,6 +51,33 @@ def test_facescape_protocols_follow_the_documented_rules(model_data):
         get_protocol("nope")
 
 
+def test_protocol_inputs_are_exactly_the_stores_a_protocol_reads(model_data, tmp_path):
+    """What evaluation/<dataset>/protocol_views records: each protocol's pairs and the content hash of exactly the
+    stores they read; its digest moves when one of those stores goes or changes, not when another does."""
+    import shutil
+
+    from pipelines.protocols import changed_protocol_inputs, protocol_inputs
+
+    root = model_data.storage_root
+    names = ("demo", "facescape_novel_view", "facescape_novel_expression", "thuman_novel_view")
+    before = {name: protocol_inputs(name, root) for name in names}
+    for name, reads in before.items():
+        pairs = resolve(PROTOCOLS[name], root)
+        assert list(reads.pairs) == pairs and set(reads.stores) == {p.subject for p in pairs}
+        assert all(h == ViewStore.open(store_path(root, PROTOCOLS[name].dataset, s)).manifest["content_hash"]
+                   for s, h in reads.stores.items())
+        assert changed_protocol_inputs(name, root, reads.stores) == []
+        assert changed_protocol_inputs(name, root, {**reads.stores, "ghost": "0" * 16}) == ["ghost"]
+    assert set(before["facescape_novel_view"].stores) == {"122"} and set(before["demo"].stores) == {"1", "2", "3"}
+    assert changed_protocol_inputs("facescape_novel_view", root, {"122": "f" * 16}) == ["122"]
+    copy = tmp_path / "store"
+    shutil.copytree(root / "views", copy / "views")
+    shutil.rmtree(store_path(copy, "facescape", "3"))  # a training identity's store gone
+    after = {name: protocol_inputs(name, copy) for name in names}
+    assert after["demo"].digest != before["demo"].digest and "3" not in after["demo"].stores
+    assert all(after[n].digest == before[n].digest for n in names if n != "demo")  # (digests: no paths in them)
+
+
 def test_groups_pad_like_the_release():
     assert groups_of(list(range(20))) == [list(range(16)), list(range(16, 20)) + list(range(12))]
     assert groups_of([3, 4]) == [[3, 4] * 8]

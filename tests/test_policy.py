@@ -66,7 +66,7 @@ def test_first_run_materializes_the_whole_graph(world):
         "raw/synthetic_standin", "raw/body_models", "facescape/raw_inventory", "thuman/raw_inventory",
         "facescape/flame_tracks", "facescape/bilinear_tracks", "thuman/smplx_tracks", "facescape/views",
         "thuman/views", "model/first_stage", "facescape/checkpoint", "thuman/checkpoint",
-        "evaluation/facescape/generated", "evaluation/facescape/metrics", "evaluation/thuman/generated",
+        "evaluation/facescape/protocol_views", "evaluation/thuman/protocol_views", "evaluation/facescape/generated", "evaluation/facescape/metrics", "evaluation/thuman/generated",
         "evaluation/thuman/metrics", "evaluation/comparison"}
     failed = {name for name, passed in result.checks.items() if not passed}
     assert failed == {"model/first_stage:heldout_psnr"}  # 3 first-stage steps reach no bar, and it says so
@@ -120,6 +120,60 @@ def test_second_run_does_nothing(world):
     assert seconds < 30, seconds
 
 
+def test_a_changed_raw_file_reruns_exactly_its_subject_and_the_protocols_that_read_it(world):
+    """Two scans change: a thuman training subject's (its subject re-runs, every protocol records the stores it reads
+    again, none changed, so no evaluation set is regenerated; the checkpoint's check reports the training views as
+    changed) and a facescape held-out subject's (re-tracked: exactly the protocols that read it are evaluated again,
+    for every experiment, and the comparison follows)."""
+    from assets_defs.demo import run_demo
+    from storage.meshes import Mesh, read_obj, read_ply, write_obj, write_ply
+
+    instance = _instance()
+    mesh_path = Path(world["data"]) / "thuman" / "model" / "0526" / "0526.obj"
+    mesh = read_obj(mesh_path)
+    write_obj(mesh_path, Mesh(mesh.vertices * 1.01, mesh.faces, mesh.uv, mesh.uv_faces,
+                              material_file=mesh.material_file))  # the scan rescaled: a raw change of 0526
+    scan_path = Path(world["data"]) / "facescape" / "122" / "2_smile.ply"
+    scan = read_ply(scan_path)
+    write_ply(scan_path, Mesh(scan.vertices * 1.01, scan.faces))  # a held-out subject's scan: re-tracked
+    before = _last_storage_id(instance)
+    result = run_demo(log=lambda *_: None)
+    assert not result.policy.failed
+    new = _materializations(instance, before)
+    held_out = ("facescape_novel_expression", "facescape_novel_view")
+    assert sorted(new) == sorted(
+        [(f"thuman/{a}", "0526") for a in ("raw_inventory", "smplx_tracks", "views")]
+        + [("evaluation/thuman/protocol_views", "thuman_novel_view")]
+        + [(f"facescape/{a}", "122") for a in ("raw_inventory", "flame_tracks", "bilinear_tracks", "views")]
+        + [("evaluation/facescape/protocol_views", p) for p in ("demo", *held_out)]
+        + [(f"evaluation/facescape/{a}", f"{e}|{p}") for a in ("generated", "metrics")
+           for e in ("smoke-facescape", "copy-input-facescape") for p in held_out]
+        + [("evaluation/comparison", None)])
+    sets = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "generated"]), limit=100).records
+    latest = {}
+    for r in sets:  # (newest first)
+        latest.setdefault(r.partition_key, r.asset_materialization.metadata)
+    views = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "protocol_views"]),
+                                            limit=100).records
+    digests = {}
+    for r in views:
+        digests.setdefault(r.partition_key, []).append(r.asset_materialization.tags["dagster/data_version"])
+    assert digests["demo"][0] == digests["demo"][1]  # the demo protocol reads training identities only
+    assert all(digests[p][0] != digests[p][1] for p in held_out)
+    for e in ("smoke-facescape", "copy-input-facescape"):  # each new set names the store record it read
+        assert all(latest[f"{e}|{p}"]["protocol_views"].value == digests[p][0] for p in held_out)
+        assert latest[f"{e}|demo"]["protocol_views"].value == digests["demo"][0]
+    failing = [name for name, passed in result.checks.items() if not passed and "training_inputs_current" in name]
+    assert failing == ["thuman/checkpoint:training_inputs_current"]
+    check = dg.AssetCheckKey(dg.AssetKey(["thuman", "checkpoint"]), "training_inputs_current")
+    latest = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)[0]
+    metadata = latest.event.dagster_event.event_specific_data.metadata
+    assert metadata["stale_experiments"].value == ["smoke-thuman"]
+    assert set(metadata["per_experiment"].value["smoke-thuman"]["changed_since_training"]) == {"0526"}
+
+
+
+
 def test_a_second_experiment_and_re_evaluating_the_first(world):
     """Two trained experiments coexist; re-evaluating the first after the second exists reads the first's
     checkpoint (its rows carry the first's hash), not the most recent checkpoint of the asset."""
@@ -148,6 +202,7 @@ sampler = { steps = 2, cfg_scale = 1.0 }
     for rec in instance.fetch_materializations(dg.AssetKey(["facescape", "checkpoint"]), limit=100).records:
         hashes.setdefault(rec.partition_key, rec.asset_materialization.tags["dagster/data_version"])
     assert hashes["smoke-facescape"] != hashes["smoke-facescape-b"]
+    world["b_hash"] = hashes["smoke-facescape-b"]
     job = defs.resolve_job_def(EVALUATION_JOBS["facescape"].name)
     again = job.execute_in_process(instance=instance, partition_key="smoke-facescape|demo",
                                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
@@ -166,33 +221,11 @@ sampler = { steps = 2, cfg_scale = 1.0 }
     assert set(comparison["experiment"]) >= {"smoke-facescape", "smoke-facescape-b"}
 
 
-def test_a_changed_raw_file_reruns_exactly_its_subject(world):
-    from assets_defs.demo import run_demo
-    from storage.meshes import Mesh, read_obj, write_obj
-
-    instance = _instance()
-    mesh_path = Path(world["data"]) / "thuman" / "model" / "0526" / "0526.obj"
-    mesh = read_obj(mesh_path)
-    write_obj(mesh_path, Mesh(mesh.vertices * 1.01, mesh.faces, mesh.uv, mesh.uv_faces,
-                              material_file=mesh.material_file))  # the scan rescaled: a raw change of 0526
-    before = _last_storage_id(instance)
-    result = run_demo(log=lambda *_: None)
-    assert not result.policy.failed
-    new = _materializations(instance, before)
-    assert sorted(new) == sorted([("thuman/raw_inventory", "0526"), ("thuman/smplx_tracks", "0526"),
-                                  ("thuman/views", "0526")])
-    failing = [name for name, passed in result.checks.items() if not passed and "training_inputs_current" in name]
-    assert failing == ["thuman/checkpoint:training_inputs_current"]
-    check = dg.AssetCheckKey(dg.AssetKey(["thuman", "checkpoint"]), "training_inputs_current")
-    latest = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)[0]
-    metadata = latest.event.dagster_event.event_specific_data.metadata
-    assert metadata["stale_experiments"].value == ["smoke-thuman"]
-    assert set(metadata["per_experiment"].value["smoke-thuman"]["changed_since_training"]) == {"0526"}
-
-
-def test_a_published_checkpoint_is_an_experiment(world):
+def test_a_published_checkpoint_and_an_earlier_one_pinned_by_hash_are_experiments(world):
     """A released-layout Lightning .ckpt (tiny preset, written here) named in the experiments file: the policy imports
-    it as that experiment's checkpoint and evaluates it through the same assets, into the same tables."""
+    it as that experiment's checkpoint and evaluates it through the same assets, into the same tables. In the same
+    edit smoke-facescape-b is retrained (another seed) and its earlier checkpoint, named by its hash, is kept as an
+    experiment: both are evaluated, side by side in the comparison, each row with its own hash."""
     import torch
 
     from assets_defs.demo import run_demo
@@ -202,12 +235,21 @@ def test_a_published_checkpoint_is_an_experiment(world):
 
     torch.manual_seed(5)
     ckpt = lightning_checkpoint(MorphableDiffusion(tiny()).state_dict(), path=world["root"] / "released.ckpt")
-    world["experiments"].write_text(world["experiments"].read_text() + f'''
+    text = world["experiments"].read_text()
+    assert text.count("seed = 7 }") == 1
+    world["experiments"].write_text(text.replace("seed = 7 }", "seed = 8 }") + f'''
 [experiments.released-facescape]
 kind = "published"
 dataset = "facescape"
 topology = "flame"
 file = "{ckpt}"
+sampler = {{ steps = 2, cfg_scale = 1.0 }}
+
+[experiments.smoke-facescape-b-seed7]
+kind = "published"
+dataset = "facescape"
+topology = "flame"
+checkpoint = "{world["b_hash"][:12]}"
 sampler = {{ steps = 2, cfg_scale = 1.0 }}
 ''')
     instance = _instance()
@@ -216,17 +258,31 @@ sampler = {{ steps = 2, cfg_scale = 1.0 }}
     assert not result.policy.failed, [r.label for r in result.policy.failed]
     new = _materializations(instance, before)
     protocols = ("demo", "facescape_novel_expression", "facescape_novel_view")
-    assert sorted(new) == sorted([("facescape/checkpoint", "released-facescape"), ("evaluation/comparison", None)]
-                                 + [(f"evaluation/facescape/{a}", f"released-facescape|{p}")
-                                    for a in ("generated", "metrics") for p in protocols])
+    experiments = ("released-facescape", "smoke-facescape-b", "smoke-facescape-b-seed7")
+    assert sorted(new) == sorted([("facescape/checkpoint", e) for e in experiments] + [("evaluation/comparison", None)]
+                                 + [(f"evaluation/facescape/{a}", f"{e}|{p}") for a in ("generated", "metrics")
+                                    for e in experiments for p in protocols])
     rec = instance.fetch_materializations(dg.AssetKey(["facescape", "checkpoint"]), limit=100).records
-    meta = next(r for r in rec if r.partition_key == "released-facescape").asset_materialization.metadata
+    latest = {}
+    for r in rec:
+        latest.setdefault(r.partition_key, r.asset_materialization)
     from storage.hashing import hash_file
 
-    assert meta["source_sha256"].value == hash_file(ckpt)
+    assert latest["released-facescape"].metadata["source_sha256"].value == hash_file(ckpt)
+    newer = latest["smoke-facescape-b"].tags["dagster/data_version"]
+    assert newer != world["b_hash"] and latest["smoke-facescape-b-seed7"].tags["dagster/data_version"] == world["b_hash"]
     table = result.comparison
     row = table[table["experiment"] == "released-facescape"]
     assert len(row) == 1 and row["kind"].item() == "published" and row["demo/masked_psnr"].notna().item()
+    rows = table.set_index("experiment").loc[["smoke-facescape-b", "smoke-facescape-b-seed7"]]
+    assert list(rows["checkpoint_hash"]) == [newer, world["b_hash"]], rows["checkpoint_hash"]
+    assert rows["demo/masked_psnr"].notna().all()
+    from pipelines.settings import load_settings
+    from storage.metric_tables import read_history
+
+    hist = read_history(load_settings().storage_root)
+    b = hist[hist["experiment"].isin(["smoke-facescape-b", "smoke-facescape-b-seed7"]) & (hist["protocol"] == "demo")]
+    assert set(b["checkpoint_hash"]) == {newer, world["b_hash"]}
 
 
 @pytest.mark.e2e

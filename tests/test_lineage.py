@@ -1,0 +1,100 @@
+"""Lineage pieces without a Dagster run: an earlier checkpoint named by its content hash (the store's listing, the
+experiments file's `checkpoint = "<hash>"`, `morphable checkpoints`), and experiment digests that stay what they
+were before that key existed (they name partitions' data versions and evaluation sets). The graph's use of both:
+tests/test_policy.py; what a protocol reads from the view stores: tests/test_eval_sets.py."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.experiments import load_experiments
+from storage.checkpoints import find_checkpoint, list_checkpoints, save_checkpoint
+from storage.errors import InvalidContentError, MissingFileError
+from tests.conftest import REPO, TESTDATA
+
+PUBLISHED = '''
+[experiments.{name}]
+kind = "published"
+dataset = "facescape"
+topology = "flame"
+{body}
+'''
+
+
+def _experiments(tmp_path, name: str = "pinned", body: str = 'checkpoint = "0123456789abcdef"'):
+    path = tmp_path / "experiments.toml"
+    path.write_text((TESTDATA / "experiments_smoke.toml").read_text() + PUBLISHED.format(name=name, body=body))
+    return path
+
+
+def test_experiment_digests_are_unchanged_by_the_checkpoint_key(tmp_path):
+    """Digests recorded with the code before `checkpoint` existed (commit 972f911): the same definitions keep them,
+    so nothing in an existing instance is re-run or renamed by the upgrade."""
+    path = _experiments(tmp_path, "released", 'file = "/data/released.ckpt"')
+    digests = {k: v.digest() for k, v in load_experiments(path).experiments.items()}
+    assert digests == {"smoke-facescape": "2b24b5ed1171d0fb", "smoke-thuman": "f7b464aa6ff03180",
+                       "copy-input-facescape": "a9dd52434853359e", "released": "2a4bf502f42c75b9"}
+
+
+def test_a_published_experiment_names_a_file_or_a_hash(tmp_path):
+    pinned = load_experiments(_experiments(tmp_path)).get("pinned")
+    assert pinned.checkpoint == "0123456789abcdef" and pinned.file is None
+    assert pinned.digest() != load_experiments(_experiments(tmp_path, body='checkpoint = "0123456789abcdee"')) \
+        .get("pinned").digest()  # another hash, another experiment version
+    for body, message in (("", "needs file = .* or checkpoint"),
+                          ('file = "x.ckpt"\ncheckpoint = "0123456789abcdef"', "one of them"),
+                          ('checkpoint = "0123ABCD"', "not a content hash"),
+                          ('checkpoint = "0123"', "not a content hash"),
+                          ('checkpoint = "../../etc/passwd"', "not a content hash")):
+        with pytest.raises(InvalidContentError, match=message) as err:
+            load_experiments(_experiments(tmp_path, body=body))
+        assert "experiments.toml" in str(err.value) and "[experiments.pinned]" in str(err.value)
+
+
+def _store(tmp_path):
+    import torch
+
+    root = tmp_path / "data" / "store"
+    a = save_checkpoint(root, "run-a", {"w": torch.zeros(3)}, {"model": {}})
+    b = save_checkpoint(root, "run-b", {"w": torch.ones(3)}, {"model": {}})
+    os.utime(a / "manifest.json", (1_700_000_000, 1_700_000_000))  # a is the earlier one
+    (root / "checkpoints" / "run-a" / ".tmp-partial").mkdir()  # an interrupted write is not listed
+    return root, a, b
+
+
+def test_the_store_lists_and_finds_checkpoints_by_hash(tmp_path):
+    root, a, b = _store(tmp_path)
+    listed = list_checkpoints(root)
+    assert [(c["name"], c["hash"]) for c in listed] == [("run-a", a.name), ("run-b", b.name)]
+    assert listed[0]["written"] == "2023-11-14T22:13:20+00:00"
+    assert find_checkpoint(root, a.name) == a and find_checkpoint(root, b.name[:8]) == b
+    with pytest.raises(MissingFileError, match="no checkpoint with hash ffffffff.*morphable checkpoints"):
+        find_checkpoint(root, "ffffffff")
+    with pytest.raises(ValueError, match="8 to 16 lower-case hex"):
+        find_checkpoint(root, "abc")
+    twin = root / "checkpoints" / "run-c" / (a.name[:8] + "00000000")  # two hashes sharing the prefix
+    twin.mkdir(parents=True)
+    (twin / "manifest.json").write_text("{}")
+    with pytest.raises(MissingFileError, match=f"2 checkpoints .*{a.name[:8]}"):
+        find_checkpoint(root, a.name[:8])
+    assert find_checkpoint(root, a.name) == a  # the full hash still names one
+
+
+def test_morphable_checkpoints_lists_the_store(tmp_path):
+    root, a, b = _store(tmp_path)
+    env = {**os.environ, "MORPHABLE_STORAGE_ROOT": str(root), "MORPHABLE_SYNTHETIC_ROOT": str(tmp_path / "none")}
+    env.pop("MORPHABLE_SETTINGS", None)
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "checkpoints", *args], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    rows = json.loads(cli("--json"))
+    assert [r["hash"] for r in rows] == [a.name, b.name] and rows[1]["folder"] == str(b)
+    assert [r["name"] for r in json.loads(cli("--json", "--name", "run-b"))] == ["run-b"]
+    lines = cli().splitlines()
+    assert lines[0].startswith(a.name) and lines[0].endswith("run-a") and len(lines) == 2
