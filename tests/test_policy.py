@@ -285,29 +285,59 @@ sampler = {{ steps = 2, cfg_scale = 1.0 }}
     assert set(b["checkpoint_hash"]) == {newer, world["b_hash"]}
 
 
+def _sensor_ticks(url: str, name: str) -> list[dict]:
+    """The last ticks of sensor `name`, newest first, from the webserver's GraphQL."""
+    import requests
+
+    query = ('{ sensorOrError(sensorSelector: {repositoryLocationName: "%s", repositoryName: "__repository__", '
+             'sensorName: "%s"}) { __typename ... on Sensor { sensorState { ticks(limit: 20) { status timestamp '
+             'endTimestamp runIds error { message } } } } } }' % (LOCATION, name))
+    doc = requests.post(f"{url}/graphql", json={"query": query}, timeout=30).json()["data"]["sensorOrError"]
+    assert doc["__typename"] == "Sensor", doc
+    return doc["sensorState"]["ticks"]
+
+
+def _launch_partition_in_ui(page, url: str, asset: str, partition: str) -> None:
+    """Materialize… on the asset page, the partition picked in the launch dialog, Launch 1 run."""
+    page.goto(f"{url}/assets/{asset}", wait_until="networkidle")
+    page.get_by_role("button", name="Materialize").first.click()
+    dialog = page.locator(".dagster-dialog")
+    dialog.get_by_text("Partition selection").wait_for(timeout=30000)
+    dialog.get_by_text("Select a partition or create one").click()
+    page.keyboard.type(partition)
+    page.get_by_role("menuitem").filter(has_text=partition).filter(has_not_text="Add partition").first.click()
+    dialog.get_by_text("Launch runs to materialize").click()  # closes the partition picker, keeps the dialog
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    dialog.wait_for(state="hidden", timeout=60000)
+
+
 @pytest.mark.e2e
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (scripts/bootstrap.sh installs it "
                                              "as root: apt-get install chromium)")
 def test_ui_launches_a_partition_and_shows_thumbnails_and_the_comparison(world, tmp_path):
-    """The UI on the policy's instance: a subject partition launched through GraphQL (the daemon runs it), its views
-    thumbnail on the asset page, and the comparison table across experiments (screenshots in the test folder;
-    MORPHABLE_UPDATE_DOCS=1 also refreshes the README's)."""
+    """The daemon (sensors on) on the policy's settled instance, and Chromium on the webserver: a checkpoint partition
+    launched from its asset page runs under the daemon and reproduces its data version; a views thumbnail on the
+    asset page and the comparison table across experiments (screenshots in the test folder; MORPHABLE_UPDATE_DOCS=1
+    also refreshes the README's). Meanwhile the daemon's own sensors agree the graph is settled: the discovery
+    sensor's observations change no data version, and no automation tick requests a run."""
     import os
 
-    from dagster_graphql import DagsterGraphQLClient
     from playwright.sync_api import sync_playwright
 
-    env = {k: v for k, v in os.environ.items() if k != "MORPHABLE_SETTINGS"}
+    from assets_defs.sensors import OBSERVE_JOBS
+
+    instance = _instance()
+    before = {r.run_id for r in instance.get_runs()}
+    checkpoint = dg.AssetKey(["thuman", "checkpoint"])
+    old_version = instance.get_latest_materialization_event(checkpoint).tags["dagster/data_version"]
+    env = {k: v for k, v in os.environ.items() if k != "MORPHABLE_SETTINGS"} | {"MORPHABLE_SENSORS": "on"}
     with dagster_ui(env, tmp_path) as (url, port):
-        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-        run_id = client.submit_job_execution("track_and_render_thuman", repository_location_name=LOCATION,
-                                             repository_name="__repository__", tags={"dagster/partition": "1024"})
-        assert wait_for_run(client, run_id) == "SUCCESS"
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # the newsletter prompt of a fresh instance may cover the page at any moment: dismiss it whenever shown
             page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+            _launch_partition_in_ui(page, url, "thuman/checkpoint", "smoke-thuman")
             shots = {}
             for name, path, marker, alt in (
                     ("ui_asset_page.png", "thuman/views?view=partitions&partition=1024", "contact_sheet", "views"),
@@ -327,6 +357,31 @@ def test_ui_launches_a_partition_and_shows_thumbnails_and_the_comparison(world, 
                 page.screenshot(path=str(shots[name]))
                 page.keyboard.press("Escape")
             browser.close()
+        launched = [r for r in instance.get_runs() if r.run_id not in before
+                    and r.tags.get("dagster/partition") == "smoke-thuman"]
+        assert len(launched) == 1, [r.tags for r in launched]  # the dialog closed once the run was submitted
+        from dagster_graphql import DagsterGraphQLClient
+
+        assert wait_for_run(DagsterGraphQLClient("127.0.0.1", port_number=port), launched[0].run_id) == "SUCCESS"
+        ended = instance.get_run_record_by_id(launched[0].run_id).end_time
+        deadline = time.monotonic() + 240
+        while True:  # an automation tick evaluated after the run ended, and the discovery's observations done
+            ticks = _sensor_ticks(url, "automation")
+            flying = [r for r in instance.get_runs() if r.run_id not in before and not r.is_finished]
+            if not flying and any(t["timestamp"] > ended and t["endTimestamp"] for t in ticks):
+                break
+            assert time.monotonic() < deadline, (ticks[:3], [r.job_name for r in flying])
+            time.sleep(3)
+        discovery = _sensor_ticks(url, "discovery")
+    assert not [t for t in ticks if t["error"]], [t["error"] for t in ticks if t["error"]]
+    assert discovery and not [t for t in discovery if t["error"]], discovery[:2]
+    new = [r for r in instance.get_runs() if r.run_id not in before]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in new), [(r.job_name, r.status) for r in new]
+    automated = [r.job_name for r in new if r.tags.get("dagster/from_automation_condition")]
+    assert automated == [], f"the daemon found work on a settled instance: {automated}"
+    observations = {job.name for job in OBSERVE_JOBS.values()}
+    assert {r.job_name for r in new} - {launched[0].job_name} <= observations, [r.job_name for r in new]
+    assert instance.get_latest_materialization_event(checkpoint).tags["dagster/data_version"] == old_version
     if os.environ.get("MORPHABLE_UPDATE_DOCS") == "1":
         for name, shot in shots.items():
             shutil.copyfile(shot, REPO / "docs" / name)
