@@ -188,13 +188,13 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
 
     out = import_checkpoint(_settings(args), args.file, args.kind, args.preset, args.projection, args.topology,
                             args.name, log=(lambda *_: None) if args.json else print)
-    doc = {"checkpoint": str(out.folder), "source_sha256": out.source_sha256, "preset": out.preset,
+    doc = {"checkpoint": str(out.folder), "source_sha256": out.source_sha256, "kind": out.kind, "preset": out.preset,
            "report": out.report, "reused": out.reused, "seconds": round(out.seconds, 1)}
     if args.json:
         print(json.dumps(doc, indent=1))
     else:
         verb = "already imported" if out.reused else f"imported in {out.seconds:.1f} s"
-        print(f"{args.file}: {verb} -> {out.folder}\n  preset {out.preset}; {out.report}")
+        print(f"{args.file}: {verb} -> {out.folder}\n  {out.kind}, preset {out.preset}; {out.report}")
     return 0
 
 
@@ -412,9 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import-checkpoint", help="a released .ckpt (Morphable Diffusion or SyncDreamer) into the "
                                                  "checkpoint store (read without running any code from the file)")
     s.add_argument("file", help="the .ckpt / .pt file (PyTorch Lightning or a bare state dict)")
-    s.add_argument("--kind", choices=["morphable", "syncdreamer"], default="morphable",
-                   help="morphable: every key must match (generation); syncdreamer: the release's drop filter "
-                        "(a training init)")
+    s.add_argument("--kind", choices=["auto", "morphable", "syncdreamer"], default="auto",
+                   help="auto (default): recognised from the keys (a Morphable Diffusion file holds the 3DMM branch, "
+                        "spatial_volume.xyzc_net.*); morphable: every key must match (generation, fine-tuning); "
+                        "syncdreamer: the release's drop filter (a training init)")
     s.add_argument("--preset", choices=["paper", "tiny"], help="default: recognised from the weights' keys and shapes")
     s.add_argument("--projection", choices=["perspective", "orthographic"],
                    help="default: from --topology (smplx: orthographic), else perspective")

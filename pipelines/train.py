@@ -62,8 +62,9 @@ class TrainConfig:
     gradient_checkpointing: bool = _p(False, "recompute UNet activations in backward (less memory)")
     ckpt_every: int = _p(50, "steps between resumable checkpoints")
     seed: int = _p(6033, "seed of every random draw")
-    init: str | None = _p(None, "start weights: syncdreamer-pretrain.ckpt (released drop semantics) or a checkpoint "
-                                "folder (loaded strictly)")
+    init: str | None = _p(None, "start weights: a released .ckpt, its kind recognised from its keys (Morphable "
+                                "Diffusion: the whole network; syncdreamer-pretrain.ckpt: the release's drop "
+                                "semantics), or a checkpoint folder (loaded strictly)")
     first_stage: str | None = _p(None, "tiny: a first-stage checkpoint folder; none: trained at the start")
     first_stage_steps: int = _p(600, "tiny: steps of that first stage")
     preview_steps: int = _p(10, "DDIM steps of the final preview sheet (0: none)")
@@ -252,17 +253,26 @@ def init_vae_config(init: str | None) -> dict | None:
     return (doc.get("model") or {}).get("vae")
 
 
-def initialise(model, init: str | Path) -> dict[str, int]:
-    """Start weights: a released file (syncdreamer-pretrain.ckpt) with the release's drop semantics, or one of our
-    checkpoint folders (an imported SyncDreamer init, or a trained / published Morphable Diffusion model to fine-tune)
-    loaded strictly."""
-    from model.diffusion.checkpoints import import_morphable, import_syncdreamer, read_checkpoint
+def initialise(settings: Settings, model, init: str | Path, log=print) -> dict[str, int]:
+    """Start weights, `init`: one of our checkpoint folders (an imported init, or a trained / published model to
+    fine-tune) loaded strictly, or a released file imported once through the import cache with its kind recognised
+    from its keys: a Morphable Diffusion file keeps its whole network (the 3DMM branch included), a SyncDreamer file
+    the release's drop semantics (its volume nets start from this run's initialisation)."""
+    from model.diffusion.checkpoints import import_morphable, import_syncdreamer
+    from pipelines.import_checkpoint import import_checkpoint
     from storage.checkpoints import load_checkpoint
 
     if Path(init).is_dir():
         tensors, _config = load_checkpoint(init)
         return import_morphable(model, tensors, str(init)).summary()
-    return import_syncdreamer(model, read_checkpoint(init), str(init)).summary()
+    out = import_checkpoint(settings, init, "auto", projection=model.cfg.projection, log=log)
+    tensors, _config = load_checkpoint(out.folder)
+    if out.kind == "morphable":
+        return {"kind": out.kind, **import_morphable(model, tensors, str(init)).summary()}
+    # the imported folder holds the whole network; the parts the release leaves at their initialisation are
+    # exactly those the drop filter removes from it, so this run's own initialisation stays for them
+    import_syncdreamer(model, tensors, str(out.folder))
+    return {"kind": out.kind, **out.report}
 
 
 def views_manifest(storage_root: str | Path, dataset: str, subjects: list[str]) -> dict[str, str]:
@@ -331,7 +341,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
         model.first_stage_model.load_state_dict({k.removeprefix("first_stage_model."): v
                                                  for k, v in fs_tensors.items()}, strict=True)
     if cfg.init and not resume:
-        log(f"initialised from {cfg.init}: {initialise(model, cfg.init)}")
+        log(f"initialised from {cfg.init}: {initialise(settings, model, cfg.init, log)}")
     model.to(dist_.device)
     opt = torch.optim.AdamW(parameter_groups(model, cfg.resolved_lr(), cfg.volume_lr_mult, cfg.finetune_unet))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, cfg.warmup_start + (1 - cfg.warmup_start)

@@ -64,12 +64,63 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+#: what only a Morphable Diffusion network holds: the 3DMM branch (the mesh's sparse net) that SyncDreamer lacks
+MORPHABLE_ONLY = ("spatial_volume.xyzc_net.",)
+KINDS = ("morphable", "syncdreamer")
+
+
+def recognise_kind(state_dict: dict[str, torch.Tensor], source: str) -> str:
+    """"morphable" when the file holds the 3DMM branch, "syncdreamer" when it holds SyncDreamer's own volume net
+    (or no spatial volume beyond the target encoder) and the rest of the network."""
+    if any(k.startswith(MORPHABLE_ONLY) for k in state_dict):
+        return "morphable"
+    if any(k.startswith("model.diffusion_model.") for k in state_dict):
+        return "syncdreamer"
+    raise CheckpointError(source, "holds neither a Morphable Diffusion nor a SyncDreamer network (no "
+                                  "model.diffusion_model.* weights)", CKPT_FIX)
+
+
+def _schedule_problem(sd: dict[str, torch.Tensor]) -> tuple[str, str] | None:
+    """(key, what is wrong) for schedule buffers that are not one valid noise schedule, else None."""
+    names = ("betas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    if not all(k in sd for k in names):
+        return None
+    b, ac = sd["betas"].double(), sd["alphas_cumprod"].double()
+    if not ((b > 0) & (b < 1)).all():
+        return "betas", "holds values outside (0, 1)"
+    if not torch.allclose(ac, torch.cumprod(1 - b, 0), rtol=1e-4, atol=1e-7):
+        return "alphas_cumprod", "is not the cumulative product of 1 - betas"
+    if not torch.allclose(sd["sqrt_alphas_cumprod"].double(), ac.sqrt(), rtol=1e-4, atol=1e-7):
+        return "sqrt_alphas_cumprod", "is not sqrt(alphas_cumprod)"
+    if not torch.allclose(sd["sqrt_one_minus_alphas_cumprod"].double(), (1 - ac).sqrt(), rtol=1e-4, atol=1e-6):
+        return "sqrt_one_minus_alphas_cumprod", "is not sqrt(1 - alphas_cumprod)"
+    return None
+
+
+def validate_tensors(state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights no trained network has, before they reach a sampler: NaN or infinite values, a noise schedule
+    that is not one, BatchNorm statistics with a negative variance or a negative count."""
+    for key, v in state_dict.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(source, f"{key} holds NaN or infinite values", CKPT_FIX)
+        if key.endswith(".running_var") and (v < 0).any():
+            raise CheckpointError(source, f"{key} holds negative BatchNorm variances (not a trained network's "
+                                          "statistics)", CKPT_FIX)
+        if key.endswith(".num_batches_tracked") and (v < 0).any():
+            raise CheckpointError(source, f"{key} is negative", CKPT_FIX)
+    problem = _schedule_problem(state_dict)
+    if problem:
+        raise CheckpointError(source, f"schedule buffer {problem[0]} {problem[1]}: not a valid noise schedule",
+                              CKPT_FIX)
+
+
 def syncdreamer_keeps(key: str) -> bool:
     """The release's `load_entire_model` filter."""
     return "target_encoder" in key or "spatial_volume" not in key
 
 
 def _strict_load(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    validate_tensors(tensors, source)
     current = model.state_dict()
     for k, v in tensors.items():
         if tuple(v.shape) != tuple(current[k].shape):
