@@ -118,7 +118,9 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     header = {"protocol": proto.name, "protocol_definition": proto.__dict__ | {"digest": proto.digest()},
               "method": method, "checkpoint": str(checkpoint) if checkpoint else None,
               "checkpoint_hash": ckpt_hash, "inputs_digest": inputs, "image_size": size, "ablation": ablation,
-              "sampler": sampler.__dict__ if method == "model" else None}
+              "sampler": sampler.__dict__ if method == "model" else None,
+              "sampler_precision": (sampler.resolved_precision(next(model.parameters()).device.type)
+                                    if method == "model" else None)}
     write_eval_set(target, header, fill)
     bar.close()
     return EvalSetResult(target, proto.name, method, ckpt_hash, len(pairs), n_views, time.perf_counter() - t0)
@@ -184,7 +186,7 @@ def _inputs_digest(proto: Protocol, pairs: list[EvalPair], stores: dict[str, str
     import json
 
     doc = {"format": FORMAT, "protocol": proto.digest(), "pairs": [p.__dict__ for p in pairs], "stores": stores,
-           "sampler": sampler.__dict__ if sampler else None}
+           "sampler": sampler.identity() if sampler else None}
     if ablation != "none":  # (kept out of the digest otherwise, so existing sets keep their names)
         doc["ablation"] = ablation
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]

@@ -79,6 +79,7 @@ class Experiment:
         doc.pop("description")
         if doc["checkpoint"] is None:  # (a later field: absent, so earlier experiments keep their digests)
             doc.pop("checkpoint")
+        doc["sampler"] = self.sampler.identity()  # (its later fields likewise)
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def train_config(self) -> TrainConfig:

@@ -135,7 +135,8 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
                  ddim, ablation: str = "none") -> np.ndarray:
     """The model's 16 views (N, H, W, 3) uint8 for one input image (H, W, 3) in [-1, 1], target cameras
     (K (N, 3, 3) or (N, 4, 4), RT (N, 3, 4)) and mesh vertices in the model frame; seeded by `ddim.seed`.
-    `ablation` ("no_mesh", "no_image"; network.ABLATION_KEEP) drops a conditioning branch."""
+    `ablation` ("no_mesh", "no_image"; network.ABLATION_KEEP) drops a conditioning branch. The network runs in
+    `ddim.precision` (autocast) and `ddim.compile`; the DDIM state, the encoders and the VAE decode stay fp32."""
     import torch
 
     from model.diffusion.ddim import sample
@@ -160,13 +161,16 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
              "bounds": torch.tensor(vox.bounds[None], device=dev)}
     x = torch.tensor(input_image, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]
     gen = torch.Generator(device=dev).manual_seed(ddim.seed)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[ddim.resolved_precision(dev.type)]
+    model.model.use_compiled(ddim.compile)
     with torch.no_grad():
         den = ConditionedDenoiser(model, batch, model.clip_embedding(x),
                                   model.first_stage_model.encode(x, True, gen) * cfg.vae.scale_factor,
                                   keep=ABLATION_KEEP[ablation])
-        lat = sample(den, (1, cfg.view_num, 4, cfg.latent_size, cfg.latent_size), model.alphas_cumprod.cpu().numpy(),
-                     ddim, device=str(dev))
-        imgs = model.decode_latents(lat)[0]
+        with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            lat = sample(den, (1, cfg.view_num, 4, cfg.latent_size, cfg.latent_size),
+                         model.alphas_cumprod.cpu().numpy(), ddim, device=str(dev))
+        imgs = model.decode_latents(lat.float())[0]
     return ((imgs.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 

@@ -94,6 +94,8 @@ def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[di
     meta = {"dagster/uri": str(res.path), "pairs": res.pairs, "views": res.views, "method": res.method,
             "checkpoint_hash": res.checkpoint_hash, "seconds": round(res.seconds, 1), "reused": res.reused,
             "device": _device_info(),
+            "sampler": {"raw_value": {**(es.manifest.get("sampler") or {}),
+                                      "precision_resolved": es.manifest.get("sampler_precision")}, "type": "json"},
             "sample": {"raw_value": markdown_image(sheet, f"{first.key}: ground truth (top), generated (bottom)"),
                        "type": "md"}}
     version = es.manifest["content_hash"]

@@ -167,3 +167,52 @@ def test_ablation_sets_change_one_condition(model_data, tmp_path):
     assert (masks["mesh_mask_target"] != masks["mesh_mask_input"]).any()  # the jaw moved between expressions
     with pytest.raises(ValueError, match="ablation"):
         generate_eval_set(model_data, "demo", method="copy_input", ablation="no_mesh", **QUIET)
+
+
+def test_sampler_precision_from_the_experiments_file_reaches_the_evaluation_set(model_data, tiny_checkpoint,
+                                                                                 tmp_path):
+    """`[sampler] precision / compile / batch_view_num` travel as the evaluation asset sends them (the experiment's
+    sampler as a dict, through the GPU worker's task) into the set's name and header; at their defaults they leave
+    the set's name as it was before the fields existed."""
+    import dataclasses
+
+    from pipelines.experiments import load_experiments
+    from pipelines.worker import run_eval_set
+
+    path = tmp_path / "experiments.toml"
+    path.write_text(TOML.format(ckpt=tiny_checkpoint))
+    experiments = load_experiments(path).experiments
+    fast, plain = experiments["bf16-thuman"], experiments["fp32-thuman"]
+    assert (fast.sampler.precision, fast.sampler.compile, fast.sampler.batch_view_num) == ("bf16", "off", 16)
+    assert plain.sampler.identity() == {k: v for k, v in dataclasses.asdict(plain.sampler).items()
+                                        if k not in ("precision", "compile")}
+    metas = {}
+    for exp in (fast, plain):
+        task = {"protocol": "thuman_novel_view", "checkpoint": str(tiny_checkpoint), "method": "model",
+                "sampler": dataclasses.asdict(exp.sampler)}
+        metas[exp.name], _ = run_eval_set(model_data, task, lambda *_: None)
+    sampler = metas["bf16-thuman"]["sampler"]["raw_value"]
+    assert (sampler["precision"], sampler["precision_resolved"], sampler["batch_view_num"]) == ("bf16", "bf16", 16)
+    assert metas["fp32-thuman"]["sampler"]["raw_value"]["precision_resolved"] == "fp32"  # auto on a CPU
+    before = generate_eval_set(model_data, "thuman_novel_view", tiny_checkpoint, sampler=DDIMConfig(steps=2), **QUIET)
+    assert metas["fp32-thuman"]["dagster/uri"] == str(before.path) != metas["bf16-thuman"]["dagster/uri"]
+    with pytest.raises(ValueError, match="precision 'fp64'"):
+        DDIMConfig(precision="fp64")
+
+
+TOML = """
+[first_stage]
+steps = 3
+
+[experiments.bf16-thuman]
+kind = "published"
+dataset = "thuman"
+file = "{ckpt}"
+sampler = {{ steps = 2, precision = "bf16", compile = "off", batch_view_num = 16 }}
+
+[experiments.fp32-thuman]
+kind = "published"
+dataset = "thuman"
+file = "{ckpt}"
+sampler = {{ steps = 2 }}
+"""

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     import torch
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("off", "reduce-overhead")
+LATER_FIELDS = {"precision": "auto", "compile": "off"}
+
+
 @dataclass(frozen=True)
 class DDIMConfig:
     """The sampler's settings (released defaults); the single source of the sampling flags and run config."""
@@ -29,6 +34,36 @@ class DDIMConfig:
     final_alpha_is_one: bool = field(default=False, metadata={
         "help": "released: the last step moves to alphas_cumprod[0], not 1"})
     seed: int = field(default=6033, metadata={"help": "sampling seed"})
+    precision: str = field(default="auto", metadata={
+        "choices": PRECISIONS, "help": "the network's arithmetic while sampling (autocast): auto = fp32 on CPU (the "
+                                       "released numbers), bf16 on CUDA (docs/benchmarks.md); the sampler's own state "
+                                       "and the VAE decode stay fp32"})
+    compile: str = field(default="off", metadata={
+        "choices": COMPILE_MODES, "help": "torch.compile of the UNet: reduce-overhead (CUDA graphs on a GPU; "
+                                          "minutes of compilation, then faster steps)"})
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"sampler precision {self.precision!r}: choose one of {PRECISIONS}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"sampler compile {self.compile!r}: choose one of {COMPILE_MODES}")
+        if self.batch_view_num < 1:
+            raise ValueError(f"batch_view_num must be at least 1, got {self.batch_view_num}")
+
+    def identity(self) -> dict[str, Any]:
+        """What names a sampling setup in digests: every field, but the later ones (precision, compile) only when
+        not at their default, so evaluation sets and experiments named before them keep their names."""
+        doc = dict(self.__dict__)
+        for name, default in LATER_FIELDS.items():
+            if doc[name] == default:
+                doc.pop(name)
+        return doc
+
+    def resolved_precision(self, device_type: str) -> str:
+        """fp32 | bf16 | fp16 on `device_type` ("cpu", "cuda")."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if device_type == "cuda" else "fp32"
 
 
 class MultiViewDenoiser(Protocol):

@@ -23,7 +23,18 @@ class UNetWrapper(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, clip: torch.Tensor, frustum: dict[int, torch.Tensor],
                 x_concat: torch.Tensor) -> torch.Tensor:
-        return self.diffusion_model(torch.cat([x, x_concat * self.concat_scale], 1), t, clip, frustum)
+        unet = self.__dict__.get("_compiled") or self.diffusion_model
+        return unet(torch.cat([x, x_concat * self.concat_scale], 1), t, clip, frustum)
+
+    def use_compiled(self, mode: str) -> None:
+        """Run the UNet through torch.compile(mode) from now on ("off": eager again). Kept outside the module tree,
+        so the state dict and the checkpoints keep their keys."""
+        if mode == "off":
+            self.__dict__.pop("_compiled", None)
+            self.__dict__.pop("_compiled_mode", None)
+        elif self.__dict__.get("_compiled_mode") != mode:
+            self.__dict__["_compiled"] = torch.compile(self.diffusion_model, mode=mode, dynamic=False)
+            self.__dict__["_compiled_mode"] = mode
 
 
 class MorphableDiffusion(nn.Module):
