@@ -151,7 +151,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     out = generate(_settings(args), args.checkpoint, args.image, args.out, mesh=args.mesh,
                    expression=args.expression, trajectory=args.trajectory, trajectory_file=args.trajectory_file,
-                   sampler=config_from_arguments(DDIMConfig, args), face_check=args.face_check)
+                   sampler=config_from_arguments(DDIMConfig, args), face_check=args.face_check, log=print)
     print(f"16 views in {out.out_dir / 'views'}, contact sheet {out.out_dir / 'sheet.png'}, "
           f"NeuS2 dataset {out.out_dir / 'neus2' / 'transforms.json'}")
     return 0
@@ -388,9 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("generate", help="one image + a target mesh or expression image -> 16 views + NeuS2 data")
     s.add_argument("--checkpoint", required=True, help="a checkpoint folder, or a released .ckpt (imported once)")
     s.add_argument("--image", required=True)
-    g = s.add_mutually_exclusive_group(required=True)
+    g = s.add_mutually_exclusive_group()
     g.add_argument("--mesh", help="FLAME mesh (.obj, canonical frame, metres)")
-    g.add_argument("--expression", help="image whose expression to transfer (single-image FLAME fit)")
+    g.add_argument("--expression", help="image whose expression to transfer (single-image FLAME fit); neither "
+                                        "option: novel views of the input's own expression (FLAME fitted to --image)")
     s.add_argument("--out", required=True, help="output folder: new, empty, or an earlier output (replaced)")
     s.add_argument("--trajectory", choices=["virtual", "real"], default="virtual")
     s.add_argument("--trajectory-file", help="--trajectory real: facescape_test_traj.pkl, or the same as .json/.npz")

@@ -132,10 +132,11 @@ def export_neus2(out: Path, images: np.ndarray, k: np.ndarray, rt: np.ndarray) -
 
 
 def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray, vertices: np.ndarray,
-                 ddim, ablation: str = "none") -> np.ndarray:
+                 ddim, ablation: str = "none", progress=None) -> np.ndarray:
     """The model's 16 views (N, H, W, 3) uint8 for one input image (H, W, 3) in [-1, 1], target cameras
     (K (N, 3, 3) or (N, 4, 4), RT (N, 3, 4)) and mesh vertices in the model frame; seeded by `ddim.seed`.
-    `ablation` ("no_mesh", "no_image"; network.ABLATION_KEEP) drops a conditioning branch. The network runs in
+    `ablation` ("no_mesh", "no_image"; network.ABLATION_KEEP) drops a conditioning branch; `progress()` is called
+    after each view batch of each step. The network runs in
     `ddim.precision` (autocast) and `ddim.compile`; the DDIM state, the encoders and the VAE decode stay fp32."""
     import torch
 
@@ -169,7 +170,7 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
                                   keep=ABLATION_KEEP[ablation])
         with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             lat = sample(den, (1, cfg.view_num, 4, cfg.latent_size, cfg.latent_size),
-                         model.alphas_cumprod.cpu().numpy(), ddim, device=str(dev))
+                         model.alphas_cumprod.cpu().numpy(), ddim, device=str(dev), progress=progress)
         imgs = model.decode_latents(lat.float())[0]
     return ((imgs.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
@@ -177,7 +178,7 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
 def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_dir: str | Path,
              mesh: str | Path | None = None, expression: str | Path | None = None, trajectory: str = "virtual",
              trajectory_file: str | Path | None = None, sampler: "DDIMConfig | None" = None,
-             face_check: bool = True) -> GenerateOutcome:
+             face_check: bool = True, log=None) -> GenerateOutcome:
     """Inputs are read and checked first (trajectory, image, target mesh), then the model; the output folder
     appears complete or not at all."""
     from PIL import Image
@@ -188,8 +189,11 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
     from storage.meshes import read_obj
     from storage.thumbnails import contact_sheet
 
-    if (mesh is None) == (expression is None):
-        raise ValueError("give exactly one of --mesh (a FLAME mesh) or --expression (an image to fit FLAME to)")
+    if mesh is not None and expression is not None:
+        raise ValueError("give at most one of --mesh (a FLAME mesh) or --expression (an image to fit FLAME to); "
+                         "neither: the input image's own expression")
+    if mesh is None and expression is None:
+        expression = image  # novel views of the input's own expression: FLAME fitted to the input image
     if trajectory not in ("virtual", "real"):
         raise ValueError(f"unknown trajectory {trajectory!r}; choose virtual or real")
     if trajectory == "real" and trajectory_file is None:
@@ -206,6 +210,8 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
         if expression is not None:
             from pipelines.fit_image import fit_image
 
+            if log:
+                log(f"fitting FLAME to {expression}")
             fit = fit_image(settings, expression, tmp / "expression_fit")
             verts = frames.flame_to_model_points(fit.fit.vertices)
         else:
@@ -222,7 +228,19 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
             raise InvalidContentError(trajectory_file, f"{len(ks)} cameras; the model generates {cfg.view_num} views",
                                       f"give a trajectory with {cfg.view_num} cameras")
         inp = _input_image(image, size)
-        views = sample_views(model, inp, ks, rts, verts, sampler or DDIMConfig())
+        ddim = sampler or DDIMConfig()
+        bar = None
+        if log:
+            from model.diffusion.ddim import ddim_timesteps
+            from pipelines.progress import Progress
+
+            batches = -(-cfg.view_num // ddim.batch_view_num)
+            steps = len(ddim_timesteps(ddim.steps, len(model.alphas_cumprod), ddim.timestep_offset))
+            bar = Progress(steps * batches, f"sampling {cfg.view_num} views ({steps} DDIM steps x {batches} view "
+                                            "batches)", log)
+        views = sample_views(model, inp, ks, rts, verts, ddim, progress=bar.update if bar else None)
+        if bar:
+            bar.close()
         (tmp / "views").mkdir()
         for i, v in enumerate(views):
             Image.fromarray(_rgba(v)).save(tmp / "views" / f"{i:02d}.png")

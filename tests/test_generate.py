@@ -65,11 +65,15 @@ def test_generate_cli_on_a_real_face(standin_root, tiny_checkpoint, tmp_path):
     image = TESTDATA / "stylegan1_256.png"
     env = {**os.environ, "MORPHABLE_SYNTHETIC_ROOT": str(standin_root), "MORPHABLE_DATA_ROOT": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--checkpoint", str(tiny_checkpoint),
-                           "--image", str(image), "--expression", str(image), "--out", str(tmp_path / "out"),
-                           "--steps", "2"], env=env, capture_output=True, text=True, timeout=600)
+                           "--image", str(image), "--out", str(tmp_path / "out"), "--steps", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list((tmp_path / "out" / "views").glob("*.png"))) == 16
+    # no --mesh / --expression: novel views of the input's own expression, FLAME fitted to the input image
     assert (tmp_path / "out" / "expression_fit" / "mesh.obj").is_file()
+    assert f"fitting FLAME to {image}" in proc.stdout
+    # progress over steps x view batches (16 views in batches of 8)
+    assert "sampling 16 views (2 DDIM steps x 2 view batches): 4/4" in proc.stdout, proc.stdout
     # a second run into the same folder replaces the earlier output as a whole
     again = subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--checkpoint", str(tiny_checkpoint),
                             "--image", str(image), "--mesh", str(tmp_path / "out" / "expression_fit" / "mesh.obj"),

@@ -117,8 +117,9 @@ def guided_eps(model: MultiViewDenoiser, state: Any, x: "torch.Tensor", t: "torc
 
 def sample(model: MultiViewDenoiser, shape: tuple[int, ...], alphas_cumprod: np.ndarray,
            config: DDIMConfig = DDIMConfig(), device: str = "cpu", dtype=None,
-           generator: "torch.Generator | None" = None) -> "torch.Tensor":
-    """Sample latents of `shape` = (B, N, C, h, w) from N(0, I) with DDIM + CFG; deterministic for a seed."""
+           generator: "torch.Generator | None" = None, progress=None) -> "torch.Tensor":
+    """Sample latents of `shape` = (B, N, C, h, w) from N(0, I) with DDIM + CFG; deterministic for a seed.
+    `progress()`, when given, is called after each view batch of each step."""
     import torch
 
     gen = generator or torch.Generator(device=device).manual_seed(config.seed)
@@ -134,6 +135,8 @@ def sample(model: MultiViewDenoiser, shape: tuple[int, ...], alphas_cumprod: np.
             views = torch.arange(start, min(start + config.batch_view_num, n_views), device=device)
             # under autocast the network answers in bf16; the sampler's state stays in its own dtype
             eps[:, views] = guided_eps(model, state, x[:, views], t, views, config.cfg_scale).to(eps.dtype)
+            if progress is not None:
+                progress()
         noise = torch.randn(shape, generator=gen, device=device, dtype=dtype) if i > 0 else None
         x = ddim_step(x, eps, float(coef["alpha"][i]), float(coef["alpha_prev"][i]), float(coef["sigma"][i]), noise)
     return x
