@@ -306,6 +306,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from model.diffusion.ddim import DDIMConfig
+    from pipelines.import_checkpoint import KINDS as CHECKPOINT_KINDS
     from pipelines.first_stage import FirstStageConfig
     from pipelines.params import add_config_arguments
     from pipelines.train import TrainConfig
@@ -413,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import-checkpoint", help="a released .ckpt (Morphable Diffusion or SyncDreamer) into the "
                                                  "checkpoint store (read without running any code from the file)")
     s.add_argument("file", help="the .ckpt / .pt file (PyTorch Lightning or a bare state dict)")
-    s.add_argument("--kind", choices=["auto", "morphable", "syncdreamer"], default="auto",
+    s.add_argument("--kind", choices=CHECKPOINT_KINDS, default="auto",
                    help="auto (default): recognised from the keys (a Morphable Diffusion file holds the 3DMM branch, "
                         "spatial_volume.xyzc_net.*); morphable: every key must match (generation, fine-tuning); "
                         "syncdreamer: the release's drop filter (a training init)")

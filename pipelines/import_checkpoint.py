@@ -66,8 +66,8 @@ def _refuse_name_collision(root: Path, name: str, config: dict, source: Path) ->
                 f"topology {theirs['training'].get('topology')}, projection {theirs['model']['projection']})"
                 if "imported" in theirs else "a trained model")
         raise CheckpointError(source, f"the checkpoint name {name!r} already holds {what} at {other.parent}",
-                              "pass another --name (or omit it: the default name includes the kind, preset and "
-                              "topology)")
+                              "pass another --name (or omit it: the default name holds the kind, preset, topology "
+                              "and the file's sha256)")
 
 
 def recognise_preset(state_dict: dict, projection: str, kind: str, source: str) -> str:

@@ -322,6 +322,7 @@ def test_ui_launches_a_partition_and_shows_thumbnails_and_the_comparison(world, 
     sensor's observations change no data version, and no automation tick requests a run."""
     import os
 
+    from dagster_graphql import DagsterGraphQLClient
     from playwright.sync_api import sync_playwright
 
     from assets_defs.sensors import OBSERVE_JOBS
@@ -360,8 +361,6 @@ def test_ui_launches_a_partition_and_shows_thumbnails_and_the_comparison(world, 
         launched = [r for r in instance.get_runs() if r.run_id not in before
                     and r.tags.get("dagster/partition") == "smoke-thuman"]
         assert len(launched) == 1, [r.tags for r in launched]  # the dialog closed once the run was submitted
-        from dagster_graphql import DagsterGraphQLClient
-
         assert wait_for_run(DagsterGraphQLClient("127.0.0.1", port_number=port), launched[0].run_id) == "SUCCESS"
         ended = instance.get_run_record_by_id(launched[0].run_id).end_time
         deadline = time.monotonic() + 240

@@ -66,7 +66,6 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 #: what only a Morphable Diffusion network holds: the 3DMM branch (the mesh's sparse net) that SyncDreamer lacks
 MORPHABLE_ONLY = ("spatial_volume.xyzc_net.",)
-KINDS = ("morphable", "syncdreamer")
 
 
 def recognise_kind(state_dict: dict[str, torch.Tensor], source: str) -> str:
