@@ -78,7 +78,7 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     if method == "model":
         if checkpoint is None:
             raise ValueError("method 'model' needs a checkpoint (folder or released .ckpt)")
-        loaded = model if model is not None else load_for_protocol(settings, checkpoint, proto, device)
+        loaded = model if model is not None else load_for_protocol(settings, checkpoint, proto, device, sampler)
         model, ckpt_hash, checkpoint = loaded.model, loaded.checkpoint_hash, loaded.folder
         size = model.cfg.image_size
     else:
@@ -126,12 +126,13 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     return EvalSetResult(target, proto.name, method, ckpt_hash, len(pairs), n_views, time.perf_counter() - t0)
 
 
-def load_for_protocol(settings: Settings, checkpoint: str | Path, proto: Protocol, device: str | None = None):
-    """The checkpoint loaded for a protocol's dataset (its projection checked)."""
+def load_for_protocol(settings: Settings, checkpoint: str | Path, proto: Protocol, device: str | None = None,
+                      sampler: DDIMConfig | None = None):
+    """The checkpoint loaded for a protocol's dataset (its projection checked); for `sampler` alone when given."""
     from pipelines.model_loading import PROJECTION_FOR, load_model
 
     return load_model(checkpoint, projection=PROJECTION_FOR[proto.dataset], use=f"protocol {proto.name}",
-                      device=device, settings=settings)
+                      device=device, settings=settings, sampler=sampler)
 
 
 def _dataset_subjects(settings: Settings, dataset: str) -> list[str]:

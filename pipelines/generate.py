@@ -203,7 +203,8 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
     if face_check:
         check_face(image)
     target = None if expression is not None else read_obj(mesh)
-    loaded = load_model(checkpoint, projection="perspective", use="generation (face cameras)", settings=settings)
+    loaded = load_model(checkpoint, projection="perspective", use="generation (face cameras)", settings=settings,
+                        sampler=sampler or DDIMConfig())
     model, cfg = loaded.model, loaded.model.cfg
     out = Path(out_dir)
     with output_folder(out) as tmp:

@@ -23,9 +23,11 @@ class LoadedModel:
 
 
 def load_model(checkpoint: str | Path, projection: str | None = None, use: str = "", device: str | None = None,
-               settings=None) -> LoadedModel:
+               settings=None, sampler=None) -> LoadedModel:
     """`projection`: the camera model the caller will use ("perspective" for faces, "orthographic" for THuman).
-    A released checkpoint file is imported into `settings.storage_root` first (cached by its sha256)."""
+    A released checkpoint file is imported into `settings.storage_root` first (cached by its sha256). `sampler`
+    (a DDIMConfig) marks an inference-only load: where it samples in bf16 / fp16, the weights autocast casts are
+    stored in that precision (model.diffusion.precision: the same arithmetic in half the memory)."""
     import torch
 
     from model.diffusion.checkpoints import CheckpointError, import_morphable
@@ -55,4 +57,11 @@ def load_model(checkpoint: str | Path, projection: str | None = None, use: str =
     import_morphable(model, tensors, str(folder))
     model.eval()
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if sampler is not None:
+        from model.diffusion.precision import store_autocast_weights
+
+        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(sampler.resolved_precision(
+            next(model.parameters()).device.type))
+        if low is not None:
+            store_autocast_weights(model, low)
     return LoadedModel(model, config, checkpoint_hash(folder), folder)

@@ -81,7 +81,7 @@ def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[di
     method, sampler = config.get("method", "model"), DDIMConfig(**config.get("sampler", {}))
     model = None
     if method == "model" and config.get("ablations"):
-        model = load_for_protocol(settings, config["checkpoint"], get_protocol(config["protocol"]))
+        model = load_for_protocol(settings, config["checkpoint"], get_protocol(config["protocol"]), sampler=sampler)
     res = generate_eval_set(settings, config["protocol"], config.get("checkpoint"), method, sampler,
                             image_size=config.get("image_size"), log=log, model=model)
     ablations = {a: generate_eval_set(settings, config["protocol"], config.get("checkpoint"), method, sampler,

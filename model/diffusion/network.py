@@ -7,10 +7,11 @@ from torch import nn
 
 from model.diffusion.clip import FrozenCLIPImageEmbedder
 from model.diffusion.config import ModelConfig
+from model.diffusion.precision import check_weight_storage
 from model.diffusion.schedule import schedule_arrays
 from model.diffusion.unet import DepthWiseAttention, timestep_embedding
 from model.diffusion.vae import AutoencoderKL
-from model.diffusion.volume import SpatialVolumeNet
+from model.diffusion.volume import SpatialVolumeNet, VolumeGeometry
 
 
 class UNetWrapper(nn.Module):
@@ -54,6 +55,8 @@ class MorphableDiffusion(nn.Module):
             self.register_buffer("poses", torch.zeros(vc.num_views, 3, 4))
             self.register_buffer("Ks", torch.zeros(vc.num_views, 3, 3))
             self.register_buffer("azimuth", torch.zeros(vc.num_views))
+        #: the low precision the autocast-cast weights are stored in (model.diffusion.precision); None: fp32
+        self.autocast_weights: torch.dtype | None = None
         for frozen in (self.first_stage_model, self.clip_image_encoder):
             frozen.eval()
             frozen.requires_grad_(False)
@@ -86,32 +89,40 @@ class MorphableDiffusion(nn.Module):
         return self.time_embed(timestep_embedding(t, self.cfg.volume.time_embed_dim))
 
     # --- denoising ----------------------------------------------------------------------------------------------
-    def spatial(self, x_t: torch.Tensor, t: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def geometry(self, batch: dict) -> VolumeGeometry:
+        """The cameras' and the mesh's share of every step, computed once (a sampler reuses it for all steps)."""
+        return self.spatial_volume.geometry(batch["target_K"], batch["target_RT"], batch["vertices"], batch["coord"],
+                                            batch["out_sh"], batch["bounds"])
+
+    def spatial(self, x_t: torch.Tensor, t: torch.Tensor, batch: dict,
+                geometry: VolumeGeometry | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(t_embed, spatial volume) from all views' latents (B, N, 4, L, L)."""
         b, n = x_t.shape[:2]
         t_embed = self.t_embedding(t).to(x_t.dtype)
         v = self.view_embedding(b, n, x_t.device, x_t.dtype)
-        volume = self.spatial_volume.construct(x_t, t_embed, v, batch["target_K"].to(x_t.dtype),
-                                               batch["target_RT"].to(x_t.dtype), batch["vertices"].to(x_t.dtype),
-                                               batch["coord"], batch["out_sh"], batch["bounds"].to(x_t.dtype))
+        volume = self.spatial_volume.construct(x_t, t_embed, v, geometry or self.geometry(batch))
         return t_embed, volume
+
+    def view_frustum(self, volume: torch.Tensor, t_embed: torch.Tensor, views: torch.Tensor,
+                     geometry: VolumeGeometry) -> dict[int, torch.Tensor]:
+        """Frustum pyramid (B*n, C, D, L, L per scale) of the views `views` ((B, n)) of each sample."""
+        b, n = views.shape
+        rows = torch.arange(b, device=views.device)[:, None]
+        grid = geometry.frustum_grid[rows, views].reshape(b * n, *geometry.frustum_grid.shape[2:])
+        v = self.view_embedding(b, n, volume.device, t_embed.dtype).reshape(b * n, 4)
+        return self.spatial_volume.frustum(volume.repeat_interleave(n, 0), t_embed.repeat_interleave(n, 0), v, grid)
 
     def eps_views(self, x_views: torch.Tensor, t: torch.Tensor, t_embed: torch.Tensor, volume: torch.Tensor,
                   views: torch.Tensor, clip: torch.Tensor, x_concat: torch.Tensor, batch: dict,
-                  drop: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                  drop: dict[str, torch.Tensor] | None = None,
+                  geometry: VolumeGeometry | None = None) -> torch.Tensor:
         """Predicted noise (B, n, 4, L, L) of the views `views` ((n,) shared or (B, n) per sample) whose latents
         are `x_views` (B, n, 4, L, L); `drop` holds per-sample 0/1 keep masks for clip / volume / concat (all zeros
         = the null condition)."""
-        x_t = x_views
-        b = x_t.shape[0]
+        b = x_views.shape[0]
         views = views.expand(b, -1) if views.dim() == 1 else views
         n = views.shape[1]
-        rows = torch.arange(b, device=views.device)[:, None]
-        k = batch["target_K"][rows, views].reshape(b * n, 4, 4).to(x_t.dtype)
-        rt = batch["target_RT"][rows, views].reshape(b * n, 3, 4).to(x_t.dtype)
-        v = self.view_embedding(b, n, x_t.device, x_t.dtype).reshape(b * n, 4)
-        vol = volume.repeat_interleave(n, 0)
-        frustum = self.spatial_volume.frustum(vol, t_embed.repeat_interleave(n, 0), v, k, rt)
+        frustum = self.view_frustum(volume, t_embed, views, geometry or self.geometry(batch))
         ctx = clip.repeat_interleave(n, 0)
         concat = x_concat.repeat_interleave(n, 0)
         if drop is not None:
@@ -119,7 +130,14 @@ class MorphableDiffusion(nn.Module):
             ctx = ctx * keep_clip.view(-1, 1, 1)
             frustum = {s: f * keep_vol.view(-1, 1, 1, 1, 1) for s, f in frustum.items()}
             concat = concat * keep_cat.view(-1, 1, 1, 1)
-        eps = self.model(x_t.reshape(b * n, *x_t.shape[2:]), t.repeat_interleave(n, 0), ctx, frustum, concat)
+        return self.denoise(x_views, t, ctx, frustum, concat)
+
+    def denoise(self, x_views: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, frustum: dict[int, torch.Tensor],
+                concat: torch.Tensor) -> torch.Tensor:
+        """The UNet on (B, n) views whose conditions are given per row (B*n): CLIP context, frustum pyramid, input
+        latent; t (B,) per sample."""
+        b, n = x_views.shape[:2]
+        eps = self.model(x_views.reshape(b * n, *x_views.shape[2:]), t.repeat_interleave(n, 0), ctx, frustum, concat)
         return eps.reshape(b, n, *eps.shape[1:])
 
     def forward(self, batch: dict, generator: torch.Generator | None = None,
@@ -143,7 +161,8 @@ class MorphableDiffusion(nn.Module):
         noise = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype)
         a = self.alphas_cumprod[t].view(b, 1, 1, 1, 1).to(x0.dtype)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        t_embed, volume = self.spatial(x_t, t, batch)
+        geometry = self.geometry(batch)
+        t_embed, volume = self.spatial(x_t, t, batch, geometry)
         if loss_views == 1:
             views = torch.randint(0, n, (b,), generator=generator, device=dev)[:, None]
         else:
@@ -157,7 +176,7 @@ class MorphableDiffusion(nn.Module):
                     "volume": (~(all_ | ((r > 2 * p) & (r <= 3 * p)))).to(x0.dtype),
                     "clip": (~(all_ | ((r > 3 * p) & (r <= 4 * p)))).to(x0.dtype)}
         rows = torch.arange(b, device=dev)[:, None]
-        eps = self.eps_views(x_t[rows, views], t, t_embed, volume, views, clip, x_concat, batch, drop)
+        eps = self.eps_views(x_t[rows, views], t, t_embed, volume, views, clip, x_concat, batch, drop, geometry)
         return F.mse_loss(eps.float(), noise[rows, views].float())
 
 
@@ -174,40 +193,66 @@ ABLATION_KEEP: dict[str, dict[str, float]] = {
 class ConditionedDenoiser:
     """Adapter for `model.diffusion.ddim.sample`: one spatial volume per step, CFG's null condition = zeros for the
     CLIP embedding, every frustum scale and the input latent (spec §3.14). `keep` (an ABLATION_KEEP entry) drops
-    branches from the conditional prediction too, for the conditioning ablations."""
+    branches from the conditional prediction too, for the conditioning ablations.
+
+    Work is removed, not approximated: the cameras' and the mesh's share of a step (`VolumeGeometry`) is computed
+    once per sample, and the frustum net runs only for predictions that keep the volume — the release multiplies
+    the null condition's frustum features by 0, so they are zeros here without being computed."""
 
     def __init__(self, model: MorphableDiffusion, batch: dict, clip: torch.Tensor, x_concat: torch.Tensor,
                  keep: dict[str, float] | None = None) -> None:
         self.model, self.batch, self.clip, self.x_concat = model, batch, clip, x_concat
+        self.geometry = model.geometry(batch)
         b = clip.shape[0]
-        self.null = {k: torch.zeros(b, device=clip.device, dtype=clip.dtype) for k in ("clip", "volume", "concat")}
-        self.keep = None if keep is None or all(v == 1.0 for v in keep.values()) else {
-            k: torch.full((b,), float(keep[k]), device=clip.device, dtype=clip.dtype) for k in self.null}
+        keep = keep or ABLATION_KEEP["none"]
+        self.keep_volume = float(keep["volume"]) != 0.0
+        #: per-sample keep masks of the conditional prediction; None where the release applies none
+        self.keep = None if all(float(v) == 1.0 for v in keep.values()) else {
+            k: torch.full((b,), float(keep[k]), device=clip.device, dtype=clip.dtype) for k in ("clip", "volume", "concat")}
 
     def begin_step(self, x_t: torch.Tensor, t: torch.Tensor):
-        return self.model.spatial(x_t, t, self.batch)
+        check_weight_storage(self.model, x_t.device.type)
+        return self.model.spatial(x_t, t, self.batch, self.geometry)
+
+    def _conditional_parts(self, state, views: torch.Tensor):
+        """(CLIP context, frustum pyramid, input latent) of the conditional prediction, per row (B*n)."""
+        t_embed, volume = state
+        n = views.shape[1]
+        ctx, concat = self.clip.repeat_interleave(n, 0), self.x_concat.repeat_interleave(n, 0)
+        if self.keep_volume:
+            frustum = self.model.view_frustum(volume, t_embed, views, self.geometry)
+        else:
+            frustum = self.model.spatial_volume.null_frustum(len(ctx), ctx.device, volume.dtype)
+        if self.keep is not None:
+            keep = {k: m.repeat_interleave(n, 0) for k, m in self.keep.items()}
+            ctx = ctx * keep["clip"].view(-1, 1, 1)
+            concat = concat * keep["concat"].view(-1, 1, 1, 1)
+            if self.keep_volume:
+                frustum = {s: f * keep["volume"].view(-1, 1, 1, 1, 1) for s, f in frustum.items()}
+        return ctx, frustum, concat
 
     def eps(self, state, x_t: torch.Tensor, t: torch.Tensor, views: torch.Tensor, conditional: bool) -> torch.Tensor:
-        t_embed, volume = state
-        return self.model.eps_views(x_t, t, t_embed, volume, views, self.clip, self.x_concat, self.batch,
-                                    self.keep if conditional else self.null)
+        views = views.expand(x_t.shape[0], -1) if views.dim() == 1 else views
+        if conditional:
+            return self.model.denoise(x_t, t, *self._conditional_parts(state, views))
+        n = views.shape[1]
+        ctx, concat = self.clip.repeat_interleave(n, 0), self.x_concat.repeat_interleave(n, 0)
+        frustum = self.model.spatial_volume.null_frustum(len(ctx), ctx.device, state[1].dtype)
+        return self.model.denoise(x_t, t, torch.zeros_like(ctx), frustum, torch.zeros_like(concat))
 
     def eps_pair(self, state, x_t: torch.Tensor, t: torch.Tensor,
                  views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(conditional, unconditional) noise in one network pass over a doubled batch, as the release batches
-        CFG: half the kernel launches of two passes, which is what a launch-bound GPU step needs."""
-        t_embed, volume = state
+        """(conditional, unconditional) noise in one UNet pass over a doubled batch, as the release batches CFG:
+        half the kernel launches of two passes, which is what a launch-bound GPU step needs."""
         b = x_t.shape[0]
-        if not hasattr(self, "_doubled"):
-            ones = torch.ones(b, device=self.clip.device, dtype=self.clip.dtype)
-            cond = self.keep or {k: ones for k in self.null}
-            self._doubled = (torch.cat([self.clip] * 2), torch.cat([self.x_concat] * 2),
-                             {k: torch.cat([self.batch[k]] * 2) for k in ("target_K", "target_RT")},
-                             {k: torch.cat([cond[k], self.null[k]]) for k in ("clip", "volume", "concat")})
-        clip, x_concat, batch, drop = self._doubled
         views = views.expand(b, -1) if views.dim() == 1 else views
-        eps = self.model.eps_views(torch.cat([x_t] * 2), torch.cat([t] * 2), torch.cat([t_embed] * 2),
-                                   torch.cat([volume] * 2), torch.cat([views] * 2), clip, x_concat, batch, drop)
+        ctx, frustum, concat = self._conditional_parts(state, views)
+
+        def with_null(a: torch.Tensor) -> torch.Tensor:  # the null half of the batch: zeros
+            return torch.cat([a, torch.zeros_like(a)])
+
+        eps = self.model.denoise(torch.cat([x_t] * 2), torch.cat([t] * 2), with_null(ctx),
+                                 {s: with_null(f) for s, f in frustum.items()}, with_null(concat))
         return eps[:b], eps[b:]
 
 

@@ -2,12 +2,14 @@
 resampling to the spatial volume, per-view frustum volumes and FrustumTV3DNet."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model.diffusion.config import ModelConfig, VolumeConfig
-from model.diffusion.sparse import SparseConvNet, SparseVolume
+from model.diffusion.sparse import ConvPlan, MergePlan, SparseConvNet
 
 
 class Image2DResBlockWithTV(nn.Module):
@@ -160,6 +162,21 @@ def frustum_points(k: torch.Tensor, rt: torch.Tensor, latent: int, image: int, d
     return world[..., :3].reshape(b, depth, latent, latent, 3)
 
 
+@dataclass
+class VolumeGeometry:
+    """Everything a denoising step reads of the cameras and the mesh: the grid's projection into each view, the
+    vertices' sample points, the sparse net's merge and rulebooks, the dense volume's query points and every view's
+    frustum sample points. Computed once per sample (`SpatialVolumeNet.geometry`), in float32 whatever the autocast,
+    and read by every step: no step repeats this work or synchronises with the host for it."""
+
+    unproject: torch.Tensor  # (B*N, 1, P, 2) the grid points in each view's normalised feature-map coordinates
+    vertex_grid: torch.Tensor  # (B*N, 1, 1, Nv, 3) vertices in the grid's [-1, 1] coordinates
+    merges: list[MergePlan]  # per sample: vertices -> unique voxels
+    rulebooks: list[list[ConvPlan]]  # per sample: the sparse net's convolutions
+    queries: list[torch.Tensor]  # per sample (1, V, V, V, 3): grid points in the sparse net's output volume
+    frustum_grid: torch.Tensor  # (B, N, D, L, L, 3) each view's frustum points in the grid's [-1, 1] coordinates
+
+
 class SpatialVolumeNet(nn.Module):
     """Target encoder + vertex features + SparseConvNet + frustum 3D U-Net (state-dict prefix `spatial_volume`)."""
 
@@ -178,39 +195,64 @@ class SpatialVolumeNet(nn.Module):
     def orthographic(self) -> bool:
         return self.cfg.projection == "orthographic"
 
-    def construct(self, x_t: torch.Tensor, t_embed: torch.Tensor, v_embed: torch.Tensor, k: torch.Tensor,
-                  rt: torch.Tensor, vertices: torch.Tensor, coord: torch.Tensor, out_sh: torch.Tensor,
-                  bounds: torch.Tensor) -> torch.Tensor:
+    def geometry(self, k: torch.Tensor, rt: torch.Tensor, vertices: torch.Tensor, coord: torch.Tensor,
+                 out_sh: torch.Tensor, bounds: torch.Tensor) -> VolumeGeometry:
+        """The cameras' and the mesh's part of `construct` and `frustum` for a batch: K (B, N, 4, 4), RT (B, N, 3, 4),
+        vertices (B, Nv, 3), voxel coords (B, Nv, 3), out_sh (B, 3), bounds (B, 2, 3)."""
+        with torch.autocast(k.device.type, enabled=False):
+            k, rt, vertices, bounds = (a.float() for a in (k, rt, vertices, bounds))
+            b, n = k.shape[:2]
+            vs, half, lat = self.vc.grid_size, self.vc.grid_half_extent, self.cfg.latent_size
+            pts = grid_points(vs, half, k.device, k.dtype)
+            k_rows, rt_rows = k.reshape(b * n, *k.shape[2:]), rt.reshape(b * n, 3, 4)
+            unproject = project_normalized(pts[None].expand(b * n, -1, -1), k_rows, rt_rows, lat,
+                                           self.cfg.image_size, self.orthographic)[:, None]
+            vertex_grid = (vertices / half)[:, None].expand(b, n, -1, -1).reshape(b * n, 1, 1, -1, 3)
+            merges, rulebooks, queries = [], [], []
+            for i in range(b):  # one sparse net per sample (BatchNorm statistics per sample, as released)
+                merge = MergePlan.of(coord[i].long(), tuple(int(s) for s in out_sh[i]))
+                merges.append(merge)
+                rulebooks.append(self.xyzc_net.plan(merge.indices, merge.shape))
+                q = ((pts[:, [2, 1, 0]] - bounds[i, 0, [2, 1, 0]]) / self.vc.voxel_size) / out_sh[i].to(pts.dtype) * 2 - 1
+                queries.append(q[:, [2, 1, 0]].reshape(1, vs, vs, vs, 3))
+            frustum = frustum_points(k_rows, rt_rows, lat, self.cfg.image_size, self.vc.frustum_depth,
+                                     self.vc.frustum_half_length, self.orthographic)
+            frustum_grid = (frustum / half).reshape(b, n, *frustum.shape[1:])
+        return VolumeGeometry(unproject, vertex_grid, merges, rulebooks, queries, frustum_grid)
+
+    def construct(self, x_t: torch.Tensor, t_embed: torch.Tensor, v_embed: torch.Tensor,
+                  geometry: VolumeGeometry) -> torch.Tensor:
         """Spatial volume (B, C, V, V, V) from all views' noisy latents (B, N, 4, L, L) and the mesh."""
         b, n, _, lat, _ = x_t.shape
-        vs, half = self.vc.grid_size, self.vc.grid_half_extent
+        vs = self.vc.grid_size
         feats = self.target_encoder(x_t.reshape(b * n, *x_t.shape[2:]), t_embed.repeat_interleave(n, 0),
-                                    v_embed.reshape(b * n, -1)).reshape(b, n, -1, lat, lat)
-        pts = grid_points(vs, half, x_t.device, x_t.dtype)
-        coords = project_normalized(pts[None].expand(b * n, -1, -1), k.reshape(b * n, *k.shape[2:]),
-                                    rt.reshape(b * n, 3, 4), lat, self.cfg.image_size, self.orthographic)
-        unproj = F.grid_sample(feats.reshape(b * n, -1, lat, lat), coords[:, None], mode="bilinear",
-                               padding_mode="zeros", align_corners=True).reshape(b * n, -1, vs, vs, vs)
-        vgrid = (vertices / half)[:, None].expand(b, n, -1, -1).reshape(b * n, 1, 1, -1, 3)
-        vfeat = F.grid_sample(unproj, vgrid.to(unproj.dtype), mode="bilinear", padding_mode="zeros",
-                              align_corners=True).reshape(b, n, -1, vertices.shape[1])
+                                    v_embed.reshape(b * n, -1)).reshape(b * n, -1, lat, lat)
+        unproj = F.grid_sample(feats, geometry.unproject.to(feats.dtype), mode="bilinear", padding_mode="zeros",
+                               align_corners=True).reshape(b * n, -1, vs, vs, vs)
+        vfeat = F.grid_sample(unproj, geometry.vertex_grid.to(unproj.dtype), mode="bilinear", padding_mode="zeros",
+                              align_corners=True).reshape(b, n, -1, geometry.vertex_grid.shape[3])
         vfeat = self.smpl_feature_extractor(vfeat)  # (B, Nv, C)
         volumes = []
-        for i in range(b):  # one sparse net call per sample (BatchNorm statistics per sample, as released)
-            shape = tuple(int(s) for s in out_sh[i])
-            dense = self.xyzc_net(SparseVolume.from_points(vfeat[i], coord[i].long(), shape))
-            q = ((pts[:, [2, 1, 0]] - bounds[i, 0, [2, 1, 0]]) / self.vc.voxel_size) / out_sh[i].to(pts.dtype) * 2 - 1
-            q = q[:, [2, 1, 0]].reshape(1, vs, vs, vs, 3)
-            volumes.append(F.grid_sample(dense[None], q.to(dense.dtype), mode="bilinear", padding_mode="zeros",
-                                         align_corners=True)[0])
+        for i in range(b):
+            dense = self.xyzc_net(geometry.merges[i].merge(vfeat[i]), geometry.rulebooks[i])
+            volumes.append(F.grid_sample(dense[None], geometry.queries[i].to(dense.dtype), mode="bilinear",
+                                         padding_mode="zeros", align_corners=True)[0])
         return torch.stack(volumes)
 
-    def frustum(self, volume: torch.Tensor, t_embed: torch.Tensor, v_embed: torch.Tensor, k: torch.Tensor,
-                rt: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Frustum pyramid for one view per row: volume (B, C, V, V, V) sampled along each view's rays."""
-        lat = self.cfg.latent_size
-        pts = frustum_points(k, rt, lat, self.cfg.image_size, self.vc.frustum_depth, self.vc.frustum_half_length,
-                             self.orthographic)
-        grid = (pts / self.vc.grid_half_extent).to(volume.dtype)
-        frustum = F.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    def frustum(self, volume: torch.Tensor, t_embed: torch.Tensor, v_embed: torch.Tensor,
+                grid: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Frustum pyramid for one view per row: volume (B, C, V, V, V) sampled at the row's frustum points `grid`
+        (B, D, L, L, 3) (a row of `VolumeGeometry.frustum_grid`)."""
+        frustum = F.grid_sample(volume, grid.to(volume.dtype), mode="bilinear", padding_mode="zeros",
+                                align_corners=True)
         return self.frustum_volume_feats(frustum, t_embed, v_embed)
+
+    def null_frustum(self, rows: int, device, dtype) -> dict[int, torch.Tensor]:
+        """What `frustum` times 0 is, without running it: zeros of each scale's shape (CFG's null condition and the
+        no-mesh ablation multiply the frustum features by 0)."""
+        lat, depth = self.cfg.latent_size, self.vc.frustum_depth
+        out = {}
+        for scale, channels in enumerate(self.vc.frustum_dims):
+            out[lat] = torch.zeros(rows, channels, depth, lat, lat, device=device, dtype=dtype)
+            lat, depth = (lat - 1) // 2 + 1, (depth - 1) // 2 + 1  # a 3x3x3 conv, stride 2, padding 1
+        return out
