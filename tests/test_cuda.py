@@ -55,3 +55,35 @@ def test_bf16_training_step_and_seeded_sampling_on_cuda(cuda):
     a = sample_views(model, img, ks, rts, verts, DDIMConfig(steps=3, seed=4))
     b = sample_views(model, img, ks, rts, verts, DDIMConfig(steps=3, seed=4))
     assert a.shape == (16, 64, 64, 3) and (a == b).all()
+
+
+def test_removed_sampler_work_is_exact_on_cuda(cuda):
+    """Item 2 on the GPU: the once-per-sample geometry and the skipped null frustum equal the per-step
+    recomposition; bf16-stored weights equal bf16 autocast over fp32 weights (within cuDNN's run-to-run spread)."""
+    import copy
+
+    from model.diffusion.ddim import DDIMConfig, sample
+    from model.diffusion.network import ConditionedDenoiser
+    from model.diffusion.precision import store_autocast_weights
+    from tests.test_sampler_exactness import PerStepDenoiser, _model_and_inputs
+
+    model, batch, clip, latent = _model_and_inputs()
+    model = model.to(cuda)
+    batch = {k: v.to(cuda) for k, v in batch.items()}
+    clip, latent = clip.to(cuda), latent.to(cuda)
+    cfg = model.cfg
+    shape = (2, cfg.view_num, 4, cfg.latent_size, cfg.latent_size)
+
+    def run(den, m):
+        with torch.no_grad():
+            return sample(den, shape, m.alphas_cumprod.cpu().numpy(), DDIMConfig(steps=3, seed=5), device="cuda")
+
+    ref_den = PerStepDenoiser(model, batch, clip, latent, {"clip": 1.0, "volume": 1.0, "concat": 1.0})
+    torch.testing.assert_close(run(ConditionedDenoiser(model, batch, clip, latent), model), run(ref_den, model),
+                               rtol=1e-4, atol=1e-4)
+    stored = copy.deepcopy(model)
+    store_autocast_weights(stored, torch.bfloat16)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        a = run(ConditionedDenoiser(model, batch, clip, latent), model)
+        b = run(ConditionedDenoiser(stored, batch, clip, latent), stored)
+    torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)

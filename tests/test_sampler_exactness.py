@@ -28,8 +28,8 @@ class PerStepDenoiser:
                  keep: dict[str, float]) -> None:
         self.m, self.batch, self.clip, self.x_concat = model, batch, clip, x_concat
         b = clip.shape[0]
-        self.keep = {k: torch.full((b,), float(v)) for k, v in keep.items()}
-        self.null = {k: torch.zeros(b) for k in keep}
+        self.keep = {k: torch.full((b,), float(v), device=clip.device) for k, v in keep.items()}
+        self.null = {k: torch.zeros(b, device=clip.device) for k in keep}
 
     def begin_step(self, x_t, t):
         m, sv, vc, batch = self.m, self.m.spatial_volume, self.m.cfg.volume, self.batch
@@ -37,7 +37,7 @@ class PerStepDenoiser:
         t_embed = m.t_embedding(t)
         v = m.view_embedding(b, n, x_t.device, x_t.dtype)
         feats = sv.target_encoder(x_t.reshape(b * n, 4, lat, lat), t_embed.repeat_interleave(n, 0), v.reshape(b * n, 4))
-        pts = grid_points(vc.grid_size, vc.grid_half_extent)
+        pts = grid_points(vc.grid_size, vc.grid_half_extent, x_t.device)
         coords = project_normalized(pts[None].expand(b * n, -1, -1), batch["target_K"].reshape(b * n, 4, 4),
                                     batch["target_RT"].reshape(b * n, 3, 4), lat, m.cfg.image_size, sv.orthographic)
         vs = vc.grid_size
@@ -57,7 +57,7 @@ class PerStepDenoiser:
         m, sv, vc = self.m, self.m.spatial_volume, self.m.cfg.volume
         t_embed, volume = state
         b, n = x.shape[:2]
-        rows = torch.arange(b)[:, None]
+        rows = torch.arange(b, device=x.device)[:, None]
         k = self.batch["target_K"][rows, views].reshape(b * n, 4, 4)
         rt = self.batch["target_RT"][rows, views].reshape(b * n, 3, 4)
         pts = frustum_points(k, rt, m.cfg.latent_size, m.cfg.image_size, vc.frustum_depth, vc.frustum_half_length,
