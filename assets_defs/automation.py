@@ -69,11 +69,61 @@ def evaluation_policy(recorded_inputs: dg.AssetKey) -> A:
                   label=f"missing, code, checkpoint or protocol views changed, or weekly ({EVAL_CRON} UTC)")
 
 
-def checkpoint_policy(ignored: dg.AssetSelection) -> A:
-    """Checkpoints retrain when their experiment's definition, the first stage or the code change, not when a view
-    store changes: retraining on new views stays a decision (the `training_inputs_current` check names them)."""
-    return policy(deps_changed=DEPS_CHANGED.ignore(ignored),
-                  label="missing, code, experiment or first stage changed (not views)")
+def first_stage_policy(views: dg.AssetSelection) -> A:
+    """The first stage retrains when its [first_stage] table or the code change, not when a view store changes
+    (like the checkpoints: retraining on new views stays a decision)."""
+    return policy(deps_changed=DEPS_CHANGED.ignore(views), label="missing, code or its definition changed (not views)")
+
+
+class ExperimentNeeds(dg.AutomationCondition):
+    """True for the experiment partitions whose checkpoint reads `what` ("first_stage": the graph's autoencoder;
+    "views": the dataset's view stores), as the experiments file defines them (pipelines.experiments.Experiment).
+    A published model brings its own autoencoder and reads no view store: neither blocks nor re-imports it."""
+
+    def __init__(self, what: str) -> None:
+        if what not in ("first_stage", "views"):
+            raise ValueError(f"ExperimentNeeds: unknown input {what!r}")
+        self.what = what
+
+    @property
+    def name(self) -> str:
+        return f"experiment_needs_{self.what}"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        from pipelines.experiments import load_experiments
+        from pipelines.settings import load_settings
+
+        from storage.errors import InvalidContentError, MissingFileError
+
+        try:
+            experiments = load_experiments(load_settings().experiments_file).experiments
+        except (InvalidContentError, MissingFileError):  # the experiments asset reports the file; meanwhile
+            return dg.AutomationResult(context, true_subset=context.candidate_subset)  # every partition waits
+        needs = (lambda e: e.needs_first_stage()) if self.what == "first_stage" else (lambda e: e.reads_training_views())
+        keys = [k for k in context.candidate_subset.expensively_compute_partition_keys()
+                if k not in experiments or needs(experiments[k])]  # (an unknown one: as before, it waits)
+        return dg.AutomationResult(context, true_subset=context.candidate_subset.compute_intersection_with_partition_keys(
+            set(keys)))
+
+
+def checkpoint_policy(views: dg.AssetSelection, first_stage: dg.AssetSelection) -> A:
+    """Checkpoints retrain when their experiment's definition, the code or (for the experiments that use it) the
+    first stage change, not when a view store changes: retraining on new views stays a decision (the
+    `training_inputs_current` check names them). The first stage and the view stores block only the experiments
+    that read them: a published model is imported on a fresh instance at once, without the tiny first stage."""
+    inputs = views | first_stage
+    needs_first_stage, needs_views = ExperimentNeeds("first_stage"), ExperimentNeeds("views")
+    deps_changed = (DEPS_CHANGED.ignore(inputs)
+                    | (A.any_deps_match(A.data_version_changed() | A.will_be_requested()).allow(first_stage)
+                       & needs_first_stage)).with_label("deps_data_changed")
+    blocked = (A.any_deps_missing().ignore(inputs) | A.any_deps_in_progress().ignore(inputs) | A.in_progress()
+               | ((A.any_deps_missing().allow(first_stage) | A.any_deps_in_progress().allow(first_stage))
+                  & needs_first_stage)
+               | ((A.any_deps_missing().allow(views) | A.any_deps_in_progress().allow(views) | ~DepsHavePartitions())
+                  & needs_views)).with_label("blocked")
+    events = A.code_version_changed() | deps_changed
+    return ((MISSING | events.since_last_handled()) & ~blocked).with_label(
+        "missing, code, experiment or (where used) first stage changed (not views)")
 
 
 #: checks that follow their additional dependencies (views): re-evaluated when one changes

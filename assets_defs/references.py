@@ -43,6 +43,11 @@ class ReferenceIOManager(dg.ConfigurableIOManager):
                              f"yet ({path} is missing): materialize it first")
         return json.loads(path.read_text())
 
+    def read(self, key: dg.AssetKey, partition: str | None = None) -> dict[str, Any]:
+        """The reference `key`[`partition`] wrote (a Failure naming what to materialize when there is none): for an
+        input only some partitions read, declared as a dependency rather than loaded for every run."""
+        return self._read(key, partition)
+
     def read_partitions(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, dict[str, Any]]:
         """{partition: reference} of those partitions of `key` that have an output (a check over all of them)."""
         return {p: self._read(key, p) for p in partitions if self._path(key, p).is_file()}

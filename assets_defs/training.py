@@ -9,7 +9,7 @@ import os
 
 import dagster as dg
 
-from assets_defs.automation import CHECK_POLICY, checkpoint_policy
+from assets_defs.automation import CHECK_POLICY, checkpoint_policy, first_stage_policy
 from assets_defs.experiments import EXPERIMENT_SOURCES
 from assets_defs.gpu_steps import k8s_gpu_tags, run_gpu_task
 from assets_defs.partitions import EXPERIMENT_PARTITIONS
@@ -61,7 +61,7 @@ def _outputs(result: dg.MaterializeResult, reference: dict) -> dg.Output:
 @dg.asset(key=FIRST_STAGE_KEY, deps=[dg.AssetDep(v, partition_mapping=ALL_SUBJECTS) for v in VIEW_ASSETS.values()],
           code_version=_first_stage_version(), group_name=MODEL_GROUP, pool=GPU_POOL, kinds={"pytorch", "safetensors"},
           owners=["team:morphable"], op_tags=k8s_gpu_tags(1), io_manager_key="references",
-          automation_condition=checkpoint_policy(dg.AssetSelection.assets(*VIEW_ASSETS.values())),
+          automation_condition=first_stage_policy(dg.AssetSelection.assets(*VIEW_ASSETS.values())),
           description="The tiny preset's KL autoencoder ([first_stage] of the experiments file), trained on every "
                       "dataset's training views; judged by held-out reconstruction PSNR (the paper preset uses the "
                       "SD VAE inside syncdreamer-pretrain.ckpt).",
@@ -95,15 +95,15 @@ def _checkpoint_asset(dataset: str):
     views = VIEW_ASSETS[dataset]
 
     @dg.asset(key=key, partitions_def=EXPERIMENT_PARTITIONS[dataset], code_version=TRAIN_VERSION,
-              ins={"first_stage": dg.AssetIn(FIRST_STAGE_KEY)},
-              deps=[EXPERIMENT_SOURCES[dataset], dg.AssetDep(views, partition_mapping=ALL_SUBJECTS)],
+              deps=[FIRST_STAGE_KEY, EXPERIMENT_SOURCES[dataset], dg.AssetDep(views, partition_mapping=ALL_SUBJECTS)],
               op_tags=k8s_gpu_tags(int(os.environ.get("MORPHABLE_TRAIN_GPUS", "1"))), io_manager_key="references",
-              automation_condition=checkpoint_policy(dg.AssetSelection.assets(views)),
+              automation_condition=checkpoint_policy(dg.AssetSelection.assets(views),
+                                                     dg.AssetSelection.assets(FIRST_STAGE_KEY)),
               group_name=MODEL_GROUP, pool=GPU_POOL, kinds={"pytorch", "safetensors"}, owners=["team:morphable"],
               description=f"One {dataset} experiment's model: trained (GPU process), a released checkpoint imported "
                           "into the store, or a baseline. Data version = weights hash.")
     def checkpoint(context: dg.AssetExecutionContext, settings: SettingsResource, config: LaunchConfig,
-                   first_stage: dict) -> dg.Output:
+                   references: dg.ResourceParam[ReferenceIOManager]) -> dg.Output:
         import dataclasses
 
         from pipelines.experiments import load_experiments
@@ -126,8 +126,8 @@ def _checkpoint_asset(dataset: str):
             cfg = exp.train_config()
             if cfg.preset == "paper" and not cfg.init and s.syncdreamer_checkpoint:
                 cfg = dataclasses.replace(cfg, init=str(s.syncdreamer_checkpoint))
-            if cfg.preset == "tiny" and not cfg.init and not cfg.first_stage:
-                cfg = dataclasses.replace(cfg, first_stage=first_stage["folder"])
+            if exp.needs_first_stage():  # (only these read it: the first stage is a dependency, not an input)
+                cfg = dataclasses.replace(cfg, first_stage=references.read(FIRST_STAGE_KEY)["folder"])
             result = run_gpu_task(context, "train", {**dataclasses.asdict(cfg), "resume": config.resume},
                                   settings.settings_file, gpus=config.gpus)
         folder = str(result.metadata["dagster/uri"].value)

@@ -82,6 +82,17 @@ class Experiment:
         doc["sampler"] = self.sampler.identity()  # (its later fields likewise)
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def needs_first_stage(self) -> bool:
+        """Whether producing its checkpoint reads the graph's first stage: a tiny-preset training without an init
+        checkpoint or an autoencoder of its own. A published model brings its own autoencoder, a paper-preset
+        training SyncDreamer's."""
+        return self.kind == "trained" and self.training is not None and self.training.preset == "tiny" \
+            and not self.training.init and not self.training.first_stage
+
+    def reads_training_views(self) -> bool:
+        """Whether producing its checkpoint reads the dataset's view stores (training does; an import does not)."""
+        return self.kind == "trained"
+
     def train_config(self) -> TrainConfig:
         if self.training is None:
             raise ValueError(f"experiment {self.name!r} is of kind {self.kind!r}, not trained")

@@ -15,6 +15,11 @@ def _report(instance, key: list[str], version: str, partition: str | None = None
                                                                 tags={"dagster/data_version": version}))
 
 
+def _evaluate(defs, instance, selection, cursor=None):
+    """One automation tick over `selection` (Dagster's own evaluator), continuing from `cursor`."""
+    return dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, cursor=cursor)
+
+
 def test_views_follow_track_data_versions(embedded):
     from assets_defs.definitions import SUBJECT_JOBS, defs
     from assets_defs.instance import get_instance
@@ -203,8 +208,7 @@ def test_the_first_stage_waits_for_every_view_store_it_reads(embedded):
     selection = dg.AssetSelection.assets(first_stage)
 
     def requested(cursor=None):
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                                   cursor=cursor)
+        result = _evaluate(defs, instance, selection, cursor)
         return result.get_num_requested(first_stage), result.cursor
 
     n, cursor = requested()
@@ -251,3 +255,62 @@ def test_pools_are_sized_for_the_machine_and_the_stages_sit_in_them(embedded, mo
     monkeypatch.setenv("MORPHABLE_GPU_SLOTS", "none")
     with pytest.raises(ValueError, match="MORPHABLE_GPU_SLOTS"):
         apply_pool_limits(instance)
+
+
+def test_a_published_model_needs_neither_the_first_stage_nor_the_view_stores(embedded, monkeypatch):
+    """Issue 23, item 5: on a fresh instance (no first stage, no view store) a published paper-preset model is
+    imported at once, a tiny trained experiment waits; a new first stage retrains the experiment that uses it and
+    re-imports nothing; a paper-preset training does not use the tiny first stage either."""
+    from assets_defs.definitions import defs
+    from assets_defs.instance import get_instance
+
+    experiments = embedded / "experiments.toml"
+    released = embedded / "released.ckpt"
+    released.write_bytes(b"a released file (never read: the test only evaluates the policy)")
+    experiments.write_text(f'''
+[experiments.released]
+kind = "published"
+dataset = "facescape"
+file = "{released}"
+
+[experiments.tiny-trained]
+kind = "trained"
+dataset = "facescape"
+training = {{ preset = "tiny", steps = 2 }}
+
+[experiments.paper-trained]
+kind = "trained"
+dataset = "facescape"
+training = {{ preset = "paper", steps = 2 }}
+''')
+    monkeypatch.setenv("MORPHABLE_EXPERIMENTS_FILE", str(experiments))
+    instance = get_instance()
+    instance.add_dynamic_partitions("facescape_subjects", ["1", "2"])
+    instance.add_dynamic_partitions("facescape_experiments", ["released", "tiny-trained", "paper-trained"])
+    for name in ("released", "tiny-trained", "paper-trained"):
+        instance.report_runless_asset_event(dg.AssetObservation(asset_key=["facescape", "experiment"], partition=name,
+                                                                tags={"dagster/data_version": f"def-{name}"}))
+    key = dg.AssetKey(["facescape", "checkpoint"])
+    selection = dg.AssetSelection.assets(key)
+
+    def tick(cursor=None):
+        result = _evaluate(defs, instance, selection, cursor)
+        return result.get_requested_partitions(key), result.cursor
+
+    requested, cursor = tick()
+    assert requested == {"released"}  # no first stage, no views: only the import can run
+    _report(instance, ["facescape", "checkpoint"], "ckpt-released", "released")
+    for subject in ("1", "2"):
+        _report(instance, ["facescape", "views"], f"v-{subject}", subject)
+    requested, cursor = tick(cursor)
+    assert requested == {"paper-trained"}  # views exist; the tiny training still waits for the first stage
+    _report(instance, ["facescape", "checkpoint"], "ckpt-paper", "paper-trained")
+    _report(instance, ["model", "first_stage"], "fs-a")
+    requested, cursor = tick(cursor)
+    assert requested == {"tiny-trained"}
+    _report(instance, ["facescape", "checkpoint"], "ckpt-tiny", "tiny-trained")
+    requested, cursor = tick(cursor)
+    assert requested == set()
+    _report(instance, ["model", "first_stage"], "fs-b")  # a new first stage
+    requested, cursor = tick(cursor)
+    assert requested == {"tiny-trained"}  # only the experiment that trains on it
