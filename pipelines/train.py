@@ -299,9 +299,11 @@ def changed_training_views(storage_root: str | Path, dataset: str, trained_on: d
     return changed
 
 
-def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print, force: bool = False) -> TrainResult:
+def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print, force: bool = False,
+          cache_encodings: bool = True) -> TrainResult:
     """Train (or with `resume`, continue exactly) the run `cfg.run_name()`; `force` resumes despite a changed
-    configuration."""
+    configuration. `cache_encodings`: the frozen VAE / CLIP encodings of the training views are computed once per
+    view (pipelines.frozen_encodings), not in every step (False: the released per-step encoding)."""
     import torch
     import torch.distributed as tdist
     from pipelines.progress import Progress
@@ -350,6 +352,11 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
     model.train()
     model.first_stage_model.eval()
     model.clip_image_encoder.eval()
+    encodings = None
+    if cache_encodings:
+        from pipelines.frozen_encodings import FrozenEncodings
+
+        encodings = FrozenEncodings(model, ds, settings.storage_root, dist_.device, log)
     net = model
     if dist_.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -365,7 +372,10 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
         for m in range(cfg.grad_accum):
             g = dist_.rank * cfg.grad_accum + m
             sel = range(g * per, (g + 1) * per)
-            batch = _collate([ds.sample(int(idx[j]), step * cfg.batch_size + j) for j in sel], dist_.device)
+            picks = [(int(idx[j]), step * cfg.batch_size + j) for j in sel]
+            batch = _collate([ds.sample(i, d, images=encodings is None) for i, d in picks], dist_.device)
+            if encodings is not None:
+                batch.update(encodings.batch([ds.draw(i, d) for i, d in picks]))
             gen = torch.Generator(device=dist_.device).manual_seed(cfg.seed * 1_000_003 + step * 1_009 + g)
             sync = net.no_sync() if dist_.world > 1 and m < cfg.grad_accum - 1 else contextlib.nullcontext()
             with sync, autocast:
@@ -389,6 +399,8 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
             if dist_.world > 1:
                 tdist.barrier()
     bar.close()
+    if encodings is not None and dist_.main:
+        log(encodings.summary())
     result = TrainResult(run_dir, step, losses, 0.0)
     if dist_.main:
         _export(settings, cfg, model, mc, ds, fs_path, result, writer)

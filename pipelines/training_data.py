@@ -161,22 +161,33 @@ class MultiViewDataset:
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         return self.sample(i, int(os.environ.get("MORPHABLE_EPOCH", "0")))
 
-    def sample(self, i: int, draw: int) -> dict[str, np.ndarray]:
-        """Item `i` with its random choices (targets, input view) fixed by `draw`: training asks for a draw per
-        step, so a resumed run sees exactly the batches an uninterrupted one would."""
+    def draw(self, i: int, draw: int) -> tuple[str, np.ndarray, int]:
+        """(subject, target view indices, input view index) of item `i` for `draw`."""
         item = self.items[i]
         rng = np.random.default_rng([self.seed, i, draw])
-        st = self.store(item.subject)
         if item.dataset == "thuman":
             targets = rng.permutation(item.target_views)[:N_TARGETS]
         else:
             targets = rng.choice(item.target_views, N_TARGETS, replace=False)
         in_name = list(item.input_views)[rng.integers(len(item.input_views))]
-        in_view = int(rng.choice(item.input_views[in_name]))
+        return item.subject, targets, int(rng.choice(item.input_views[in_name]))
+
+    def images(self, subject: str, indices: np.ndarray) -> np.ndarray:
+        """The views `indices` of `subject` as the model reads them: (n, S, S, 3) float32 in [-1, 1]."""
+        return self._images(self.store(subject), np.asarray(indices))
+
+    def sample(self, i: int, draw: int, images: bool = True) -> dict[str, np.ndarray]:
+        """Item `i` with its random choices (targets, input view) fixed by `draw`: training asks for a draw per
+        step, so a resumed run sees exactly the batches an uninterrupted one would. `images=False` leaves the
+        images out (a run whose encodings are cached reads them from there)."""
+        item = self.items[i]
+        subject, targets, in_view = self.draw(i, draw)
+        st = self.store(subject)
         geo = st.geometry(item.target)
+        pixels = {"target_image": self._images(st, targets),
+                  "input_image": self._images(st, np.array([in_view]))[0]} if images else {}
         return {
-            "target_image": self._images(st, targets),
-            "input_image": self._images(st, np.array([in_view]))[0],
+            **pixels,
             "input_elevation": np.zeros(1, np.float32), "input_azimuth": np.zeros(1, np.float32),
             "target_elevation": np.zeros(N_TARGETS, np.float32), "target_azimuth": np.zeros(N_TARGETS, np.float32),
             "input_K": self._scaled_k(st.K[in_view])[:3, :3] if item.dataset == "facescape"

@@ -146,3 +146,54 @@ def test_hostile_training_state_is_refused_on_resume(model_data, quick_first_sta
     assert out.returncode == 2 and not marker.exists()
     assert str(state) in out.stderr and "refusing to load global io.open" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.numerics
+def test_cached_frozen_encodings_train_the_same_model_and_are_reused(model_data, quick_first_stage):
+    """Issue 23, item 3: the VAE moments and CLIP embeddings of the training views, cached once per view, train
+    the model the per-step encoding trains (same noise draws; equal to float32 rounding of the encoders' batch
+    shapes); a second run reads them from disk, keyed by the encoders and the store version; a damaged file is
+    encoded again."""
+    from pipelines.frozen_encodings import FrozenEncodings
+    from pipelines.model_loading import load_model
+    from pipelines.training_data import MultiViewDataset, SplitConfig
+
+    import shutil
+
+    import numpy as np
+
+    shutil.rmtree(model_data.storage_root / "encodings", ignore_errors=True)  # (earlier tests' runs filled it)
+    logs: list[str] = []
+    plain = train(model_data, _cfg(quick_first_stage, steps=3, ckpt_every=3, name="per-step"), cache_encodings=False,
+                  **QUIET)
+    cached = train(model_data, _cfg(quick_first_stage, steps=3, ckpt_every=3, name="cached"), log=logs.append)
+    again = train(model_data, _cfg(quick_first_stage, steps=3, ckpt_every=3, name="cached-again"), log=logs.append)
+    a, b, c = _weights(plain), _weights(cached), _weights(again)
+    model = load_model(cached.checkpoint, device="cpu").model
+    torch.manual_seed(TrainConfig().seed)  # the runs' starting weights, as train() draws them
+    start = type(model)(model.cfg).state_dict()
+    trained = [k for k in a if not k.startswith(("first_stage_model.", "clip_image_encoder.")) and "running" not in k
+               and "num_batches" not in k]
+    moved = max(float((a[k].double() - start[k].double()).abs().max()) for k in trained)
+    worst = max(float((a[k].double() - b[k].double()).abs().max()) for k in trained)
+    # Adam divides by the gradients' own scale: float32-level differences in the encodings move near-zero
+    # gradients' updates by a small fraction of a step; bound: 5 % of the largest change the training made
+    assert moved > 1e-4 and worst < 0.05 * moved, (worst, moved)
+    assert max(abs(x - y) for x, y in zip(plain.losses, cached.losses)) < 1e-5
+    assert all(torch.equal(b[k], c[k]) for k in b)  # encoded in the run or read from disk: the same run
+    summaries = [line for line in logs if line.startswith("frozen encodings")]
+    assert len(summaries) == 2 and " 0 views encoded" not in summaries[0] and " 0 views encoded" in summaries[1]
+
+    ds = MultiViewDataset(model_data.storage_root, "thuman", SplitConfig(image_size=64))
+    enc = FrozenEncodings(model, ds, model_data.storage_root, "cpu")
+    subject = ds.items[0].subject
+    path = enc._path(subject)
+    assert path.is_file() and ds.store(subject).manifest["content_hash"] in path.name
+    from_disk = enc.subject(subject)
+    assert enc.encoded_views == 0
+    path.write_bytes(b"damaged")
+    enc = FrozenEncodings(model, ds, model_data.storage_root, "cpu")
+    encoded = enc.subject(subject)
+    assert enc.encoded_views == len(ds.store(subject)) and encoded[0].shape[1] == 8 and path.stat().st_size > 100
+    assert all(np.array_equal(x, y) for x, y in zip(from_disk, encoded))  # the cache holds what encoding gives
+

@@ -76,6 +76,23 @@ class MorphableDiffusion(nn.Module):
         return (z * self.cfg.vae.scale_factor).reshape(*lead, *z.shape[1:])
 
     @torch.no_grad()
+    def encode_moments(self, images: torch.Tensor) -> torch.Tensor:
+        """(..., 3, H, W) in [-1, 1] -> posterior [mean, clamped log-variance] (..., 8, H/8, W/8): the frozen,
+        deterministic part of `encode_images`, which a training run may compute once per view and cache."""
+        lead = images.shape[:-3]
+        mean, logvar = self.first_stage_model.encode_moments(images.reshape(-1, *images.shape[-3:]))
+        moments = torch.cat([mean, logvar], 1)
+        return moments.reshape(*lead, *moments.shape[1:])
+
+    def posterior_sample(self, moments: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`encode_images` from cached moments (..., 8, h, w): the same noise draw, so the same latents."""
+        lead = moments.shape[:-3]
+        mean, logvar = moments.reshape(-1, *moments.shape[-3:]).chunk(2, dim=1)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        z = mean + torch.exp(0.5 * logvar) * noise
+        return (z * self.cfg.vae.scale_factor).reshape(*lead, *z.shape[1:])
+
+    @torch.no_grad()
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-3]
         x = self.first_stage_model.decode(z.reshape(-1, *z.shape[-3:]) / self.cfg.vae.scale_factor)
@@ -148,15 +165,21 @@ class MorphableDiffusion(nn.Module):
     def training_loss(self, batch: dict, generator: torch.Generator | None = None,
                       drop_probability: float = 0.0, loss_views: int = 1) -> torch.Tensor:
         """Spec §3.15: eps-MSE on one random target view per sample (`loss_views` = 1, released); the volume sees
-        all 16 noisy views. `loss_views` > 1 supervises that many distinct views per sample from the same volume
+        all 16 noisy views. The batch holds images, or instead their cached encodings (target_moments,
+        input_moments, input_clip). `loss_views` > 1 supervises that many distinct views per sample from the same volume
         (more signal per step for the same volume cost: what the CPU demo uses)."""
-        tgt = batch["target_image"].permute(0, 1, 4, 2, 3)  # (B, N, 3, H, W)
-        inp = batch["input_image"].permute(0, 3, 1, 2)
-        b, n = tgt.shape[:2]
-        dev = tgt.device
-        x0 = self.encode_images(tgt, generator)
-        x_concat = self.encode_images(inp, generator)
-        clip = self.clip_embedding(inp)
+        if "target_moments" in batch:  # the frozen encoders' outputs, cached per view (pipelines.frozen_encodings)
+            x0 = self.posterior_sample(batch["target_moments"], generator)
+            x_concat = self.posterior_sample(batch["input_moments"], generator)
+            clip = batch["input_clip"]
+        else:
+            tgt = batch["target_image"].permute(0, 1, 4, 2, 3)  # (B, N, 3, H, W)
+            inp = batch["input_image"].permute(0, 3, 1, 2)
+            x0 = self.encode_images(tgt, generator)
+            x_concat = self.encode_images(inp, generator)
+            clip = self.clip_embedding(inp)
+        b, n = x0.shape[:2]
+        dev = x0.device
         t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator, device=dev)
         noise = torch.randn(x0.shape, generator=generator, device=dev, dtype=x0.dtype)
         a = self.alphas_cumprod[t].view(b, 1, 1, 1, 1).to(x0.dtype)
