@@ -1,6 +1,7 @@
 """Training benchmarks on the view stores of the configured storage (run `make demo` first; what they write goes
 to a temporary store): the tiny first stage's steps/s, and full tiny diffusion training steps/s through
-`pipelines.train.train` (data loading included) in fp32 against bf16 autocast in the same run. On a CUDA machine it
+`pipelines.train.train` (data loading included): the per-step frozen encoding (the release's) against the cached
+one (`ratio`), and fp32 against bf16 autocast, in the same run. On a CUDA machine it
 also measures the paper preset's training samples/s and peak memory at the released per-GPU batch (70;
 --paper-batch) in fp32 vs bf16, on synthetic batches. Prints JSON."""
 from __future__ import annotations
@@ -14,14 +15,16 @@ import torch
 from temp_store import temporary_store_over_views
 
 
-def tiny_training(settings, steps: int, precision: str, first_stage: str) -> dict:
+def tiny_training(settings, steps: int, precision: str, first_stage: str, cache_encodings: bool = True) -> dict:
+    """Steps/s through train(); `cache_encodings` False: the per-step VAE / CLIP encoding (the release's)."""
     from pipelines.train import TrainConfig, train
 
+    tag = precision if cache_encodings else f"{precision}_per_step_encoding"
     cfg = TrainConfig(preset="tiny", dataset="facescape", steps=steps, batch_size=2, ckpt_every=steps,
-                      first_stage=first_stage, preview_steps=0, precision=precision, name=f"bench-{precision}")
-    res = train(settings, cfg, log=lambda *_: None)
+                      first_stage=first_stage, preview_steps=0, precision=precision, name=f"bench-{tag}")
+    res = train(settings, cfg, log=lambda *_: None, cache_encodings=cache_encodings)
     per = (res.seconds) / steps
-    return {f"tiny_train_s_per_step_{precision}": round(per, 3), f"tiny_steps_per_s_{precision}": round(1 / per, 2)}
+    return {f"tiny_train_s_per_step_{tag}": round(per, 3), f"tiny_steps_per_s_{tag}": round(1 / per, 2)}
 
 
 def paper_training(batch: int) -> dict:
@@ -67,8 +70,12 @@ def run(settings, args) -> None:
     t = time.perf_counter()
     fs = train_first_stage(settings, FirstStageConfig(steps=100), log=lambda *_: None)
     out["first_stage_steps_per_s"] = round(100 / (time.perf_counter() - t), 2)
+    # the baseline first, in the same run: the per-step encoding; then the cached one (its first run encodes every
+    # view of the training subjects, included in its time), then bf16 on the cache
+    out.update(tiny_training(settings, args.steps, "32", str(fs.checkpoint), cache_encodings=False))
     for precision in ("32", "bf16"):
         out.update(tiny_training(settings, args.steps, precision, str(fs.checkpoint)))
+    out["ratio"] = round(out["tiny_train_s_per_step_32_per_step_encoding"] / out["tiny_train_s_per_step_32"], 2)
     if torch.cuda.is_available():
         out.update(paper_training(args.paper_batch))
     print(json.dumps(out, indent=1))
