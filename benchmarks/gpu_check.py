@@ -45,11 +45,11 @@ def inputs(cfg):
 
 def generation(cpu_model, sampler, store: bool) -> dict:
     """One timed 16-view sampling (after an untimed 3-step run: CUDA context, cuDNN heuristics, compilation)."""
-    from model.diffusion.precision import store_autocast_weights
+    from model.diffusion.precision import autocast_dtype, store_autocast_weights
     from pipelines.generate import sample_views
 
     model = copy.deepcopy(cpu_model).cuda().eval()
-    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(sampler.precision)
+    low = autocast_dtype(sampler.precision)
     if store and low is not None:
         store_autocast_weights(model, low)
     image, ks, rts, vertices = inputs(model.cfg)

@@ -31,8 +31,8 @@ def encoders_key(model, image_size: int) -> str:
 class FrozenEncodings:
     """{subject: (moments (V, 8, h, w), clip (V, T, D))} for a MultiViewDataset's subjects, filled on first use."""
 
-    def __init__(self, model, dataset, storage_root: str | Path | None, device: str, log=None) -> None:
-        self.model, self.ds, self.device, self.log = model, dataset, device, log
+    def __init__(self, model, dataset, storage_root: str | Path | None, device: str) -> None:
+        self.model, self.ds, self.device = model, dataset, device
         self.key = encoders_key(model, dataset.config.image_size)
         self.folder = Path(storage_root) / "encodings" / self.key / dataset.dataset if storage_root else None
         self._subjects: dict[str, tuple[np.ndarray, np.ndarray]] = {}

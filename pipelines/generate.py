@@ -142,6 +142,7 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
 
     from model.diffusion.ddim import sample
     from model.diffusion.network import ABLATION_KEEP, ConditionedDenoiser
+    from model.diffusion.precision import autocast_dtype
     from model.geometry.voxels import voxelize
 
     if ablation not in ABLATION_KEEP:
@@ -162,7 +163,7 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
              "bounds": torch.tensor(vox.bounds[None], device=dev)}
     x = torch.tensor(input_image, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]
     gen = torch.Generator(device=dev).manual_seed(ddim.seed)
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[ddim.resolved_precision(dev.type)]
+    dtype = autocast_dtype(ddim.resolved_precision(dev.type))
     model.model.use_compiled(ddim.compile)
     with torch.no_grad():
         den = ConditionedDenoiser(model, batch, model.clip_embedding(x),

@@ -58,10 +58,9 @@ def load_model(checkpoint: str | Path, projection: str | None = None, use: str =
     model.eval()
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if sampler is not None:
-        from model.diffusion.precision import store_autocast_weights
+        from model.diffusion.precision import autocast_dtype, store_autocast_weights
 
-        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(sampler.resolved_precision(
-            next(model.parameters()).device.type))
+        low = autocast_dtype(sampler.resolved_precision(next(model.parameters()).device.type))
         if low is not None:
             store_autocast_weights(model, low)
     return LoadedModel(model, config, checkpoint_hash(folder), folder)

@@ -356,7 +356,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
     if cache_encodings:
         from pipelines.frozen_encodings import FrozenEncodings
 
-        encodings = FrozenEncodings(model, ds, settings.storage_root, dist_.device, log)
+        encodings = FrozenEncodings(model, ds, settings.storage_root, dist_.device)
     net = model
     if dist_.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(

@@ -174,11 +174,13 @@ def test_cached_frozen_encodings_train_the_same_model_and_are_reused(model_data,
     start = type(model)(model.cfg).state_dict()
     trained = [k for k in a if not k.startswith(("first_stage_model.", "clip_image_encoder.")) and "running" not in k
                and "num_batches" not in k]
-    moved = max(float((a[k].double() - start[k].double()).abs().max()) for k in trained)
-    worst = max(float((a[k].double() - b[k].double()).abs().max()) for k in trained)
-    # Adam divides by the gradients' own scale: float32-level differences in the encodings move near-zero
-    # gradients' updates by a small fraction of a step; bound: 5 % of the largest change the training made
-    assert moved > 1e-4 and worst < 0.05 * moved, (worst, moved)
+    n = sum(a[k].numel() for k in trained)
+    moved = sum(float((a[k].double() - start[k].double()).abs().sum()) for k in trained) / n
+    differ = sum(float((a[k].double() - b[k].double()).abs().sum()) for k in trained) / n
+    # Adam divides by the gradients' own scale: float32-level differences in the encodings can move a parameter
+    # whose gradient is near zero by a good part of its step (the largest single one: 2 % here, 28 % under avx2 on one
+    # thread), so the bound is on the mean: measured 0.0003 % (here) and 0.005 % (avx2) of the mean change
+    assert moved > 1e-5 and differ < 0.01 * moved, (differ, moved)
     assert max(abs(x - y) for x, y in zip(plain.losses, cached.losses)) < 1e-5
     assert all(torch.equal(b[k], c[k]) for k in b)  # encoded in the run or read from disk: the same run
     summaries = [line for line in logs if line.startswith("frozen encodings")]

@@ -258,10 +258,11 @@ class ConditionedDenoiser:
         views = views.expand(x_t.shape[0], -1) if views.dim() == 1 else views
         if conditional:
             return self.model.denoise(x_t, t, *self._conditional_parts(state, views))
-        n = views.shape[1]
-        ctx, concat = self.clip.repeat_interleave(n, 0), self.x_concat.repeat_interleave(n, 0)
-        frustum = self.model.spatial_volume.null_frustum(len(ctx), ctx.device, state[1].dtype)
-        return self.model.denoise(x_t, t, torch.zeros_like(ctx), frustum, torch.zeros_like(concat))
+        rows = x_t.shape[0] * views.shape[1]
+        ctx = self.clip.new_zeros(rows, *self.clip.shape[1:])
+        concat = self.x_concat.new_zeros(rows, *self.x_concat.shape[1:])
+        frustum = self.model.spatial_volume.null_frustum(rows, ctx.device, state[1].dtype)
+        return self.model.denoise(x_t, t, ctx, frustum, concat)
 
     def eps_pair(self, state, x_t: torch.Tensor, t: torch.Tensor,
                  views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,15 @@ import torch
 from torch import nn
 
 AUTOCAST_CAST = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose3d, nn.Linear)
+#: a sampler precision's autocast dtype (DDIMConfig.resolved_precision); fp32: no autocast
+LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of "fp32" | "bf16" | "fp16" (None for fp32)."""
+    if precision != "fp32" and precision not in LOW_PRECISION:
+        raise ValueError(f"precision {precision!r}: choose fp32, bf16 or fp16")
+    return LOW_PRECISION.get(precision)
 
 
 def store_autocast_weights(model, dtype: torch.dtype) -> int:
@@ -22,13 +31,13 @@ def store_autocast_weights(model, dtype: torch.dtype) -> int:
     if current is not None and current != dtype:
         raise ValueError(f"the model's weights are stored in {precision_name(current)}; it cannot sample in "
                          f"{precision_name(dtype)}: load the model again")
-    saved = 0
+    saved, size = 0, torch.empty((), dtype=dtype).element_size()
     for part in (model.model, model.time_embed, model.spatial_volume):
         for module in part.modules():
             if isinstance(module, AUTOCAST_CAST):
                 for p in module.parameters(recurse=False):
                     if p.dtype != dtype:
-                        saved += p.numel() * (p.element_size() - torch.empty((), dtype=dtype).element_size())
+                        saved += p.numel() * (p.element_size() - size)
                         p.data = p.data.to(dtype)
     model.autocast_weights = dtype
     return saved
@@ -46,4 +55,4 @@ def check_weight_storage(model, device_type: str) -> None:
 
 
 def precision_name(dtype: torch.dtype) -> str:
-    return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}.get(dtype, str(dtype))
+    return {torch.float32: "fp32", **{v: k for k, v in LOW_PRECISION.items()}}.get(dtype, str(dtype))

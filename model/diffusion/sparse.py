@@ -69,12 +69,11 @@ def _lookup(indices: torch.Tensor, shape) -> torch.Tensor:
 
 @dataclass
 class ConvPlan:
-    """A convolution's rulebook: for every output site and kernel tap, the input row it reads (`n_in` = the zero
-    row, no neighbour). It depends only on the active sites, so a sampler computes it once per mesh, not per step
+    """A convolution's rulebook: for every output site and kernel tap, the input row it reads (one past the last
+    input row: the zero row, no neighbour). It depends only on the active sites, so a sampler computes it once per mesh, not per step
     (where its unique / boolean-mask steps would also synchronise with the host)."""
 
     rows: torch.Tensor  # (N_out * 27,) long
-    n_in: int
     out_idx: torch.Tensor  # (N_out, 3) long
     shape: tuple[int, int, int]
 
@@ -114,11 +113,11 @@ class SparseConv3d(nn.Module):
             src = torch.minimum(src, torch.tensor([n + 1 for n in in_shape], device=src.device))
             nbr = torch.where(inside, table[src.unbind(-1)], torch.full_like(inside, -1, dtype=torch.long))
         rows = torch.where(nbr < 0, len(indices), nbr).reshape(-1)  # -1 (no neighbour) -> the zero row
-        return ConvPlan(rows, len(indices), out_idx, shape)
+        return ConvPlan(rows, out_idx, shape)
 
     def apply(self, features: torch.Tensor, plan: ConvPlan) -> torch.Tensor:
         """Output features (N_out, Cout) of input features (N_in, Cin) through `plan`."""
-        feats = torch.cat([features, features.new_zeros(1, features.shape[1])])  # row n_in = zeros
+        feats = torch.cat([features, features.new_zeros(1, features.shape[1])])  # the last row = zeros
         # index_select, not feats[nbr]: its backward is index_add_ (advanced indexing's index_put_ is ~10x slower)
         gathered = feats.index_select(0, plan.rows).view(len(plan.out_idx), 27, feats.shape[1])  # (N_out, 27, Cin)
         w = self.weight.reshape(self.weight.shape[0], 27, -1)  # (Cout, 27, Cin), tap order (kd, kh, kw)
