@@ -33,6 +33,25 @@ class DepsHavePartitions(dg.AutomationCondition):
         return dg.AutomationResult(context, true_subset=context.candidate_subset)
 
 
+class LineInUse(dg.AutomationCondition):
+    """True while a line's views are read: always for its dataset's default topology (the first stage trains on
+    those), for another topology once an experiment of the line exists (a partition of `experiments`, which the
+    discovery sensor keeps equal to the experiments file). An ablation topology no experiment uses is tracked but
+    never rendered."""
+
+    def __init__(self, line: str, experiments: str, default: bool) -> None:
+        self.line, self.experiments, self.default = line, experiments, default
+
+    @property
+    def name(self) -> str:
+        return f"line_in_use_{self.line}"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        used = self.default or bool(context.asset_graph_view.instance.get_dynamic_partitions(self.experiments))
+        return dg.AutomationResult(context, true_subset=context.candidate_subset if used
+                                   else context.get_empty_subset())
+
+
 #: a dependency's data version changed since the previous evaluation (or it is about to be requested)
 DEPS_CHANGED = A.any_deps_match(A.data_version_changed() | A.will_be_requested()).with_label("deps_data_changed")
 BLOCKED = (A.any_deps_missing() | ~DepsHavePartitions() | A.any_deps_in_progress()

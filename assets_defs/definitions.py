@@ -11,7 +11,8 @@ import dagster as dg
 from assets_defs import raw
 from assets_defs.evaluation import EVAL_SET_ASSETS, METRIC_ASSETS, PROTOCOL_VIEW_ASSETS, comparison
 from assets_defs.experiments import EXPERIMENT_SOURCES
-from assets_defs.references import ReferenceIOManager
+from assets_defs.lineage import LineageIOManager
+from assets_defs.partitions import DATASETS, LINES
 from assets_defs.resources import SettingsResource
 from assets_defs.sensors import OBSERVE_JOBS, SENSORS_ON, discovery
 from assets_defs.tracking import TRACK_ASSETS
@@ -19,10 +20,13 @@ from assets_defs.training import CHECKPOINT_ASSETS, TRAINING_CHECKS, first_stage
 from assets_defs.views import VIEW_ASSETS
 
 RAW_ASSETS = [raw.synthetic_standin, raw.body_models]
-SOURCES = [raw.facescape_raw_subject, raw.thuman_raw_subject, *EXPERIMENT_SOURCES.values()]
-INVENTORY_ASSETS = {"facescape": raw.facescape_raw_inventory, "thuman": raw.thuman_raw_inventory}
-SUBJECT_ASSETS = {d: [INVENTORY_ASSETS[d], *TRACK_ASSETS[d], VIEW_ASSETS[d]] for d in TRACK_ASSETS}
-EVALUATION_ASSETS = {d: [EVAL_SET_ASSETS[d], METRIC_ASSETS[d]] for d in EVAL_SET_ASSETS}
+SOURCES = [*raw.RAW_SUBJECTS.values(), *EXPERIMENT_SOURCES.values()]
+#: per dataset: its inventory and every line's tracks and views
+SUBJECT_ASSETS = {d: [raw.INVENTORY_ASSETS[d], *(a for line, t in LINES.items() if t.dataset == d
+                                                  for a in (TRACK_ASSETS[line], VIEW_ASSETS[line]))]
+                  for d in DATASETS}
+#: per line
+EVALUATION_ASSETS = {line: [EVAL_SET_ASSETS[line], METRIC_ASSETS[line]] for line in LINES}
 ALL_ASSETS = RAW_ASSETS + [a for v in SUBJECT_ASSETS.values() for a in v] + [first_stage] + \
     list(CHECKPOINT_ASSETS.values()) + list(PROTOCOL_VIEW_ASSETS.values()) + \
     [a for v in EVALUATION_ASSETS.values() for a in v] + [comparison]
@@ -38,23 +42,23 @@ SUBJECT_JOBS = {d: dg.define_asset_job(f"track_and_render_{d}", selection=dg.Ass
 first_stage_job = dg.define_asset_job("train_first_stage", selection=dg.AssetSelection.assets(first_stage),
                                       description="The tiny preset's autoencoder ([first_stage] of the experiments "
                                                   "file).")
-#: per dataset, partitioned by experiment
-CHECKPOINT_JOBS = {d: dg.define_asset_job(f"checkpoints_{d}", selection=dg.AssetSelection.assets(asset),
-                                          description=f"Train, import or set up the {d} experiments' models.")
-                   for d, asset in CHECKPOINT_ASSETS.items()}
-#: per dataset, partitioned by experiment x protocol
-EVALUATION_JOBS = {d: dg.define_asset_job(f"evaluate_{d}", selection=dg.AssetSelection.assets(*assets),
-                                          description=f"Generate and score the {d} evaluation sets.")
-                   for d, assets in EVALUATION_ASSETS.items()}
-#: the standalone checks (per dataset, partitioned by experiment): re-evaluated when view stores change
+#: per line, partitioned by experiment
+CHECKPOINT_JOBS = {line: dg.define_asset_job(f"checkpoints_{line}", selection=dg.AssetSelection.assets(asset),
+                                             description=f"Train, import or set up the {line} experiments' models.")
+                   for line, asset in CHECKPOINT_ASSETS.items()}
+#: per line, partitioned by experiment x protocol
+EVALUATION_JOBS = {line: dg.define_asset_job(f"evaluate_{line}", selection=dg.AssetSelection.assets(*assets),
+                                             description=f"Generate and score the {line} evaluation sets.")
+                   for line, assets in EVALUATION_ASSETS.items()}
+#: the standalone checks (per line, partitioned by experiment): re-evaluated when view stores change
 CHECK_JOBS = {next(iter(check.check_keys)): dg.define_asset_job(
-    f"check_training_inputs_{dataset}", selection=dg.AssetSelection.checks(check),
-    description=f"Whether the {dataset} view stores changed since each experiment's checkpoint was trained.")
-    for dataset, check in zip(CHECKPOINT_ASSETS, TRAINING_CHECKS)}
-#: per dataset, partitioned by protocol: which view stores each protocol reads
-PROTOCOL_VIEWS_JOBS = {d: dg.define_asset_job(f"protocol_views_{d}", selection=dg.AssetSelection.assets(asset),
-                                              description=f"Record which {d} view stores each protocol reads.")
-                       for d, asset in PROTOCOL_VIEW_ASSETS.items()}
+    f"check_training_inputs_{line}", selection=dg.AssetSelection.checks(check),
+    description=f"Whether the {line} view stores changed since each experiment's checkpoint was trained.")
+    for line, check in TRAINING_CHECKS.items()}
+#: per line, partitioned by protocol: which view stores each protocol reads
+PROTOCOL_VIEWS_JOBS = {line: dg.define_asset_job(f"protocol_views_{line}", selection=dg.AssetSelection.assets(asset),
+                                                 description=f"Record which {line} view stores each protocol reads.")
+                       for line, asset in PROTOCOL_VIEW_ASSETS.items()}
 comparison_job = dg.define_asset_job("compare_experiments", selection=dg.AssetSelection.assets(comparison),
                                      description="The comparison table across experiments.")
 
@@ -77,11 +81,11 @@ def _executor():
 
 defs = dg.Definitions(
     assets=ALL_ASSETS + SOURCES,
-    asset_checks=TRAINING_CHECKS,
+    asset_checks=list(TRAINING_CHECKS.values()),
     jobs=[raw_assets_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values(), first_stage_job, *CHECKPOINT_JOBS.values(),
           *PROTOCOL_VIEWS_JOBS.values(), *EVALUATION_JOBS.values(), *CHECK_JOBS.values(),
           comparison_job],
     sensors=[discovery, automation],
-    resources={"settings": SettingsResource(), "references": ReferenceIOManager(settings=SettingsResource())},
+    resources={"settings": SettingsResource(), "lineage": LineageIOManager(settings=SettingsResource())},
     executor=_executor(),
 )

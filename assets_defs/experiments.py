@@ -1,5 +1,5 @@
-"""Experiments in the graph: one dynamic partition per experiment of the experiments file, kept in sync by the
-discovery sensor, and an observable source whose data version is the experiment's definition (plus, for a published
+"""Experiments in the graph: one dynamic partition per experiment of the experiments file, in its line's partition set
+(`<dataset>_<topology>_experiments`), kept in sync by the discovery sensor, and an observable source whose data version is the experiment's definition (plus, for a published
 checkpoint, the file's sha256), so that changing one experiment makes exactly its partitions stale."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets_defs.partitions import DATASETS, EXPERIMENT_PARTITIONS
+from assets_defs.partitions import EXPERIMENT_PARTITIONS, LINES, line_key
 from assets_defs.resources import SettingsResource
 
 EXPERIMENTS_GROUP = "experiments"
@@ -38,30 +38,33 @@ def experiment_version(settings, experiment) -> str:
     return version
 
 
-def _experiment_source(dataset: str):
+def _experiment_source(line: str):
+    topology = LINES[line]
+
     @dg.observable_source_asset(
-        key=[dataset, "experiment"], partitions_def=EXPERIMENT_PARTITIONS[dataset], group_name=EXPERIMENTS_GROUP,
-        description=f"The {dataset} experiments of the experiments file (settings `experiments_file`): data version "
-                    "= the definition's digest (and a published checkpoint's sha256).")
+        key=line_key(topology, "experiment"), partitions_def=EXPERIMENT_PARTITIONS[line], group_name=EXPERIMENTS_GROUP,
+        description=f"The {topology.dataset} experiments on {topology.name} meshes of the experiments file (settings "
+                    "`experiments_file`): data version = the definition's digest (and a published checkpoint's "
+                    "sha256).")
     def experiment(context, settings: SettingsResource) -> dg.DataVersionsByPartition:
         from pipelines.experiments import load_experiments
 
         s = settings.load()
-        experiments = load_experiments(s.experiments_file).for_dataset(dataset)
-        keys = context.instance.get_dynamic_partitions(EXPERIMENT_PARTITIONS[dataset].name)
+        experiments = load_experiments(s.experiments_file).for_line(line)
+        keys = context.instance.get_dynamic_partitions(EXPERIMENT_PARTITIONS[line].name)
         return dg.DataVersionsByPartition({k: experiment_version(s, experiments[k]) for k in keys
                                            if k in experiments})
 
     return experiment
 
 
-EXPERIMENT_SOURCES = {d: _experiment_source(d) for d in DATASETS}
+EXPERIMENT_SOURCES = {line: _experiment_source(line) for line in LINES}
 
 
 @dataclass
 class ExperimentSync:
     requests: list = field(default_factory=list)  # add / delete dynamic-partition requests
-    added: dict[str, list[str]] = field(default_factory=dict)
+    added: dict[str, list[str]] = field(default_factory=dict)  # per line
     removed: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -72,15 +75,15 @@ def experiment_sync(instance: dg.DagsterInstance, settings) -> ExperimentSync:
 
     exps = load_experiments(settings.experiments_file)
     out = ExperimentSync()
-    for dataset, pdef in EXPERIMENT_PARTITIONS.items():
-        wanted = set(exps.for_dataset(dataset))
+    for line, pdef in EXPERIMENT_PARTITIONS.items():
+        wanted = set(exps.for_line(line))
         known = set(instance.get_dynamic_partitions(pdef.name))
         if wanted - known:
-            out.added[dataset] = sorted(wanted - known)
-            out.requests.append(pdef.build_add_request(out.added[dataset]))
+            out.added[line] = sorted(wanted - known)
+            out.requests.append(pdef.build_add_request(out.added[line]))
         if known - wanted:
-            out.removed[dataset] = sorted(known - wanted)
-            out.requests.append(pdef.build_delete_request(out.removed[dataset]))
+            out.removed[line] = sorted(known - wanted)
+            out.requests.append(pdef.build_delete_request(out.removed[line]))
     return out
 
 

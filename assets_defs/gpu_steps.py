@@ -127,14 +127,6 @@ def run_worker_process(context: dg.AssetExecutionContext, client: dg.PipesSubpro
         raise dg.RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=RETRY_WAIT_SECONDS) from exc
 
 
-def from_pipes_metadata(meta: dict) -> dict:
-    """Metadata in the Pipes wire form ({"raw_value", "type"}) as Dagster metadata values (for a task run in
-    process instead of in a worker)."""
-    kinds = {"md": dg.MetadataValue.md, "json": dg.MetadataValue.json, "path": dg.MetadataValue.path}
-    return {k: kinds[v["type"]](v["raw_value"]) if isinstance(v, dict) and set(v) == {"raw_value", "type"}
-            and v["type"] in kinds else v for k, v in meta.items()}
-
-
 def worker_report(results, task: str) -> dg.MaterializeResult:
     """The worker's one materialization; a step whose worker exited without reporting where its output is fails
     (it must never succeed without its `dagster/uri`, or downstream steps read nothing)."""

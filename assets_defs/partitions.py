@@ -1,34 +1,39 @@
-"""Partitions: one per raw subject (discovered on disk), one per experiment (read from the experiments file), and
-protocol x experiment for the evaluations. Per dataset, so every partition is a valid combination."""
+"""Partitions: one per raw subject (discovered on disk, per dataset), one per experiment (read from the experiments
+file, per line: a dataset x topology of the catalog), and protocol x experiment for the evaluations. So every
+partition is a valid combination, and a line's assets read only that line's data."""
 from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.protocols import PROTOCOLS
+from pipelines import catalog
+from pipelines.catalog import TopologySpec
 
-DATASETS = ("facescape", "thuman")
+DATASETS = catalog.DATASET_NAMES
+#: the lines of the graph: {"<dataset>_<topology>": its TopologySpec}, one tracks -> views -> checkpoint ->
+#: evaluation chain each
+LINES: dict[str, TopologySpec] = {t.key: t for t in catalog.graph_topologies()}
 
-facescape_subjects = dg.DynamicPartitionsDefinition(name="facescape_subjects")
-thuman_subjects = dg.DynamicPartitionsDefinition(name="thuman_subjects")
-SUBJECT_PARTITIONS = {"facescape": facescape_subjects, "thuman": thuman_subjects}
-
-facescape_experiments = dg.DynamicPartitionsDefinition(name="facescape_experiments")
-thuman_experiments = dg.DynamicPartitionsDefinition(name="thuman_experiments")
-EXPERIMENT_PARTITIONS = {"facescape": facescape_experiments, "thuman": thuman_experiments}
+SUBJECT_PARTITIONS = {d: dg.DynamicPartitionsDefinition(name=f"{d}_subjects") for d in DATASETS}
+EXPERIMENT_PARTITIONS = {line: dg.DynamicPartitionsDefinition(name=f"{line}_experiments") for line in LINES}
 
 #: the protocols of each dataset (pipelines/protocols.py)
-DATASET_PROTOCOLS = {d: sorted(name for name, p in PROTOCOLS.items() if p.dataset == d) for d in DATASETS}
+DATASET_PROTOCOLS = {d: list(catalog.dataset(d).protocols) for d in DATASETS}
 
-#: evaluations: every protocol of a dataset with every experiment of that dataset (keys "experiment|protocol")
+#: evaluations: every protocol of a line's dataset with every experiment of the line (keys "experiment|protocol")
 EVALUATION_PARTITIONS = {
-    d: dg.MultiPartitionsDefinition({"experiment": EXPERIMENT_PARTITIONS[d],
-                                     "protocol": dg.StaticPartitionsDefinition(DATASET_PROTOCOLS[d])})
-    for d in DATASETS}
+    line: dg.MultiPartitionsDefinition({"experiment": EXPERIMENT_PARTITIONS[line],
+                                        "protocol": dg.StaticPartitionsDefinition(DATASET_PROTOCOLS[t.dataset])})
+    for line, t in LINES.items()}
 
 #: an evaluation partition reads the checkpoint of its experiment
 BY_EXPERIMENT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="experiment")
 #: ... and the view stores of its protocol (assets_defs.evaluation: protocol_views)
 BY_PROTOCOL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="protocol")
+
+
+def line_key(topology: TopologySpec, *name: str) -> dg.AssetKey:
+    """`<dataset>/<topology>/<name>`: the key of one of a line's assets."""
+    return dg.AssetKey([topology.dataset, topology.name, *name])
 
 
 def evaluation_key(partition_key) -> tuple[str, str]:

@@ -6,7 +6,7 @@ Thin wrappers: each calls one `pipelines` function and turns its result into met
 import dagster as dg
 
 from assets_defs.automation import POLICY
-from assets_defs.partitions import SUBJECT_PARTITIONS
+from assets_defs.partitions import DATASETS, SUBJECT_PARTITIONS
 from assets_defs.resources import SettingsResource
 
 RAW_GROUP = "raw"
@@ -82,8 +82,8 @@ def _raw_subject_source(dataset: str) -> dg.SourceAsset:
     return raw_subject
 
 
-facescape_raw_subject = _raw_subject_source("facescape")
-thuman_raw_subject = _raw_subject_source("thuman")
+#: per dataset of the catalog
+RAW_SUBJECTS = {d: _raw_subject_source(d) for d in DATASETS}
 
 
 def _inventory_asset(dataset: str, source: dg.SourceAsset) -> dg.AssetsDefinition:
@@ -112,5 +112,4 @@ def _inventory_asset(dataset: str, source: dg.SourceAsset) -> dg.AssetsDefinitio
     return raw_inventory
 
 
-facescape_raw_inventory = _inventory_asset("facescape", facescape_raw_subject)
-thuman_raw_inventory = _inventory_asset("thuman", thuman_raw_subject)
+INVENTORY_ASSETS = {d: _inventory_asset(d, RAW_SUBJECTS[d]) for d in DATASETS}

@@ -3,16 +3,16 @@ describes changed (a raw subject's files' contents, an experiment's definition),
 new subjects, changed raw files and edited experiments. Each tick also sizes the pools (assets_defs/pools.py), so a
 daemon anywhere runs with the right limits."""
 
-import hashlib
 import json
 import os
 
 import dagster as dg
 
 from assets_defs.experiments import apply_partition_requests, experiment_sync, experiment_version
-from assets_defs.partitions import EXPERIMENT_PARTITIONS, SUBJECT_PARTITIONS
+from assets_defs.partitions import EXPERIMENT_PARTITIONS, LINES, SUBJECT_PARTITIONS, line_key
 from assets_defs.pools import apply_pool_limits
 from assets_defs.resources import SettingsResource
+from storage.hashing import hash_json
 
 SENSORS_ON = dg.DefaultSensorStatus.RUNNING if os.environ.get("MORPHABLE_SENSORS") == "on" \
     else dg.DefaultSensorStatus.STOPPED
@@ -24,10 +24,10 @@ def observe_job_name(source_key: dg.AssetKey) -> str:
 
 #: one observation job per source (their partition sets differ, so they cannot share a job)
 SOURCE_KEYS = [dg.AssetKey([d, "raw_subject"]) for d in SUBJECT_PARTITIONS] + \
-    [dg.AssetKey([d, "experiment"]) for d in EXPERIMENT_PARTITIONS]
+    [line_key(t, "experiment") for t in LINES.values()]
 OBSERVE_JOBS = {key: dg.define_asset_job(observe_job_name(key), selection=dg.AssetSelection.assets(key),
-                                         description=f"Record the data version of every {key.path[0]} "
-                                                     f"{key.path[1].replace('_', ' ')} partition.")
+                                         description=f"Record the data version of every {' '.join(key.path[:-1])} "
+                                                     f"{key.path[-1].replace('_', ' ')} partition.")
                 for key in SOURCE_KEYS}
 
 
@@ -59,9 +59,10 @@ def current_versions(instance: dg.DagsterInstance, settings) -> dict[str, dict[s
         out[f"{dataset}/raw_subject"] = subject_data_versions(settings, dataset,
                                                               instance.get_dynamic_partitions(pdef.name))
     experiments = load_experiments(settings.experiments_file).experiments
-    for dataset, pdef in EXPERIMENT_PARTITIONS.items():
-        out[f"{dataset}/experiment"] = {k: experiment_version(settings, experiments[k])
-                                        for k in instance.get_dynamic_partitions(pdef.name) if k in experiments}
+    for line, pdef in EXPERIMENT_PARTITIONS.items():
+        out[line_key(LINES[line], "experiment").to_user_string()] = {
+            k: experiment_version(settings, experiments[k]) for k in instance.get_dynamic_partitions(pdef.name)
+            if k in experiments}
     return out
 
 
@@ -82,8 +83,8 @@ def discovery(context: dg.SensorEvaluationContext, settings: SettingsResource) -
     seen = json.loads(context.cursor) if context.cursor else {}
     now = current_versions(context.instance, s)
     runs = [dg.RunRequest(job_name=observe_job_name(dg.AssetKey(key.split("/"))),
-                          run_key=f"{key}:{hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:12]}")
-            for key, v in now.items() if seen.get(key) != v]
+                          run_key=f"{key}:{hash_json(v, 12, spaced=True)}")
+            for key, v in now.items() if v and seen.get(key) != v]  # (a line without experiments: nothing)
     context.update_cursor(json.dumps(now))
     if not runs and not requests:
         return dg.SensorResult(skip_reason=dg.SkipReason("nothing new or changed"))

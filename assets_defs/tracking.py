@@ -1,4 +1,5 @@
-"""Tracked meshes per subject: FLAME and bilinear (FaceScape), SMPL-X (THuman).
+"""Tracked meshes per subject, one asset per topology of the catalog (FLAME and bilinear on FaceScape, SMPL-X on
+THuman): `<dataset>/<topology>/tracks`.
 
 code_version = tracker version; data version = hash of the rounded fitted parameters, so re-tracking with an
 unchanged tracker leaves downstream assets untouched.
@@ -7,30 +8,30 @@ import dagster as dg
 
 from assets_defs import raw
 from assets_defs.automation import POLICY
-from assets_defs.partitions import SUBJECT_PARTITIONS
+from assets_defs.partitions import LINES, SUBJECT_PARTITIONS, line_key
 from assets_defs.pools import CPU_POOL
 from assets_defs.resources import SettingsResource
-from pipelines.track import TRACKERS
+from pipelines.catalog import TopologySpec
 
 TRACKING_GROUP = "tracking"
 
 
 class FitQualityConfig(dg.Config):
-    """Thresholds of the `fit_quality` check (mm): FaceScape p95 point-to-surface (FLAME fit to the registered mesh,
-    or registered mesh to its scan), THuman p95 scan-to-mesh."""
+    """Threshold of the `fit_quality` check (mm) on the topology's p95 error (pipelines/catalog.py: FaceScape
+    point-to-surface of the FLAME fit to the registered mesh or of the registered mesh to its scan, 5 mm; THuman
+    scan-to-mesh, 40 mm)."""
 
-    facescape_max_p95_mm: float = 5.0
-    thuman_max_p95_mm: float = 40.0
+    max_p95_mm: float | None = None  # none: the topology's bar in the catalog
 
 
-def fit_quality(dataset: str, rec, cfg: FitQualityConfig) -> tuple[bool, dict]:
-    """Vertices finite and every item's p95 error under the dataset's threshold: FLAME fit -> registered mesh and
-    registered mesh -> scan (FaceScape), SMPL-X -> scan (THuman). An item without a measured error fails."""
+def fit_quality(topology: TopologySpec, rec, cfg: FitQualityConfig) -> tuple[bool, dict]:
+    """Vertices finite and every item's p95 error (the topology's `quality_metric`) under the threshold. An item
+    without a measured error fails."""
     import numpy as np
 
     items = {k: v for k, v in rec.metrics.items() if not k.startswith("_")}
-    key, threshold = (("scan_to_mesh_p95_mm", cfg.thuman_max_p95_mm) if dataset == "thuman"
-                      else ("p95_mm", cfg.facescape_max_p95_mm))
+    key = topology.quality_metric
+    threshold = topology.quality_bar_mm if cfg.max_p95_mm is None else cfg.max_p95_mm
     unmeasured = sorted(k for k, v in items.items() if key not in v)
     non_finite = sorted(k for k, v in rec.vertices.items() if not np.isfinite(v).all())
     worst = max((float(v[key]) for v in items.values() if key in v), default=float("nan"))
@@ -53,15 +54,15 @@ def _metrics_markdown(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def _tracks_asset(dataset: str, topology: str, source) -> dg.AssetsDefinition:
-    key = [dataset, f"{topology}_tracks"]
-    version = TRACKERS[dataset][topology]
+def _tracks_asset(topology: TopologySpec, source) -> dg.AssetsDefinition:
+    key = line_key(topology, "tracks")
+    dataset, version = topology.dataset, topology.tracker_version
 
     @dg.asset(key=key, deps=[source], partitions_def=SUBJECT_PARTITIONS[dataset], code_version=version,
               group_name=TRACKING_GROUP, pool=CPU_POOL, kinds={"pytorch", "numpy"}, owners=["team:morphable"],
               automation_condition=POLICY,
-              description=f"{topology.upper()} meshes of one {dataset} subject in the model frame (tracker "
-                          f"{version}), in the track store.",
+              description=f"{topology.name.upper()} meshes of one {dataset} subject in the model frame: "
+                          f"{topology.description} (tracker {version}), in the track store.",
               check_specs=[dg.AssetCheckSpec("fit_quality", asset=key,
                                              description="vertices finite and fit error under the threshold")])
     def tracks(context: dg.AssetExecutionContext, settings: SettingsResource,
@@ -70,9 +71,9 @@ def _tracks_asset(dataset: str, topology: str, source) -> dg.AssetsDefinition:
         from storage.tracks import track_dir
 
         s = settings.load()
-        outcome = track(s, dataset, context.partition_key, topology)
+        outcome = track(s, dataset, context.partition_key, topology.name)
         rec = outcome.record
-        passed, info = fit_quality(dataset, rec, config)
+        passed, info = fit_quality(topology, rec, config)
         return dg.MaterializeResult(
             data_version=dg.DataVersion(rec.data_version),
             metadata={"dagster/uri": str(track_dir(s.storage_root, dataset, rec.subject, version)),
@@ -84,7 +85,5 @@ def _tracks_asset(dataset: str, topology: str, source) -> dg.AssetsDefinition:
     return tracks
 
 
-facescape_flame_tracks = _tracks_asset("facescape", "flame", raw.facescape_raw_subject)
-facescape_bilinear_tracks = _tracks_asset("facescape", "bilinear", raw.facescape_raw_subject)
-thuman_smplx_tracks = _tracks_asset("thuman", "smplx", raw.thuman_raw_subject)
-TRACK_ASSETS = {"facescape": [facescape_flame_tracks, facescape_bilinear_tracks], "thuman": [thuman_smplx_tracks]}
+#: per line (`<dataset>_<topology>`)
+TRACK_ASSETS = {line: _tracks_asset(t, raw.RAW_SUBJECTS[t.dataset]) for line, t in LINES.items()}

@@ -175,7 +175,7 @@ def main() -> None:
                                                                     "defs", instance))
         health = ui_query("PartitionHealthQuery")
         pages = {}
-        for key in (["facescape", "views"], ["thuman", "views"]):
+        for key in (["facescape", "flame", "views"], ["thuman", "smplx", "views"]):
             res, seconds = timed(lambda: execute_dagster_graphql(context, health, {"assetKey": {"path": key}}))
             node = res.data["assetNodeOrError"]
             pages["/".join(key)] = {"seconds": seconds, "partition_keys": len(node["partitionKeysByDimension"][0]
@@ -184,8 +184,8 @@ def main() -> None:
         detail = """query Detail($key: AssetKeyInput!, $p: [String!]) { assetNodeOrError(assetKey: $key) {
             ... on AssetNode { assetMaterializations(partitions: $p) { runId timestamp partition } } } }"""
         res, seconds = timed(lambda: execute_dagster_graphql(context, detail,
-                                                             {"key": {"path": ["thuman", "views"]}, "p": ["2444"]}))
-        pages["thuman/views partition 2444 materializations"] = {
+                                                             {"key": {"path": ["thuman", "smplx", "views"]}, "p": ["2444"]}))
+        pages["thuman/smplx/views partition 2444 materializations"] = {
             "seconds": seconds, "events": len(res.data["assetNodeOrError"]["assetMaterializations"])}
         result["partition_page"] = pages
         result["goals"] = {"sensor tick": "< 10 s", "automation evaluation": "< 30 s", "partition page": "< 2 s"}

@@ -120,7 +120,7 @@ def ours(ds, subject: str, expression: str, storage: Path, mesh_vertices: np.nda
     v = facescape_expression_views(ds, subject, expression, IMAGE_SIZE)
     n = len(v["view_id"])
     geometry = _geometry(mesh_vertices)
-    write_views(storage, "facescape", subject, ViewSet(
+    write_views(storage, "facescape", "flame", subject, ViewSet(
         rgb=_white_background(v["rgb"], v["mask"]), mask=v["mask"], K=v["K"], RT=v["RT"], angles=v["angles"],
         view_id=v["view_id"], item=np.zeros(n), role=np.zeros(n, np.int8), items={expression: geometry},
         attrs={"projection": "perspective"}))

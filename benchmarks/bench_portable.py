@@ -40,7 +40,8 @@ def elementary() -> dict:
 def body_forwards(root: Path) -> dict:
     import torch
 
-    from model.bodies.flame import build_flame_layer, load_flame_landmarks, load_flame_model
+    from model.bodies.flame import load_flame_landmarks, load_flame_model
+    from model.bodies.flame_layer import build_flame_layer
     from model.bodies.portable_lbs import flame_forward, smplx_forward
     from model.bodies.smplx_body import load_thuman_smplx, read_smplx_arrays, smplx_model_file
 

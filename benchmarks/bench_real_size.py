@@ -81,12 +81,13 @@ def stage(name: str, root: Path, data: Path, profile: str) -> dict:
     if name == "loader":
         from pipelines.training_data import SplitConfig, torch_dataset
 
-        views_dir = Path(s.storage_root) / "views" / "facescape"
-        store = views_dir / f"{spec.facescape_subjects[0]}.zarr"
+        from storage.views import store_path, topology_folder
+
+        store = store_path(s.storage_root, "facescape", "flame", spec.facescape_subjects[0])
         linked = Path(str(s.storage_root) + "-many")
-        (linked / "views" / "facescape").mkdir(parents=True, exist_ok=True)
+        topology_folder(linked, "facescape", "flame").mkdir(parents=True, exist_ok=True)
         for sid in range(1000, 1360):  # 360 training ids, every one the same real-size store
-            target = linked / "views" / "facescape" / f"{sid}.zarr"
+            target = store_path(linked, "facescape", "flame", str(sid))
             if not target.exists():
                 os.symlink(store, target)
         t1 = time.perf_counter()

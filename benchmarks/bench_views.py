@@ -80,7 +80,7 @@ def main() -> None:
     fs = FaceScapeDataset(s.facescape_root, s.facescape_rt_scale_dict)
     zarr_bytes = 0
     for subject in ("1", "2"):
-        st = ViewStore.open(store_path(s.storage_root, "facescape", subject))
+        st = ViewStore.open(store_path(s.storage_root, "facescape", "flame", subject))
         raw = {name: facescape_expression_views(fs, subject, name) for name in st.items}
         export_png_layout(st, raw, png_root / subject.zfill(3))
         export_png_layout(st, raw, white_root / subject.zfill(3), white=True)
@@ -117,7 +117,7 @@ def main() -> None:
                           "ratio_to_white_png": round(zarr_bytes / white_bytes, 3)},
         "facescape_seconds_per_view": round(float(np.mean(per_view)), 3),
         "thuman_seconds_per_scan_32_views": round(float(np.mean(per_scan)), 2),
-        "samples": args.samples, "views": int(sum(len(ViewStore.open(store_path(s.storage_root, "facescape", x)))
+        "samples": args.samples, "views": int(sum(len(ViewStore.open(store_path(s.storage_root, "facescape", "flame", x)))
                                                   for x in ("1", "2"))),
     }, indent=1))
 

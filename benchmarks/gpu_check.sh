@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device visible to torch')" || exit 1
-timeout 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" tests/test_cuda.py
+timeout 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" tests/model/test_cuda.py
 tests=$?
 timeout 420 "$PY" benchmarks/gpu_check.py
 check=$?

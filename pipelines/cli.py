@@ -47,10 +47,11 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipelines.ingest import DATASETS, validate_body_models, validate_dataset
+    from pipelines.catalog import DATASET_NAMES
+    from pipelines.ingest import validate_body_models, validate_dataset
 
     s = _settings(args)
-    datasets = DATASETS if args.dataset == "all" else (args.dataset,)
+    datasets = DATASET_NAMES if args.dataset == "all" else (args.dataset,)
     subjects = [args.subject] if args.subject else None
     reports = [r for d in datasets for r in validate_dataset(s, d, subjects, decode_images=args.decode_images)]
     body = validate_body_models(s) if args.body_models else None
@@ -88,7 +89,7 @@ def cmd_track(args: argparse.Namespace) -> int:
 def cmd_views(args: argparse.Namespace) -> int:
     from pipelines.views import views
 
-    out = views(_settings(args), args.dataset, args.subject)
+    out = views(_settings(args), args.dataset, args.subject, args.topology)
     print(f"{args.dataset}/{args.subject}: {out.n_views} views in {out.seconds:.1f} s "
           f"({out.per_view_seconds:.3f} s per view) -> {out.path}")
     if any(out.rejected.values()):
@@ -168,7 +169,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     quiet = (lambda *_: None) if args.json else print
     es = generate_eval_set(settings, args.protocol, args.checkpoint, args.method,
-                           config_from_arguments(DDIMConfig, args), image_size=args.image_size, log=quiet)
+                           config_from_arguments(DDIMConfig, args), image_size=args.image_size, log=quiet,
+                           topology=args.topology)
     ev = evaluate_set(settings, es.path, log=quiet)
     row = ev.tables["per_protocol"]
     if args.json:
@@ -218,14 +220,12 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
 
 #: what `morphable demo` prints: identities no training saw (FaceScape 122, THuman 2201 of the stand-in)
 HELDOUT_TABLES = (
-    ("facescape", "facescape_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "psnr", "reid"),
+    ("facescape_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "psnr", "reid"),
      "FaceScape, held-out identity, novel views (input: the same expression's frontal view)"),
-    ("facescape", "facescape_novel_expression",
-     ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_input_mesh"),
+    ("facescape_novel_expression", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_input_mesh"),
      "FaceScape, held-out identity, novel expression 06 + novel views (input: another expression); mesh IoU with "
      "the target / the input expression's mesh"),
-    ("thuman", "thuman_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "psnr"),
-     "THuman, held-out scan, 16 novel views"),
+    ("thuman_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "psnr"), "THuman, held-out scan, 16 novel views"),
 )
 
 
@@ -248,9 +248,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from pipelines.evaluate import format_table
 
         table = result.comparison
-        for dataset, protocol, metrics, title in HELDOUT_TABLES:
+        from pipelines.protocols import PROTOCOLS
+
+        for protocol, metrics, title in HELDOUT_TABLES:
             cols = ["experiment"] + [f"{protocol}/{m}" for m in metrics if f"{protocol}/{m}" in table]
-            rows = table[table["dataset"] == dataset]
+            rows = table[table["dataset"] == PROTOCOLS[protocol].dataset]
             if len(cols) > 1 and len(rows):
                 print(f"\n{title} (higher is better):")
                 print(format_table(rows, cols))
@@ -306,10 +308,16 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from model.diffusion.ddim import DDIMConfig
-    from pipelines.import_checkpoint import KINDS as CHECKPOINT_KINDS
+    from pipelines.catalog import DATASETS, DATASET_NAMES, topology_names
     from pipelines.first_stage import FirstStageConfig
+    from pipelines.import_checkpoint import KINDS as CHECKPOINT_KINDS
     from pipelines.params import add_config_arguments
+    from pipelines.protocols import PROTOCOLS
     from pipelines.train import TrainConfig
+
+    PROJECTIONS = sorted({d.projection for d in DATASETS.values()})
+    TOPOLOGY_HELP = "; ".join(f"{d.name}: " + ", ".join(t.name + (" (default)" if t.name == d.default_topology else "")
+                                                        for t in d.topologies) for d in DATASETS.values())
 
     p = argparse.ArgumentParser(prog="morphable", description=__doc__.splitlines()[0])
     p.add_argument("--settings", help="settings TOML (default: $MORPHABLE_SETTINGS, ./morphable.toml, embedded)")
@@ -339,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_settings)
 
     s = sub.add_parser("validate", help="open raw subjects (and body models) through the readers")
-    s.add_argument("--dataset", choices=["facescape", "thuman", "all"], default="all")
+    s.add_argument("--dataset", choices=[*DATASET_NAMES, "all"], default="all")
     s.add_argument("--subject", help="one subject id (default: all)")
     s.add_argument("--decode-images", action="store_true", help="also decode every image (slower)")
     s.add_argument("--body-models", action="store_true", help="also load FLAME / SMPL-X / bilinear models")
@@ -347,18 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("track", help="fit / convert the body-model meshes of one subject into the track store")
-    s.add_argument("--dataset", choices=["facescape", "thuman"], required=True)
+    s.add_argument("--dataset", choices=DATASET_NAMES, required=True)
     s.add_argument("--subject", required=True)
-    s.add_argument("--topology", choices=["flame", "bilinear", "smplx", "smplx_refined"],
-                   help="facescape: flame (default) or bilinear; thuman: smplx (default) or smplx_refined "
-                        "(adds a rigid ICP onto the scan)")
+    s.add_argument("--topology", choices=topology_names(), help=TOPOLOGY_HELP)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_track)
 
     s = sub.add_parser("views", help="render / preprocess the training views of one subject into its zarr store "
                                      "(needs its track: run `morphable track` first)")
-    s.add_argument("--dataset", choices=["facescape", "thuman"], required=True)
+    s.add_argument("--dataset", choices=DATASET_NAMES, required=True)
     s.add_argument("--subject", required=True)
+    s.add_argument("--topology", choices=topology_names(), help="whose tracks condition the views (run `morphable "
+                                                                "track` with it first); " + TOPOLOGY_HELP)
     s.set_defaults(func=cmd_views)
 
     s = sub.add_parser("fit-image", help="single-image FLAME fit (dlib 68 landmarks) for inference")
@@ -402,11 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("evaluate", help="generate a protocol's evaluation set and compute its metric tables")
-    s.add_argument("--protocol", required=True, help="facescape_novel_view, facescape_novel_expression, "
-                                                     "thuman_novel_view or demo")
+    s.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
     s.add_argument("--checkpoint", help="checkpoint folder or released .ckpt (required for --method model)")
     s.add_argument("--method", choices=["model", "copy_input", "mean_train"], default="model")
     s.add_argument("--image-size", type=int, help="baselines: image size (default 64)")
+    s.add_argument("--topology", choices=topology_names(), help="whose view stores and meshes are read (default: a "
+                                                                "model's own, a baseline's the dataset's default); "
+                                                                + TOPOLOGY_HELP)
     s.add_argument("--json", action="store_true")
     add_config_arguments(s, DDIMConfig)
     s.set_defaults(func=cmd_evaluate)
@@ -419,9 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "spatial_volume.xyzc_net.*); morphable: every key must match (generation, fine-tuning); "
                         "syncdreamer: the release's drop filter (a training init)")
     s.add_argument("--preset", choices=["paper", "tiny"], help="default: recognised from the weights' keys and shapes")
-    s.add_argument("--projection", choices=["perspective", "orthographic"],
-                   help="default: from --topology (smplx: orthographic), else perspective")
-    s.add_argument("--topology", choices=["flame", "bilinear", "smplx"], help="the 3DMM the model was trained with")
+    s.add_argument("--projection", choices=PROJECTIONS,
+                   help="default: the cameras of --topology's dataset (smplx: orthographic), else perspective")
+    s.add_argument("--topology", choices=topology_names(graph_only=True), help="the 3DMM the model was trained with")
     s.add_argument("--name", help="checkpoint name under checkpoints/ (default: <kind>-<preset>-<topology>)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_import_checkpoint)
@@ -429,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect-model", help="the network's state-dict keys, shapes and dtypes (meta device, "
                                              "no weights allocated)")
     s.add_argument("--preset", choices=["paper", "tiny"], default="paper")
-    s.add_argument("--projection", choices=["perspective", "orthographic"], default="perspective")
+    s.add_argument("--projection", choices=PROJECTIONS, default="perspective")
     s.add_argument("--json", action="store_true", help="print {key: {shape, dtype}} (compare with the manifests)")
     s.set_defaults(func=cmd_inspect_model)
 

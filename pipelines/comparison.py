@@ -1,10 +1,14 @@
 """The paper-style comparison across experiments: one row per experiment (and its checkpoint), one column group per
-protocol, from the per-protocol metric rows each evaluation wrote."""
+protocol, from the per-protocol metric rows each evaluation wrote (`compare`: the comparison stage)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from pipelines.metadata import JsonValue, Markdown, Metadata
+from pipelines.records import ComparisonRecord, MetricsRecord
 
 #: the columns of the comparison, per protocol (higher is better except LPIPS and FID)
 COMPARED = ("psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr", "silhouette_iou", "iou_target_mesh",
@@ -12,15 +16,16 @@ COMPARED = ("psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr", "silho
 
 
 def comparison_table(per_protocol_rows: list[dict]) -> pd.DataFrame:
-    """Rows: (dataset, experiment, kind, checkpoint hash); columns: `<protocol>/<metric>` for every protocol."""
+    """Rows: (dataset, topology, experiment, kind, checkpoint hash); columns: `<protocol>/<metric>` for every
+    protocol."""
     if not per_protocol_rows:
         raise ValueError("no metric rows to compare: materialize the evaluation metrics first")
     long = pd.DataFrame(per_protocol_rows)
-    index = ["dataset", "experiment", "kind", "checkpoint_hash"]
+    index = ["dataset", "topology", "experiment", "kind", "checkpoint_hash"]
     for metric in COMPARED:  # a protocol that does not measure a metric still gets its (empty) column
         if metric not in long:
             long[metric] = float("nan")
-    # rows are only the (dataset, experiment, kind, hash) combinations that exist (a pivot_table with dropna=False
+    # rows are only the (dataset, topology, experiment, kind, hash) combinations that exist (a pivot_table with dropna=False
     # would form every combination of the index levels)
     wide = long.groupby(index + ["protocol"], sort=True, dropna=False)[list(COMPARED)].first().unstack("protocol")
     wide.columns = [f"{protocol}/{metric}" for metric, protocol in wide.columns]
@@ -47,12 +52,12 @@ def comparison_plot(per_protocol_rows: list[dict], path: str | Path, metric: str
     return _save(plt, fig, Path(path))
 
 
-def sample_sheet(references: list[dict], path: str | Path, views: int = 8,
+def sample_sheet(records: list[MetricsRecord], path: str | Path, views: int = 8,
                  protocols: tuple[str, ...] = ("facescape_novel_view", "facescape_novel_expression"),
                  kinds: tuple[str, ...] = ("trained", "published")) -> Path | None:
     """One picture of what the models do on held-out identities: per (experiment, protocol), the first pair's input
     and `views` generated views above the ground truth (the left cell of the second row is left blank). None when
-    no reference has such a set. Written atomically."""
+    no record has such a set. Written atomically."""
     import numpy as np
     from PIL import Image
 
@@ -61,10 +66,10 @@ def sample_sheet(references: list[dict], path: str | Path, views: int = 8,
     from storage.thumbnails import contact_sheet
 
     tiles: list[np.ndarray] = []
-    chosen = sorted((r for r in references if r.get("protocol") in protocols and r.get("kind") in kinds
-                     and r.get("eval_set")), key=lambda r: (r["experiment"], r["protocol"]))
-    for ref in chosen:
-        pair = next(EvalSet.open(ref["eval_set"]).pairs())
+    chosen = sorted((r for r in records if r.protocol in protocols and r.kind in kinds and r.eval_set),
+                    key=lambda r: (r.experiment, r.protocol))
+    for rec in chosen:
+        pair = next(EvalSet.open(rec.eval_set).pairs())
         a = pair.arrays
         n = min(views, len(a["generated"]))
         blank = np.full_like(a["input"], 255)
@@ -73,3 +78,48 @@ def sample_sheet(references: list[dict], path: str | Path, views: int = 8,
         return None
     sheet = contact_sheet(tiles, tile=tiles[0].shape[0], columns=views + 1)
     return atomic_save(path, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG"))
+
+
+@dataclass
+class ComparisonOutcome:
+    record: ComparisonRecord
+    data_version: str
+    metadata: Metadata
+
+
+def comparison_rows(records: list[MetricsRecord]) -> list[dict]:
+    """Every evaluation's per-protocol row and its ablations' rows (`<experiment>:<ablation>`, kind "ablation"),
+    labelled with their dataset, topology and experiment."""
+    from pipelines.scoring import ablation_label
+
+    rows = [{**r.row, "dataset": r.dataset, "topology": r.topology, "kind": r.kind or "", "experiment": r.experiment}
+            for r in records]
+    rows += [{**row, "dataset": r.dataset, "topology": r.topology, "kind": "ablation",
+              "experiment": ablation_label(r.experiment, a)} for r in records for a, row in r.ablation_rows.items()]
+    return rows
+
+
+def compare(settings, records: list[MetricsRecord]) -> ComparisonOutcome:
+    """The comparison table (parquet + markdown), its plot and the held-out sample sheet, from every metric record."""
+    from pipelines.reports import markdown_table
+    from storage.hashing import hash_dataframe
+    from storage.metric_tables import read_history, write_comparison
+    from storage.thumbnails import markdown_png_file
+
+    rows = comparison_rows(records)
+    table = comparison_table(rows)
+    path = write_comparison(settings.storage_root, table)
+    plot = comparison_plot(rows, settings.storage_root / "metrics" / "comparison_masked_psnr.png")
+    sheet = sample_sheet(records, settings.storage_root / "metrics" / "heldout_samples.png")
+    shown = ["experiment", "topology", "kind", "checkpoint_hash"] + [
+        c for c in table.columns if c.split("/")[-1] in ("masked_psnr", "ssim", "reid", "silhouette_iou")]
+    metadata: Metadata = {
+        "dagster/uri": str(path), "dagster/row_count": len(table),
+        "comparison": Markdown(markdown_table(table, shown)),
+        "masked_psnr_per_experiment": Markdown(markdown_png_file(plot, "masked PSNR per experiment")),
+        "history_rows": len(read_history(settings.storage_root)), "metrics": JsonValue(list(COMPARED))}
+    if sheet:
+        metadata["heldout_samples"] = Markdown(markdown_png_file(
+            sheet, "held-out identities: input and generated views (upper row), ground truth (lower row), per "
+                   "experiment and protocol"))
+    return ComparisonOutcome(ComparisonRecord(str(path), len(table)), hash_dataframe(table), metadata)

@@ -20,7 +20,7 @@ The folder is built in a temporary sibling and renamed into place, so a crash ne
 The bytes are a function of the seed alone: not of the worker count (each subject draws from its own random stream),
 nor of the CPU's kernels or thread count. Every number is computed in float64 through `model.portable_math` and
 `model.bodies.portable_lbs` (no BLAS, no torch, no CPU-specific transcendental kernels); the manifest records each
-file's sha256, and `tests/test_demo_data.py` compares two runs under other kernel, thread and worker settings.
+file's sha256, and `tests/pipelines/test_demo_data.py` compares two runs under other kernel, thread and worker settings.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ from model.standin import body, head
 from model.standin.appearance import Appearance, body_texture, head_albedo
 from model.standin.subdivision import subdivide_textured
 from model.standin.legacy_writers import chumpy_array, dump_numpy1_pickle, dump_py2_pickle, old_scipy_csc
+from pipelines.catalog import FACESCAPE_TEST_SUBJECTS, THUMAN_FIRST_VAL_UID
 from storage.atomic import SkipWrite, atomic_directory
 from storage.facescape import FaceScapeCamera, write_params
 from storage.hashing import hash_file, hash_json
@@ -79,8 +80,7 @@ FACESCAPE_EXPRESSION_TABLE: dict[str, tuple[dict[int, float], tuple[float, float
 #: which expressions a stand-in of n expressions has: neutral, smile and the held-out 06 first, then in order
 _EXPRESSION_ORDER = ("1_neutral", "2_smile", "6_jaw_right") + tuple(
     k for k in FACESCAPE_EXPRESSION_TABLE if k not in ("1_neutral", "2_smile", "6_jaw_right"))
-FACESCAPE_TEST_IDS = (122, 212, *range(326, 360))  # the paper's held-out FaceScape subjects
-THUMAN_FIRST_VAL_UID = 2201
+FACESCAPE_TEST_IDS = tuple(int(s) for s in FACESCAPE_TEST_SUBJECTS)  # the paper's held-out FaceScape subjects
 DEFAULT_THUMAN_UIDS = ("0003", "0526", "1024", "2201")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines import catalog
 from pipelines.settings import Settings
 from storage.eval_sets import EvalSet
 from storage.metric_tables import tables_dir, update_history, write_tables
@@ -77,7 +78,7 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
     es = EvalSet.open(eval_set)
     models = models or load_metric_models(settings)
     man = es.manifest
-    dataset = man["protocol_definition"]["dataset"]
+    face_metrics = catalog.dataset(man["protocol_definition"]["dataset"]).face_metrics
     timing = dict.fromkeys(("psnr_ssim", "lpips", "fid", "face"), 0.0)
     rows, real_feats, fake_feats = [], [], []
     for pair in es.pairs():
@@ -105,7 +106,7 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
         for r, d, gt, gm in zip(base, lp, a["gt"], masked):
             r["lpips"] = float(d)
             r["pck"] = r["reid"] = r["reid_distance"] = np.nan
-            if dataset == "facescape":
+            if face_metrics:
                 fs = face_scores(gt, gm)
                 r["reid"], r["reid_distance"] = fs.reid, fs.reid_distance
                 if abs(r["azimuth"]) <= PCK_MAX_ABS_AZIMUTH and abs(r["elevation"]) <= PCK_MAX_ABS_ELEVATION:

@@ -10,8 +10,10 @@ Ablations of `model` (the same weights, sampler and pairs; a set of their own): 
 features, `no_image` the input image (CLIP embedding and input latent), `wrong_mesh` conditions on another
 identity's mesh of the same expression (the next subject of the dataset's stores, cyclically).
 
-For FaceScape the set also stores, per target view, the silhouettes of the tracked meshes of the target and of the
-input expression at that camera (`mesh_mask_target`, `mesh_mask_input`): whether generated views follow the mesh
+Every set reads the view stores of one topology (pipelines.catalog): a model's, the one it was trained on (its
+config.json; the dataset's default for a model that records none), a baseline's, the one asked for. Where the
+dataset's spec scores mesh silhouettes (FaceScape), the set also stores, per target view, the silhouettes of that
+topology's tracked meshes of the target and of the input expression at that camera (`mesh_mask_target`, `mesh_mask_input`): whether generated views follow the mesh
 they were given is measured against both.
 Images are at the checkpoint's resolution (the released evaluation: 256; `tiny`: 64), on white.
 """
@@ -24,11 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from model.diffusion.ddim import DDIMConfig
-from pipelines.protocols import EvalPair, Protocol, get_protocol, groups_of, protocol_inputs, store_subjects
+from pipelines import catalog
+from pipelines.protocols import EvalPair, Protocol, get_protocol, groups_of, protocol_inputs
 from pipelines.settings import Settings
 from pipelines.training_data import scale_intrinsics
 from storage.eval_sets import FORMAT, EvalSet, eval_set_path, write_eval_set
-from storage.views import ViewStore, store_path
+from storage.hashing import hash_json
+from storage.views import ViewStore, store_path, store_subjects
 
 METHODS = ("model", "copy_input", "mean_train")
 ABLATIONS = ("none", "no_mesh", "no_image", "wrong_mesh")
@@ -66,9 +70,11 @@ def mean_training_image(storage_root: str | Path, dataset: str, size: int) -> np
 def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: str | Path | None = None,
                       method: str = "model", sampler: DDIMConfig = DDIMConfig(), image_size: int | None = None,
                       device: str | None = None, log=print, overwrite: bool = False,
-                      ablation: str = "none", model=None) -> EvalSetResult:
+                      ablation: str = "none", model=None, topology: str | None = None) -> EvalSetResult:
     """Write the evaluation set (atomically) and return where it is; an existing complete one is reused.
-    `model` (optional): the already loaded checkpoint, so that ablations do not load it again."""
+    `model` (optional): the already loaded checkpoint, so that ablations do not load it again. `topology`: whose
+    view stores and meshes are read (a model's own is used and a different one refused; None: the dataset's
+    default for a baseline)."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -81,15 +87,17 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
         loaded = model if model is not None else load_for_protocol(settings, checkpoint, proto, device, sampler)
         model, ckpt_hash, checkpoint = loaded.model, loaded.checkpoint_hash, loaded.folder
         size = model.cfg.image_size
+        topology = model_topology(loaded.config, proto, topology, checkpoint)
     else:
         size = image_size or 64
         ckpt_hash = f"baseline{size}"
-    reads = protocol_inputs(proto, settings.storage_root)
+    topology = catalog.topology(proto.dataset, topology).name
+    reads = protocol_inputs(proto, settings.storage_root, topology)
     pairs = list(reads.pairs)
     if not pairs:
         raise ValueError(f"protocol {proto.name}: no evaluation pairs under {settings.storage_root}/views/"
-                         f"{proto.dataset} (held-out subjects' views are missing: materialize them first)")
-    inputs = _inputs_digest(proto, pairs, reads.stores, sampler if method == "model" else None, ablation)
+                         f"{proto.dataset}/{topology} (held-out subjects' views are missing: materialize them first)")
+    inputs = _inputs_digest(proto, pairs, reads.stores, sampler if method == "model" else None, ablation, topology)
     label = method if ablation == "none" else f"{method}-{ablation}"
     target = eval_set_path(settings.storage_root, proto.name, label, f"{ckpt_hash}-{inputs}")
     if (target / "manifest.json").is_file() and not overwrite:
@@ -102,14 +110,14 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     from pipelines.progress import Progress
 
     bar = Progress(sum(len(p.target_views) for p in pairs), f"{proto.name}/{label} views", log)
-    subjects = _dataset_subjects(settings, proto.dataset)
-    faces = _mesh_faces(settings, proto.dataset)
+    subjects = _dataset_subjects(settings, proto.dataset, topology)
+    faces = _mesh_faces(settings, proto.dataset, topology, pairs[0].subject)
 
     def fill(writer) -> None:
         nonlocal n_views
         for pair in pairs:
-            arrays = _pair_arrays(settings, proto, pair, size, method, model, sampler, mean_img, ablation, subjects,
-                                  faces)
+            arrays = _pair_arrays(settings, proto, topology, pair, size, method, model, sampler, mean_img, ablation,
+                                  subjects, faces)
             writer.add(pair.key, {"subject": pair.subject, "item": pair.item, "input_item": pair.input_item,
                                   "input_view": pair.input_view, "views": pair.target_views}, **arrays)
             n_views += len(pair.target_views)
@@ -118,6 +126,7 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     header = {"protocol": proto.name, "protocol_definition": proto.__dict__ | {"digest": proto.digest()},
               "method": method, "checkpoint": str(checkpoint) if checkpoint else None,
               "checkpoint_hash": ckpt_hash, "inputs_digest": inputs, "image_size": size, "ablation": ablation,
+              "topology": topology,
               "sampler": sampler.__dict__ if method == "model" else None,
               "sampler_precision": (sampler.resolved_precision(next(model.parameters()).device.type)
                                     if method == "model" else None)}
@@ -126,39 +135,55 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
     return EvalSetResult(target, proto.name, method, ckpt_hash, len(pairs), n_views, time.perf_counter() - t0)
 
 
+def model_topology(config: dict, proto: Protocol, asked: str | None, checkpoint) -> str:
+    """The topology a checkpoint was trained on (its config.json; the dataset's default where it records none),
+    refused when it is not the protocol's dataset's or differs from the one `asked` for."""
+    spec = catalog.dataset(proto.dataset)
+    own = (config.get("training") or {}).get("topology") or spec.default_topology
+    if own not in spec.topology_names():
+        raise ValueError(f"{checkpoint}: trained on the {own!r} topology, which {proto.dataset} (protocol "
+                         f"{proto.name}) does not have; choose a checkpoint of one of {spec.topology_names()}")
+    if asked is not None and asked != own:
+        raise ValueError(f"{checkpoint}: trained on {own} meshes, asked to evaluate on {asked} meshes; evaluate a "
+                         f"model on the topology it was trained on")
+    return own
+
+
 def load_for_protocol(settings: Settings, checkpoint: str | Path, proto: Protocol, device: str | None = None,
                       sampler: DDIMConfig | None = None):
     """The checkpoint loaded for a protocol's dataset (its projection checked); for `sampler` alone when given."""
-    from pipelines.model_loading import PROJECTION_FOR, load_model
+    from pipelines.model_loading import load_model
 
-    return load_model(checkpoint, projection=PROJECTION_FOR[proto.dataset], use=f"protocol {proto.name}",
+    return load_model(checkpoint, projection=catalog.dataset(proto.dataset).projection, use=f"protocol {proto.name}",
                       device=device, settings=settings, sampler=sampler)
 
 
-def _dataset_subjects(settings: Settings, dataset: str) -> list[str]:
-    """Every subject with a view store, in id order (the cycle `wrong_mesh` walks)."""
-    return sorted(store_subjects(settings.storage_root, dataset), key=lambda s: (len(s), s))
+def _dataset_subjects(settings: Settings, dataset: str, topology: str) -> list[str]:
+    """Every subject with a view store of the topology, in id order (the cycle `wrong_mesh` walks)."""
+    return sorted(store_subjects(settings.storage_root, dataset, topology), key=lambda s: (len(s), s))
 
 
-def _mesh_faces(settings: Settings, dataset: str) -> np.ndarray | None:
-    """The tracked topology's faces (FaceScape: FLAME), for the mesh silhouettes; None where not used."""
-    if dataset != "facescape":
+def _mesh_faces(settings: Settings, dataset: str, topology: str, subject: str) -> np.ndarray | None:
+    """The topology's faces (from the subject's tracks, which its view store was rendered from), for the mesh
+    silhouettes; None where the dataset's spec does not score them."""
+    if not catalog.dataset(dataset).mesh_silhouettes:
         return None
-    from model.bodies.flame import load_flame_model
+    from storage.tracks import read_track
 
-    return load_flame_model(Path(settings.flame_model_dir) / "generic_model.pkl").faces
+    return read_track(settings.storage_root, dataset, subject, catalog.topology(dataset, topology).tracker_version).faces
 
 
-def wrong_mesh(settings: Settings, dataset: str, subject: str, item: str, subjects: list[str]) -> np.ndarray:
+def wrong_mesh(settings: Settings, dataset: str, topology: str, subject: str, item: str,
+               subjects: list[str]) -> np.ndarray:
     """Another identity's mesh of the same item: the next subject (cyclically) whose store has that item; the
     subject's own other item when no other identity has it."""
     order = subjects[subjects.index(subject) + 1:] + subjects[:subjects.index(subject)] if subject in subjects \
         else subjects
     for other in order:
-        st = ViewStore.open(store_path(settings.storage_root, dataset, other))
+        st = ViewStore.open(store_path(settings.storage_root, dataset, topology, other))
         if item in st.items:
             return st.geometry(item).vertices
-    st = ViewStore.open(store_path(settings.storage_root, dataset, subject))
+    st = ViewStore.open(store_path(settings.storage_root, dataset, topology, subject))
     others = [i for i in st.items if i != item]
     if not others:
         raise ValueError(f"wrong_mesh ablation: no other identity or item than {subject}/{item} in the {dataset} "
@@ -180,25 +205,24 @@ def mesh_silhouettes(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt:
 
 
 def _inputs_digest(proto: Protocol, pairs: list[EvalPair], stores: dict[str, str], sampler: DDIMConfig | None,
-                   ablation: str = "none") -> str:
+                   ablation: str = "none", topology: str | None = None) -> str:
     """Hash of what the set depends on besides the weights: protocol, pairs, view-store contents (`stores`:
-    pipelines.protocols.protocol_inputs), sampler."""
-    import hashlib
-    import json
-
+    pipelines.protocols.protocol_inputs), sampler, topology."""
     doc = {"format": FORMAT, "protocol": proto.digest(), "pairs": [p.__dict__ for p in pairs], "stores": stores,
            "sampler": sampler.identity() if sampler else None}
     if ablation != "none":  # (kept out of the digest otherwise, so existing sets keep their names)
         doc["ablation"] = ablation
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
+    if topology not in (None, catalog.dataset(proto.dataset).default_topology):  # (likewise)
+        doc["topology"] = topology
+    return hash_json(doc, 10, spaced=True)
 
 
-def _pair_arrays(settings: Settings, proto: Protocol, pair: EvalPair, size: int, method: str, model,
+def _pair_arrays(settings: Settings, proto: Protocol, topology: str, pair: EvalPair, size: int, method: str, model,
                  sampler: DDIMConfig, mean_img: np.ndarray | None, ablation: str = "none",
                  subjects: list[str] | None = None, faces: np.ndarray | None = None) -> dict[str, np.ndarray]:
     from pipelines.generate import sample_views
 
-    st = ViewStore.open(store_path(settings.storage_root, proto.dataset, pair.subject))
+    st = ViewStore.open(store_path(settings.storage_root, proto.dataset, topology, pair.subject))
     views = np.asarray(pair.target_views)
     gt = _resize(st.rgb_many(views), size)
     mask = _resize(st.mask_many(views), size, nearest=True)
@@ -212,7 +236,7 @@ def _pair_arrays(settings: Settings, proto: Protocol, pair: EvalPair, size: int,
     else:
         verts = st.geometry(pair.item).vertices
         if ablation == "wrong_mesh":
-            verts = wrong_mesh(settings, proto.dataset, pair.subject, pair.item, subjects or [])
+            verts = wrong_mesh(settings, proto.dataset, topology, pair.subject, pair.item, subjects or [])
         position = {v: i for i, v in enumerate(pair.target_views)}
         gen = np.empty_like(gt)
         x_in = inp.astype(np.float32) / 127.5 - 1.0

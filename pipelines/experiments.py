@@ -28,8 +28,6 @@ checkpoint and evaluations become stale. `enabled = false` keeps an entry in the
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -37,14 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from model.diffusion.ddim import DDIMConfig
+from pipelines import catalog
 from pipelines.first_stage import FirstStageConfig
 from pipelines.train import TrainConfig
 from storage.errors import InvalidContentError, MissingFileError
+from storage.hashing import hash_json
 from storage.ids import validate_name
 
 DEFAULT_FILE = Path(__file__).with_name("experiments.toml")
 KINDS = ("trained", "published", "baseline")
-TOPOLOGIES = {"facescape": ("flame", "bilinear"), "thuman": ("smplx",)}
 BASELINE_METHODS = ("copy_input", "mean_train")
 FIX = "see the documented example in morphable.example.toml (and docs/experiments.md)"
 
@@ -66,7 +65,12 @@ class Experiment:
 
     @property
     def projection(self) -> str:
-        return "orthographic" if self.dataset == "thuman" else "perspective"
+        return catalog.dataset(self.dataset).projection
+
+    @property
+    def line(self) -> str:
+        """`<dataset>_<topology>`: the line of assets (and partitions) it belongs to."""
+        return catalog.topology(self.dataset, self.topology).key
 
     def as_dict(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
@@ -77,10 +81,12 @@ class Experiment:
         """Hash of the definition (not of the description): the experiment's version in the graph."""
         doc = self.as_dict()
         doc.pop("description")
+        if doc["training"] is not None and doc["training"].get("topology") is None:  # (the experiment's topology:
+            doc["training"].pop("topology")  # a later TrainConfig field, so earlier experiments keep their digests)
         if doc["checkpoint"] is None:  # (a later field: absent, so earlier experiments keep their digests)
             doc.pop("checkpoint")
         doc["sampler"] = self.sampler.identity()  # (its later fields likewise)
-        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return hash_json(doc, 16, spaced=True)
 
     def needs_first_stage(self) -> bool:
         """Whether producing its checkpoint reads the graph's first stage: a tiny-preset training without an init
@@ -96,7 +102,7 @@ class Experiment:
     def train_config(self) -> TrainConfig:
         if self.training is None:
             raise ValueError(f"experiment {self.name!r} is of kind {self.kind!r}, not trained")
-        return dataclasses.replace(self.training, dataset=self.dataset, name=self.name)
+        return dataclasses.replace(self.training, dataset=self.dataset, topology=self.topology, name=self.name)
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,10 @@ class ExperimentSet:
 
     def for_dataset(self, dataset: str) -> dict[str, Experiment]:
         return {k: e for k, e in self.experiments.items() if e.dataset == dataset}
+
+    def for_line(self, line: str) -> dict[str, Experiment]:
+        """The experiments of one (dataset, topology) line (`<dataset>_<topology>`, catalog.TopologySpec.key)."""
+        return {k: e for k, e in self.experiments.items() if e.line == line}
 
     def get(self, name: str) -> Experiment:
         if name not in self.experiments:
@@ -144,19 +154,21 @@ def _experiment(name: str, doc: dict, path: Path) -> Experiment:
     kind, dataset = doc.get("kind", "trained"), doc.get("dataset")
     if kind not in KINDS:
         raise InvalidContentError(path, f"{where}: kind {kind!r}; choose one of {KINDS}", FIX)
-    if dataset not in TOPOLOGIES:
-        raise InvalidContentError(path, f"{where}: dataset {dataset!r}; choose facescape or thuman", FIX)
-    topology = doc.get("topology", TOPOLOGIES[dataset][0])
-    if topology not in TOPOLOGIES[dataset]:
+    if dataset not in catalog.DATASETS:
+        raise InvalidContentError(path, f"{where}: dataset {dataset!r}; choose one of {catalog.DATASET_NAMES}", FIX)
+    spec = catalog.dataset(dataset)
+    topology = doc.get("topology", spec.default_topology)
+    if topology not in spec.topology_names(graph_only=True):
         raise InvalidContentError(path, f"{where}: topology {topology!r} is not one of {dataset}'s "
-                                        f"{TOPOLOGIES[dataset]}", FIX)
+                                        f"{spec.topology_names(graph_only=True)} (pipelines/catalog.py)", FIX)
     try:
         sampler = DDIMConfig(**_fields(DDIMConfig, doc.get("sampler", {}), f"{where} sampler", path))
         kw: dict[str, Any] = {}
         if kind == "trained":
             table = _fields(TrainConfig, doc.get("training", {}), f"{where} training", path)
-            if "dataset" in table or "name" in table:
-                raise InvalidContentError(path, f"{where} training: dataset and name come from the experiment", FIX)
+            if {"dataset", "topology", "name"} & set(table):
+                raise InvalidContentError(path, f"{where} training: dataset, topology and name come from the "
+                                                "experiment", FIX)
             _resolve_paths(table, ("init", "first_stage"), path)
             kw["training"] = TrainConfig(**table)
         elif kind == "published":

@@ -18,15 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines import catalog
 from pipelines.settings import Settings
 from pipelines.training_data import is_heldout
-from storage.views import ViewStore
+from storage.views import ViewStore, topology_folder
 
-#: Held-out reconstruction bar per dataset (dB). THuman's 64² body renders (limbs 2-3 px wide, printed clothing)
-#: lose more to the 8x downsampling than faces: at the default 600 steps on the demo stand-in, measured under five CPU
-#: kernel / thread settings, THuman 23.53-23.67 dB and FaceScape 26.21-26.33 dB (tests/test_first_stage.py); an
-#: untrained autoencoder scores 6.1 / 5.2 dB, so 21 dB still fails a broken one.
-PSNR_TARGET_DB = {"facescape": 25.0, "thuman": 21.0}
 
 
 @dataclass(frozen=True)
@@ -40,7 +36,7 @@ class FirstStageConfig:
     lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the one-cycle schedule"})
     kl_weight: float = field(default=1e-6, metadata={"help": "weight of the KL term"})
     seed: int = field(default=6033, metadata={"help": "seed of every random draw"})
-    datasets: tuple[str, ...] = field(default=("facescape", "thuman"),
+    datasets: tuple[str, ...] = field(default=catalog.DATASET_NAMES,
                                       metadata={"help": "datasets whose training views it learns"})
     init: str | None = field(default=None, metadata={
         "help": "start from the autoencoder of a checkpoint folder (a first stage, or a whole tiny model such as "
@@ -57,27 +53,33 @@ class FirstStageResult:
     reconstructions: np.ndarray | None = None  # (2k, S, S, 3) uint8: held-out originals above their reconstructions
 
 
-def judge_heldout_psnr(psnr: dict[str, float], datasets: tuple[str, ...] = ("facescape", "thuman")
+def psnr_bars_db(datasets: tuple[str, ...] = catalog.DATASET_NAMES) -> dict[str, float]:
+    """Each dataset's held-out reconstruction bar (catalog.DatasetSpec.first_stage_bar_db)."""
+    return {d: catalog.dataset(d).first_stage_bar_db for d in datasets}
+
+
+def judge_heldout_psnr(psnr: dict[str, float], datasets: tuple[str, ...] = catalog.DATASET_NAMES
                        ) -> tuple[bool, dict[str, dict]]:
     """Every dataset against its own bar: (all met, {dataset: {psnr_db, bar_db, passed}}). A dataset without
     held-out views is reported as not judged and fails the whole (the check cannot vouch for it)."""
-    table = {}
+    table, bars = {}, psnr_bars_db(datasets)
     for ds in datasets:
         value = psnr.get(ds)
-        table[ds] = {"psnr_db": None if value is None else round(float(value), 2), "bar_db": PSNR_TARGET_DB[ds],
-                     "passed": value is not None and value >= PSNR_TARGET_DB[ds]}
+        table[ds] = {"psnr_db": None if value is None else round(float(value), 2), "bar_db": bars[ds],
+                     "passed": value is not None and value >= bars[ds]}
         if value is None:
             table[ds]["note"] = "no held-out views to judge (materialize a held-out subject's views)"
     return all(row["passed"] for row in table.values()), table
 
 
 def collect_views(storage_root: str | Path, datasets: tuple[str, ...], size: int) -> dict[str, dict[str, np.ndarray]]:
-    """{"train"|"heldout": {dataset: (n, size, size, 3) uint8}} from every complete view store."""
+    """{"train"|"heldout": {dataset: (n, size, size, 3) uint8}} from every complete view store of each dataset's
+    default topology (a subject's images are the same in all its topologies' stores)."""
     import cv2
 
     out: dict[str, dict[str, np.ndarray]] = {"train": {}, "heldout": {}}
     for ds in datasets:
-        folder = Path(storage_root) / "views" / ds
+        folder = topology_folder(storage_root, ds, catalog.dataset(ds).default_topology)
         parts: dict[str, list[np.ndarray]] = {"train": [], "heldout": []}
         for path in sorted(folder.glob("*.zarr")) if folder.is_dir() else []:
             if ".tmp-" in path.name or ".old-" in path.name:
@@ -91,8 +93,8 @@ def collect_views(storage_root: str | Path, datasets: tuple[str, ...], size: int
             if arrs:
                 out[split][ds] = np.concatenate(arrs)
     if not out["train"]:
-        raise ValueError(f"no training views under {storage_root}/views/{{{','.join(datasets)}}}; materialize the "
-                         "views assets (or run `morphable views`) first")
+        raise ValueError(f"no training views under {storage_root}/views/{{{','.join(datasets)}}}/<default topology>; "
+                         "materialize the views assets (or run `morphable views`) first")
     return out
 
 

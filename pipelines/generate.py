@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model import frames
+from pipelines import catalog
 from pipelines.settings import Settings
 
 if TYPE_CHECKING:
@@ -207,6 +208,10 @@ def generate(settings: Settings, checkpoint: str | Path, image: str | Path, out_
     loaded = load_model(checkpoint, projection="perspective", use="generation (face cameras)", settings=settings,
                         sampler=sampler or DDIMConfig())
     model, cfg = loaded.model, loaded.model.cfg
+    trained_on = (loaded.config.get("training") or {}).get("topology") or catalog.dataset("facescape").default_topology
+    if trained_on != "flame":  # generation's meshes are FLAME meshes (--mesh, or the FLAME fit of an image)
+        raise ValueError(f"{loaded.folder}: trained on {trained_on} meshes; generate conditions on FLAME meshes "
+                         "(--mesh, --expression or the input's own FLAME fit): use a checkpoint trained on FLAME")
     out = Path(out_dir)
     with output_folder(out) as tmp:
         if expression is not None:

@@ -21,11 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines import catalog
 from pipelines.settings import Settings
 
 KINDS = ("auto", "morphable", "syncdreamer")
-TOPOLOGY_DATASET = {"flame": "facescape", "bilinear": "facescape", "smplx": "thuman"}
-TOPOLOGY_PROJECTION = {"flame": "perspective", "bilinear": "perspective", "smplx": "orthographic"}
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
@@ -112,9 +111,10 @@ def import_checkpoint(settings: Settings, path: str | Path, kind: str = "auto", 
         validate_name(name, "checkpoint name (--name)")
     if kind not in KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}; choose one of {KINDS}")
-    if topology is not None and topology not in TOPOLOGY_DATASET:
-        raise ValueError(f"unknown topology {topology!r}; choose one of {sorted(TOPOLOGY_DATASET)}")
-    projection = projection or TOPOLOGY_PROJECTION.get(topology or "", "perspective")
+    # the dataset (and so the cameras) of a released model follow from the 3DMM it was trained with
+    dataset = catalog.dataset_of_topology(topology) if topology is not None else \
+        catalog.dataset_of_projection(projection or "perspective")
+    projection = projection or catalog.dataset(dataset).projection
     if not path.is_file():
         raise CheckpointError(path, "checkpoint file not found", "give the path of the released .ckpt")
     root = Path(settings.storage_root)
@@ -137,7 +137,6 @@ def import_checkpoint(settings: Settings, path: str | Path, kind: str = "auto", 
     model = MorphableDiffusion(cfg)
     report = (import_morphable if kind == "morphable" else import_syncdreamer)(model, state_dict, str(path))
     counts = report.summary()
-    dataset = TOPOLOGY_DATASET.get(topology or "", "thuman" if projection == "orthographic" else "facescape")
     config = {"model": dataclasses.asdict(cfg),
               "training": {"dataset": dataset, "topology": topology, "imported": True},
               "imported": {"kind": kind, "source": path.name, "source_sha256": sha, "report": counts}}

@@ -6,18 +6,18 @@ one bad subject is reported without hiding the others.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from pipelines import catalog
 from pipelines.settings import Settings
 from storage.errors import DataError
 from storage.facescape import FaceScapeDataset
 from storage.hashing import content_version, store_hash_cache
 from storage.thuman import THumanDataset
 
-Dataset = Literal["facescape", "thuman"]
-DATASETS: tuple[Dataset, ...] = ("facescape", "thuman")
+Dataset = str  # a name of the catalog (pipelines.catalog.DATASET_NAMES)
 
 
 @dataclass
@@ -37,12 +37,17 @@ class SubjectReport:
         return asdict(self)
 
 
-def open_dataset(settings: Settings, dataset: Dataset) -> FaceScapeDataset | THumanDataset:
-    if dataset == "facescape":
-        return FaceScapeDataset(settings.facescape_root, settings.facescape_rt_scale_dict)
-    if dataset == "thuman":
-        return THumanDataset(settings.thuman_root, settings.thuman_smplx_fits)
-    raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+def open_facescape(settings: Settings) -> FaceScapeDataset:
+    return FaceScapeDataset(settings.facescape_root, settings.facescape_rt_scale_dict)
+
+
+def open_thuman(settings: Settings) -> THumanDataset:
+    return THumanDataset(settings.thuman_root, settings.thuman_smplx_fits)
+
+
+def open_dataset(settings: Settings, dataset: Dataset):
+    """The reader of a catalog dataset."""
+    return catalog.dataset(dataset).open(settings)
 
 
 def discover_subjects(settings: Settings, dataset: Dataset) -> list[str]:
@@ -71,7 +76,7 @@ def subject_data_version(settings: Settings, dataset: Dataset, subject: str) -> 
     return subject_data_versions(settings, dataset, [subject])[subject]
 
 
-def _facescape_details(ds: FaceScapeDataset, subject: str, decode: bool) -> dict[str, Any]:
+def facescape_details(ds: FaceScapeDataset, subject: str, decode: bool) -> dict[str, Any]:
     expressions = {}
     for expr in ds.expressions(subject):
         tup = ds.tuple(subject, expr)
@@ -89,7 +94,7 @@ def _facescape_details(ds: FaceScapeDataset, subject: str, decode: bool) -> dict
             "n_valid_views": sum(e["valid_views"] for e in expressions.values())}
 
 
-def _thuman_details(ds: THumanDataset, uid: str) -> dict[str, Any]:
+def thuman_details(ds: THumanDataset, uid: str, decode: bool = False) -> dict[str, Any]:
     scan = ds.read_scan(uid)
     out: dict[str, Any] = {"scan_vertices": len(scan.mesh.vertices), "texture": list(scan.texture.shape[:2]),
                            "up_axis": scan.up_axis}
@@ -109,8 +114,7 @@ def validate_subject(settings: Settings, dataset: Dataset, subject: str, decode_
     except DataError as exc:
         return SubjectReport(dataset, subject, "", 0, error=str(exc))
     try:
-        report.details = (_facescape_details(ds, subject, decode_images) if dataset == "facescape"
-                          else _thuman_details(ds, subject))
+        report.details = catalog.dataset(dataset).subject_details(ds, subject, decode_images)
     except DataError as exc:
         report.error = str(exc)
     return report
@@ -127,7 +131,8 @@ def validate_body_models(settings: Settings) -> dict[str, dict[str, Any]]:
     import torch
 
     from model.bodies.bilinear import load_bilinear_model
-    from model.bodies.flame import build_flame_layer, load_flame_landmarks, load_flame_model
+    from model.bodies.flame import load_flame_landmarks, load_flame_model
+    from model.bodies.flame_layer import build_flame_layer
     from model.bodies.smplx_body import load_smplx
 
     flame = load_flame_model(settings.flame_model_dir)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PROJECTION_FOR = {"facescape": "perspective", "thuman": "orthographic"}
+from pipelines import catalog
+
 
 
 @dataclass
@@ -52,7 +53,7 @@ def load_model(checkpoint: str | Path, projection: str | None = None, use: str =
         raise CheckpointError(folder, f"is a {cfg.projection}-camera model (trained on {dataset}); {use or 'this'} "
                                       f"uses {projection} cameras",
                               f"use a checkpoint trained for {projection} cameras "
-                              f"({'FaceScape' if projection == 'perspective' else 'THuman'})")
+                              f"({catalog.dataset(catalog.dataset_of_projection(projection)).title})")
     model = MorphableDiffusion(cfg)
     import_morphable(model, tensors, str(folder))
     model.eval()

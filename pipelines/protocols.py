@@ -19,15 +19,15 @@ Views that preprocessing rejected are simply not in the stores, so they are skip
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from pipelines import catalog
 from pipelines.training_data import _upright, expression_index, is_heldout
-from storage.views import ViewStore, store_path
+from storage.hashing import hash_json
+from storage.views import ViewStore, store_path, store_subjects
 
 GROUP = 16  # views per generated batch element (the model's view_num)
 
@@ -46,7 +46,7 @@ class Protocol:
     description: str = ""
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return hash_json(asdict(self), 12, spaced=True)
 
 
 @dataclass
@@ -89,15 +89,8 @@ def ablation_protocol(protocol: str | Protocol) -> bool:
     return not proto.training_subjects
 
 
-def store_subjects(storage_root: str | Path, dataset: str) -> list[str]:
-    """The subjects with a view store of `dataset` (sorted; stores being written or replaced left out)."""
-    folder = Path(storage_root) / "views" / dataset
-    return sorted(p.name[:-5] for p in folder.glob("*.zarr") if ".tmp-" not in p.name and ".old-" not in p.name) \
-        if folder.is_dir() else []
-
-
-def _split_subjects(storage_root: Path, dataset: str, heldout: bool = True) -> list[str]:
-    return [s for s in store_subjects(storage_root, dataset) if is_heldout(dataset, s) == heldout]
+def _split_subjects(storage_root: Path, dataset: str, topology: str, heldout: bool = True) -> list[str]:
+    return [s for s in store_subjects(storage_root, dataset, topology) if is_heldout(dataset, s) == heldout]
 
 
 def _frontal_view(st: ViewStore, views: np.ndarray) -> int | None:
@@ -115,18 +108,21 @@ def _spread(views: np.ndarray, azimuth: np.ndarray, n: int | None) -> np.ndarray
     return order[np.linspace(0, len(order) - 1, n).round().astype(int)]
 
 
-def resolve(protocol: Protocol, storage_root: str | Path) -> list[EvalPair]:
-    """The protocol's evaluation pairs over the view stores present (deterministic)."""
+def resolve(protocol: Protocol, storage_root: str | Path, topology: str | None = None) -> list[EvalPair]:
+    """The protocol's evaluation pairs over the view stores of `topology` (None: the dataset's default) present
+    (deterministic; the same pairs in every topology of a subject, whose stores share images and cameras)."""
     root = Path(storage_root)
+    spec = catalog.dataset(protocol.dataset)
+    topology = spec.topology(topology).name
     subjects = list(protocol.subjects) if protocol.subjects else \
-        _split_subjects(root, protocol.dataset, heldout=not protocol.training_subjects)
+        _split_subjects(root, protocol.dataset, topology, heldout=not protocol.training_subjects)
     pairs: list[EvalPair] = []
     for subject in subjects:
-        path = store_path(root, protocol.dataset, subject)
+        path = store_path(root, protocol.dataset, topology, subject)
         if not (path / "manifest.json").is_file():
             continue
         st = ViewStore.open(path)
-        if protocol.dataset == "thuman":
+        if spec.item_layout == "scan":
             inputs = st.views_of("scan", role=1)
             inputs = inputs if len(inputs) else st.views_of("scan", role=0)
             inp = int(inputs[np.argmin(np.abs(st.angles[inputs, 1]))])
@@ -168,31 +164,58 @@ def groups_of(views: list[int], size: int = GROUP) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class ProtocolInputs:
-    """What a protocol's evaluation reads from the view stores: its pairs and the content hash of each store they
-    come from. `digest` is the data version of `evaluation/<dataset>/protocol_views`: it changes exactly when a store
-    a pair reads changes (a re-tracked held-out subject) or the pairs do (a subject added, a view rejected)."""
+    """What a protocol's evaluation reads from one topology's view stores: its pairs and the content hash of each
+    store they come from. `digest` is the data version of `evaluation/<dataset>/<topology>/protocol_views`: it
+    changes exactly when a store a pair reads changes (a re-tracked held-out subject) or the pairs do (a subject
+    added, a view rejected)."""
 
     protocol: str
+    topology: str
     pairs: tuple[EvalPair, ...]
     stores: dict[str, str]  # subject -> view store content hash
     digest: str
 
 
-def protocol_inputs(protocol: str | Protocol, storage_root: str | Path) -> ProtocolInputs:
-    """The protocol's pairs over the stores present, and their stores' content hashes."""
-    from storage.hashing import hash_json
-
+def protocol_inputs(protocol: str | Protocol, storage_root: str | Path, topology: str | None = None) -> ProtocolInputs:
+    """The protocol's pairs over one topology's stores present, and their stores' content hashes."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    pairs = resolve(proto, storage_root)
-    stores = {s: ViewStore.open(store_path(storage_root, proto.dataset, s)).manifest["content_hash"]
+    topology = catalog.topology(proto.dataset, topology).name
+    pairs = resolve(proto, storage_root, topology)
+    stores = {s: ViewStore.open(store_path(storage_root, proto.dataset, topology, s)).manifest["content_hash"]
               for s in sorted({p.subject for p in pairs})}
-    digest = hash_json({"protocol": proto.digest(), "pairs": [asdict(p) for p in pairs], "stores": stores})
-    return ProtocolInputs(proto.name, tuple(pairs), stores, digest)
+    doc = {"protocol": proto.digest(), "pairs": [asdict(p) for p in pairs], "stores": stores}
+    if topology != catalog.dataset(proto.dataset).default_topology:  # (the default's digests stay as they were)
+        doc["topology"] = topology
+    return ProtocolInputs(proto.name, topology, tuple(pairs), stores, hash_json(doc))
 
 
-def changed_protocol_inputs(protocol: str | Protocol, storage_root: str | Path, recorded: dict[str, str]) -> list[str]:
+def changed_protocol_inputs(protocol: str | Protocol, storage_root: str | Path, recorded: dict[str, str],
+                            topology: str | None = None) -> list[str]:
     """Subjects whose store differs from `recorded` ({subject: content hash}, what the protocol_views partition saw),
     or that appeared or disappeared since: a non-empty list means the evaluation would read other data than its
     lineage says."""
-    now = protocol_inputs(protocol, storage_root).stores
+    now = protocol_inputs(protocol, storage_root, topology).stores
     return sorted(s for s in set(now) | set(recorded) if now.get(s) != recorded.get(s))
+
+
+def record_protocol_views(protocol: str, dataset: str, topology: str, storage_root: str | Path):
+    """The protocol_views stage: (its lineage record, its metadata). A protocol without pairs over the stores
+    present is an error naming the views to materialize."""
+    import pandas as pd
+
+    from pipelines.metadata import Markdown
+    from pipelines.records import ProtocolViewsRecord
+    from pipelines.reports import markdown_table
+
+    reads = protocol_inputs(protocol, storage_root, topology)
+    if not reads.pairs:
+        proto = get_protocol(protocol)
+        which = "training" if proto.training_subjects else "held-out"
+        raise ValueError(f"protocol {proto.name}: no evaluation pairs under {storage_root}/views/{dataset}/{topology}: "
+                         f"materialize the {which} subjects' views ({dataset}/{topology}/views) first")
+    per_subject = pd.DataFrame([{"subject": sub, "pairs": sum(p.subject == sub for p in reads.pairs),
+                                 "target_views": sum(len(p.target_views) for p in reads.pairs if p.subject == sub),
+                                 "store_content_hash": h} for sub, h in reads.stores.items()])
+    record = ProtocolViewsRecord(reads.protocol, dataset, topology, reads.digest, reads.stores)
+    return record, {"pairs": len(reads.pairs), "target_views": sum(len(p.target_views) for p in reads.pairs),
+                    "subjects": Markdown(markdown_table(per_subject, list(per_subject.columns)))}

@@ -25,35 +25,44 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines import catalog
 from pipelines.settings import Settings, load_settings
+from pipelines.train import TrainConfig
 from storage.atomic import atomic_directory
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+_TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def _p(default, help: str, **meta):
     return field(default=default, metadata={"help": help, **meta})
 
 
+def _train(name: str, default):
+    """A TrainConfig field (its help and choices) with the reference recipe's default."""
+    return field(default=default, metadata=_TRAIN_FIELDS[name].metadata)
+
+
 @dataclass(frozen=True)
 class ReferenceConfig:
     """The reference model's recipe; the single source of `morphable train-reference`'s flags."""
 
-    dataset: str = _p("facescape", "dataset of the diffusion model", choices=("facescape", "thuman"))
+    dataset: str = _train("dataset", "facescape")
     data_seed: int = _p(1000, "seed of the reference stand-in (the demo's is 0: other identities)")
     facescape_subjects: int = _p(64, "FaceScape identities of the reference stand-in")
     thuman_subjects: int = _p(64, "THuman scans of the reference stand-in")
     expressions: int = _p(4, "expressions per identity (06 is held out of training, as in the paper)")
     first_id: int = _p(4, "first identity id (the demo stand-in uses 1-3 and 122)")
-    first_stage_steps: int = _p(600, "steps of the tiny autoencoder")
-    steps: int = _p(4000, "diffusion training steps")
-    batch_size: int = _p(4, "diffusion batch")
-    loss_views: int = _p(4, "target views supervised per sample")
-    lr: float = _p(1e-3, "learning rate")
-    warmup_steps: int = _p(100, "linear warm-up steps")
-    precision: str = _p("32", "32 or bf16 (autocast; on the 2-core CPU it was built on, bf16 ran 2.7x slower)",
-                        choices=("32", "bf16"))
-    ckpt_every: int = _p(250, "steps between resumable checkpoints")
+    # the diffusion training's fields (TrainConfig's help and choices; bf16 ran 2.7x slower than 32 on the 2-core
+    # CPU the shipped model was built on)
+    first_stage_steps: int = _train("first_stage_steps", 600)
+    steps: int = _train("steps", 4000)
+    batch_size: int = _train("batch_size", 4)
+    loss_views: int = _train("loss_views", 4)
+    lr: float = _train("lr", 1e-3)
+    warmup_steps: int = _train("warmup_steps", 100)
+    precision: str = _train("precision", "32")
+    ckpt_every: int = _train("ckpt_every", 250)
     workers: int = _p(0, "processes preparing subjects (0: one per CPU core)")
     name: str = _p("", "name of the model (default: tiny-<dataset>-reference)")
 
@@ -76,7 +85,7 @@ def _prepare_subject(args: tuple) -> tuple[str, str, float]:
 
     t0 = time.perf_counter()
     try:
-        ViewStore.open(store_path(settings.storage_root, dataset, subject))
+        ViewStore.open(store_path(settings.storage_root, dataset, catalog.dataset(dataset).default_topology, subject))
         return dataset, subject, 0.0
     except DataError:
         pass
@@ -100,7 +109,7 @@ def prepare_reference_data(settings: Settings, cfg: ReferenceConfig, log=print) 
     t1 = time.perf_counter()
     log(f"reference stand-in: {report.counts} ({'written' if report.created else 'already there'}, "
         f"{t1 - t0:.0f} s)")
-    tasks = [(settings, d, s) for d in ("facescape", "thuman") for s in discover_subjects(settings, d)]
+    tasks = [(settings, d, s) for d in catalog.DATASET_NAMES for s in discover_subjects(settings, d)]
     bar = Progress(len(tasks), "reference subjects tracked and rendered", log)
     with process_pool(max(1, min(workers, len(tasks)))) as pool:
         for _dataset, _subject, _sec in pool.map(_prepare_subject, tasks):
@@ -115,13 +124,9 @@ def _standin_hash(root: Path) -> str:
     return json.loads((Path(root) / "MANIFEST.json").read_text())["content_hash"]
 
 
-def train_config(cfg: ReferenceConfig, first_stage: str | None):
-    from pipelines.train import TrainConfig
-
-    return TrainConfig(preset="tiny", dataset=cfg.dataset, steps=cfg.steps, batch_size=cfg.batch_size,
-                       loss_views=cfg.loss_views, lr=cfg.lr, warmup_steps=cfg.warmup_steps, precision=cfg.precision,
-                       ckpt_every=cfg.ckpt_every, first_stage=first_stage, preview_steps=20,
-                       name=cfg.model_name())
+def train_config(cfg: ReferenceConfig, first_stage: str | None) -> TrainConfig:
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in _TRAIN_FIELDS and f.name != "name"}
+    return TrainConfig(preset="tiny", **shared, first_stage=first_stage, preview_steps=20, name=cfg.model_name())
 
 
 def train_reference(settings: Settings, cfg: ReferenceConfig, out_dir: Path = PRETRAINED_DIR, log=print) -> Path:

@@ -1,8 +1,7 @@
 """Stage `track`: body-model meshes per subject in the model frame, written to the track store.
 
-    facescape / flame     FLAME fitted to the registered TU meshes (one identity, per-expression everything else)
-    facescape / bilinear  the registered TU (bilinear-topology) meshes themselves, converted to the model frame
-    thuman / smplx        the released SMPL-X fit, posed and normalised like the release's Blender renders
+The track functions of the catalog's topologies (pipelines/catalog.py names them, with their tracker versions):
+FLAME fitted to FaceScape's registered TU meshes, the TU meshes themselves (bilinear), THuman's released SMPL-X fit.
 """
 from __future__ import annotations
 
@@ -13,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from model import frames
-from model.tracking.flame_fit import TRACKER_VERSION as FLAME_TRACKER_VERSION
 from model.tracking.flame_fit import FitTarget, FlameFitConfig, fit_flame
+from pipelines import catalog
 from pipelines.settings import Settings
 from storage.errors import InvalidContentError, MissingFileError
 from storage.facescape import FaceScapeDataset
@@ -24,14 +23,6 @@ from storage.tracks import TrackRecord, write_track
 
 log = logging.getLogger(__name__)
 
-BILINEAR_TRACKER_VERSION = "bilinear-tu-2"  # 2: TU topology checked, registration error
-SMPLX_TRACKER_VERSION = "smplx-release-1"
-SMPLX_REFINED_TRACKER_VERSION = "smplx-rigid-refined-1"
-TRACKERS: dict[str, dict[str, str]] = {
-    "facescape": {"flame": FLAME_TRACKER_VERSION, "bilinear": BILINEAR_TRACKER_VERSION},
-    "thuman": {"smplx": SMPLX_TRACKER_VERSION, "smplx_refined": SMPLX_REFINED_TRACKER_VERSION},
-}
-DEFAULT_TOPOLOGY = {"facescape": "flame", "thuman": "smplx"}
 
 
 @dataclass
@@ -103,22 +94,27 @@ def _registration_errors(ds: FaceScapeDataset, subject: str, meshes: dict) -> di
     return out
 
 
-def track_facescape(settings: Settings, subject: str, topology: str = "flame",
-                    config: FlameFitConfig | None = None) -> TrackOutcome:
+def track_facescape_bilinear(settings: Settings, subject: str) -> TrackOutcome:
+    """The registered TU meshes themselves (the bilinear model's topology), in the model frame, with their
+    registration error against the raw scans."""
     t0 = time.perf_counter()
     ds = FaceScapeDataset(settings.facescape_root, settings.facescape_rt_scale_dict)
     meshes = read_registered_meshes(settings, ds, subject)
-    if topology == "bilinear":
-        verts = {e: frames.tu_to_model_points(m.vertices) for e, m in meshes.items()}
-        params = {e: {"vertices_hash": hash_json(np.round(m.vertices, 2).tolist())} for e, m in meshes.items()}
-        faces = next(iter(meshes.values())).faces
-        record = TrackRecord("facescape", subject, BILINEAR_TRACKER_VERSION, params, verts, faces,
-                             _registration_errors(ds, subject, meshes))
-        return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
-    if topology != "flame":
-        raise ValueError(f"unknown FaceScape topology {topology!r}; choose 'flame' or 'bilinear'")
+    verts = {e: frames.tu_to_model_points(m.vertices) for e, m in meshes.items()}
+    params = {e: {"vertices_hash": hash_json(np.round(m.vertices, 2).tolist())} for e, m in meshes.items()}
+    faces = next(iter(meshes.values())).faces
+    record = TrackRecord("facescape", subject, catalog.topology("facescape", "bilinear").tracker_version, params,
+                         verts, faces, _registration_errors(ds, subject, meshes))
+    return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
+
+
+def track_facescape_flame(settings: Settings, subject: str, config: FlameFitConfig | None = None) -> TrackOutcome:
+    """FLAME fitted to every expression's registered TU mesh (one identity, per-expression the rest)."""
     from model.bodies.flame import load_flame_landmarks, load_flame_model
 
+    t0 = time.perf_counter()
+    ds = FaceScapeDataset(settings.facescape_root, settings.facescape_rt_scale_dict)
+    meshes = read_registered_meshes(settings, ds, subject)
     model = load_flame_model(settings.flame_model_dir)
     lmk = load_flame_landmarks(settings.flame_model_dir)
     targets = []
@@ -130,7 +126,7 @@ def track_facescape(settings: Settings, subject: str, topology: str = "flame",
     fit = fit_flame(model, lmk, targets, cfg)
     params: dict = {"_subject": {"shape": fit.shape}}
     params.update(fit.expressions)
-    record = TrackRecord("facescape", subject, FLAME_TRACKER_VERSION, params,
+    record = TrackRecord("facescape", subject, catalog.topology("facescape", "flame").tracker_version, params,
                          {e: frames.flame_to_model_points(v) for e, v in fit.vertices.items()}, model.faces,
                          {**fit.errors, "_config": cfg.as_dict()})
     return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
@@ -179,17 +175,11 @@ def track_thuman(settings: Settings, uid: str, refine: bool = False) -> TrackOut
                                                         "expression")},
                        "fit_scale": fit.scale, "fit_translation": fit.translation,
                        "normalization": [s, *(-centre)], **refinement}}
-    version = SMPLX_REFINED_TRACKER_VERSION if refine else SMPLX_TRACKER_VERSION
+    version = catalog.topology("thuman", "smplx_refined" if refine else "smplx").tracker_version
     record = TrackRecord("thuman", str(uid), version, params, {"scan": verts}, faces, metrics)
     return TrackOutcome(write_track(settings.storage_root, record), time.perf_counter() - t0)
 
 
 def track(settings: Settings, dataset: str, subject: str, topology: str | None = None) -> TrackOutcome:
-    topology = topology or DEFAULT_TOPOLOGY.get(dataset, "")
-    if dataset == "facescape":
-        return track_facescape(settings, subject, topology)
-    if dataset == "thuman":
-        if topology not in ("smplx", "smplx_refined"):
-            raise ValueError(f"unknown THuman topology {topology!r}; choose 'smplx' or 'smplx_refined'")
-        return track_thuman(settings, subject, refine=topology == "smplx_refined")
-    raise ValueError(f"unknown dataset {dataset!r}; choose facescape or thuman")
+    """Track one subject with a topology of the catalog (None: the dataset's default)."""
+    return catalog.topology(dataset, topology).track(settings, subject)

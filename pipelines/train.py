@@ -10,7 +10,7 @@ bit-exact resume, and DDP + autocast + accumulation are a few lines here (neithe
   CPU kernels split their reductions per thread, so the thread count is part of the state: a resume runs with the
   run's thread count, and batches and the loaded optimizer state are copied into torch-allocated memory (their
   alignment never varies; a file's bytes land wherever the reader's buffer happens to be). The contract, measured
-  by tests/test_train.py and docs/training.md: a resumed run equals an uninterrupted one exactly as well as two
+  by tests/pipelines/test_train.py and docs/training.md: a resumed run equals an uninterrupted one exactly as well as two
   uninterrupted runs on the same machine equal each other (bit for bit on every machine measured so far).
 * Checkpoints every `ckpt_every` steps under `<storage>/runs/<name>/checkpoints/step_NNNNNN/` (model, AdamW, LR
   schedule, step, losses, RNG, threads, config), temp + rename, `last` names the newest; only rank 0 writes. A
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines import catalog
 from pipelines.settings import Settings
 from storage.atomic import atomic_directory, atomic_write_text
 from storage.errors import InvalidContentError, MissingFileError
@@ -48,7 +49,9 @@ class TrainConfig:
     """One diffusion training run; the single source of the CLI flags and the checkpoint assets' run config."""
 
     preset: str = _p("tiny", "network preset", choices=("paper", "tiny"))
-    dataset: str = _p("facescape", "training data", choices=("facescape", "thuman"))
+    dataset: str = _p("facescape", "training data", choices=catalog.DATASET_NAMES)
+    topology: str | None = _p(None, "the tracked meshes the views are conditioned on; none: the dataset's default",
+                              choices=catalog.topology_names())
     steps: int = _p(100, "optimizer steps")
     batch_size: int = _p(2, "global batch (over processes and accumulation micro-batches)")
     grad_accum: int = _p(1, "micro-batches per step")
@@ -71,7 +74,7 @@ class TrainConfig:
     loss_views: int = _p(1, "target views supervised per sample (1 = released; more = more signal per volume)")
     shuffled_expression: bool = _p(True, "FaceScape: the input view shows another expression than the targets "
                                          "(released); off: the same expression")
-    name: str | None = _p(None, "run name (default: <preset>-<dataset>)")
+    name: str | None = _p(None, "run name (default: <preset>-<dataset>, -<topology> for another than the default)")
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else (5e-5 if self.preset == "paper" else 1e-3)
@@ -79,9 +82,17 @@ class TrainConfig:
     def resolved_dropout(self) -> float:
         return self.condition_dropout if self.condition_dropout is not None else (0.0 if self.init else 0.05)
 
+    def resolved_topology(self) -> str:
+        """The topology trained on (the dataset's default when none is set); one the dataset does not have is
+        refused."""
+        return catalog.topology(self.dataset, self.topology).name
+
     def run_name(self) -> str:
         """The run's folder name under runs/ and checkpoints/ (a plain name: no '/', '..' or spaces)."""
-        return validate_name(self.name or f"{self.preset}-{self.dataset}", "run name (--name)")
+        default = f"{self.preset}-{self.dataset}"
+        if self.resolved_topology() != catalog.dataset(self.dataset).default_topology:
+            default += f"-{self.resolved_topology()}"
+        return validate_name(self.name or default, "run name (--name)")
 
 
 @dataclass
@@ -126,7 +137,7 @@ def _init_distributed() -> _Dist:
 def model_config_for(cfg: TrainConfig, vae: dict | None = None):
     from model.diffusion.config import PRESETS, VAEConfig
 
-    mc = PRESETS[cfg.preset]("orthographic" if cfg.dataset == "thuman" else "perspective")
+    mc = PRESETS[cfg.preset](catalog.dataset(cfg.dataset).projection)
     mc = dataclasses.replace(mc, unet=dataclasses.replace(mc.unet, gradient_checkpointing=cfg.gradient_checkpointing))
     if vae is not None:
         mc = dataclasses.replace(mc, vae=VAEConfig(**{k: tuple(v) if isinstance(v, list) else v
@@ -165,8 +176,10 @@ def config_changes(saved: dict, cfg: TrainConfig) -> dict[str, tuple]:
     """{field: (saved, now)} for the fields that differ and would change what a resumed run computes."""
     now = dataclasses.asdict(cfg)
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # a field newer than the run: default
-    return {k: (saved.get(k, defaults[k]), now[k]) for k in now
-            if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != now[k]}
+    before = {k: saved.get(k, defaults[k]) for k in now}
+    before["topology"] = catalog.topology(before["dataset"], before["topology"]).name  # (None: the default)
+    now["topology"] = cfg.resolved_topology()
+    return {k: (before[k], now[k]) for k in now if k not in RESUMABLE_CHANGES and before[k] != now[k]}
 
 
 def _resume_folder(run_dir: Path, cfg: TrainConfig, force: bool, log) -> Path:
@@ -275,14 +288,16 @@ def initialise(settings: Settings, model, init: str | Path, log=print) -> dict[s
     return {"kind": out.kind, **out.report}
 
 
-def views_manifest(storage_root: str | Path, dataset: str, subjects: list[str]) -> dict[str, str]:
-    """{subject: content hash of its view store}: what a checkpoint was trained on."""
+def views_manifest(storage_root: str | Path, dataset: str, topology: str, subjects: list[str]) -> dict[str, str]:
+    """{subject: content hash of its view store of `topology`}: what a checkpoint was trained on."""
     from storage.views import ViewStore, store_path
 
-    return {s: ViewStore.open(store_path(storage_root, dataset, s)).manifest["content_hash"] for s in sorted(subjects)}
+    return {s: ViewStore.open(store_path(storage_root, dataset, topology, s)).manifest["content_hash"]
+            for s in sorted(subjects)}
 
 
-def changed_training_views(storage_root: str | Path, dataset: str, trained_on: dict[str, str]) -> dict[str, str]:
+def changed_training_views(storage_root: str | Path, dataset: str, topology: str,
+                           trained_on: dict[str, str]) -> dict[str, str]:
     """{subject: "old -> new" content hash} of the view stores that differ from the manifest a checkpoint was
     trained on (a store that no longer opens counts as "missing")."""
     from storage.errors import DataError
@@ -291,7 +306,7 @@ def changed_training_views(storage_root: str | Path, dataset: str, trained_on: d
     changed = {}
     for subject, digest in trained_on.items():
         try:
-            now = ViewStore.open(store_path(storage_root, dataset, subject)).manifest["content_hash"]
+            now = ViewStore.open(store_path(storage_root, dataset, topology, subject)).manifest["content_hash"]
         except DataError:
             now = "missing"
         if now != digest:
@@ -312,6 +327,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
     from pipelines.training_data import MultiViewDataset, SplitConfig
 
     t0 = time.perf_counter()
+    cfg.resolved_topology()  # (a topology the dataset does not have: refused before anything runs)
     dist_ = _init_distributed()
     if cfg.batch_size % (dist_.world * cfg.grad_accum):
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of processes x grad_accum "
@@ -336,7 +352,7 @@ def train(settings: Settings, cfg: TrainConfig, resume: bool = False, log=print,
     mc = model_config_for(cfg, fs_config["vae"] if fs_config else init_vae_config(cfg.init))
     ds = MultiViewDataset(settings.storage_root, cfg.dataset,
                           SplitConfig(image_size=mc.image_size, shuffled_expression=cfg.shuffled_expression),
-                          seed=cfg.seed)
+                          seed=cfg.seed, topology=cfg.resolved_topology())
     torch.manual_seed(cfg.seed)
     model = MorphableDiffusion(mc)
     if fs_tensors is not None:  # exactly the first stage's keys, strictly
@@ -417,8 +433,9 @@ def _export(settings: Settings, cfg: TrainConfig, model, mc, ds, fs_path, result
     from storage.checkpoints import save_checkpoint
 
     subjects = sorted({it.subject for it in ds.items})
-    result.views_manifest = views_manifest(settings.storage_root, cfg.dataset, subjects)
-    config = {"model": dataclasses.asdict(mc), "training": dataclasses.asdict(cfg), "first_stage": fs_path,
+    result.views_manifest = views_manifest(settings.storage_root, cfg.dataset, cfg.resolved_topology(), subjects)
+    training = {**dataclasses.asdict(cfg), "topology": cfg.resolved_topology()}
+    config = {"model": dataclasses.asdict(mc), "training": training, "first_stage": fs_path,
               "views": result.views_manifest, "steps": result.step, "final_loss": float(np.mean(result.losses[-20:]))}
     result.checkpoint = save_checkpoint(settings.storage_root, cfg.run_name(), model.state_dict(), config)
     atomic_write_text(result.run_dir / "exported", str(result.checkpoint))

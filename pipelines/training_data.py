@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from storage.views import ViewStore, store_path
+from pipelines import catalog
+from pipelines.catalog import FACESCAPE_HELDOUT_EXPRESSIONS, FACESCAPE_TEST_SUBJECTS, THUMAN_FIRST_VAL_UID
+from storage.views import ViewStore, store_path, store_subjects, topology_folder
 
 N_TARGETS = 16
-FACESCAPE_TEST_SUBJECTS = tuple(["122", "212"] + [str(i) for i in range(326, 360)])
-FACESCAPE_HELDOUT_EXPRESSIONS = (6,)
-THUMAN_FIRST_VAL_UID = 2201
 
 
 @dataclass(frozen=True)
@@ -40,17 +39,16 @@ class SplitConfig:
 
 
 def is_heldout(dataset: str, subject: str, config: SplitConfig = SplitConfig()) -> bool:
-    """The one rule for held-out subjects: FaceScape test subjects, THuman uids from the first validation uid."""
-    if dataset == "facescape":
-        return subject in config.facescape_test_subjects
-    return int(subject) >= config.thuman_first_val_uid
+    """The one rule for held-out subjects, the dataset's (pipelines.catalog): FaceScape test subjects, THuman uids
+    from the first validation uid."""
+    return catalog.dataset(dataset).heldout(subject, config)
 
 
 def scale_intrinsics(k: np.ndarray, dataset: str, image_size: int) -> np.ndarray:
-    """K (..., 4, 4) for images resized from 256 to `image_size`: FaceScape's pixel intrinsics follow the resize,
-    THuman's NDC matrices do not."""
+    """K (..., 4, 4) for images resized from 256 to `image_size`: a perspective dataset's pixel intrinsics follow
+    the resize, an orthographic one's NDC matrices do not."""
     k = np.array(k, np.float32)
-    if dataset == "facescape" and image_size != 256:
+    if catalog.dataset(dataset).projection == "perspective" and image_size != 256:
         k[..., :2, :] *= image_size / 256.0
     return k
 
@@ -82,15 +80,16 @@ class MultiViewDataset:
     """A torch-style map dataset (no torch import needed to build it): `len()`, `ds[i]` -> dict of numpy arrays."""
 
     def __init__(self, storage_root: str | Path, dataset: str, config: SplitConfig = SplitConfig(),
-                 seed: int = 6033) -> None:
+                 seed: int = 6033, topology: str | None = None) -> None:
         self.root, self.dataset, self.config, self.seed = Path(storage_root), dataset, config, seed
+        self.spec = catalog.dataset(dataset)
+        self.topology = self.spec.topology(topology).name  # whose meshes condition the items
         self._stores: dict[str, ViewStore] = {}
         self._pid = os.getpid()
         self.items: list[_Item] = []
         self.skipped: list[str] = []
-        folder = self.root / "views" / dataset
-        subjects = sorted(p.name[:-5] for p in folder.glob("*.zarr") if ".tmp-" not in p.name) if folder.is_dir() \
-            else []
+        folder = topology_folder(self.root, dataset, self.topology)
+        subjects = store_subjects(self.root, dataset, self.topology)
         if config.subjects is not None:
             subjects = [s for s in subjects if s in config.subjects]
         for subject in subjects:
@@ -107,16 +106,16 @@ class MultiViewDataset:
         if os.getpid() != self._pid:  # a DataLoader worker: open fresh handles once in this process
             self._stores, self._pid = {}, os.getpid()
         if subject not in self._stores:
-            self._stores[subject] = ViewStore.open(store_path(self.root, self.dataset, subject))
+            self._stores[subject] = ViewStore.open(store_path(self.root, self.dataset, self.topology, subject))
         return self._stores[subject]
 
     def _index(self, subject: str) -> None:
         st = self.store(subject)
         cfg = self.config
-        if self.dataset == "thuman":
+        if self.spec.item_layout == "scan":
             targets, inputs = st.views_of("scan", role=0), st.views_of("scan", role=1)
             inputs = inputs if len(inputs) else targets
-            self.items.append(_Item("thuman", subject, "scan", targets, {"scan": inputs}))
+            self.items.append(_Item(self.dataset, subject, "scan", targets, {"scan": inputs}))
             return
         upright = _upright(st.RT, cfg.upside_down_euler_deg)
         az = np.abs(st.angles[:, 0])
@@ -137,7 +136,7 @@ class MultiViewDataset:
             if len(cand) < N_TARGETS or not choices:
                 self.skipped.append(f"{subject}/{name}: {len(cand)} target candidates, inputs from {list(choices)}")
                 continue
-            self.items.append(_Item("facescape", subject, name, cand, choices))
+            self.items.append(_Item(self.dataset, subject, name, cand, choices))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -165,7 +164,7 @@ class MultiViewDataset:
         """(subject, target view indices, input view index) of item `i` for `draw`."""
         item = self.items[i]
         rng = np.random.default_rng([self.seed, i, draw])
-        if item.dataset == "thuman":
+        if self.spec.item_layout == "scan":
             targets = rng.permutation(item.target_views)[:N_TARGETS]
         else:
             targets = rng.choice(item.target_views, N_TARGETS, replace=False)
@@ -190,7 +189,7 @@ class MultiViewDataset:
             **pixels,
             "input_elevation": np.zeros(1, np.float32), "input_azimuth": np.zeros(1, np.float32),
             "target_elevation": np.zeros(N_TARGETS, np.float32), "target_azimuth": np.zeros(N_TARGETS, np.float32),
-            "input_K": self._scaled_k(st.K[in_view])[:3, :3] if item.dataset == "facescape"
+            "input_K": self._scaled_k(st.K[in_view])[:3, :3] if self.spec.projection == "perspective"
             else self._scaled_k(st.K[in_view]), "input_RT": st.RT[in_view].astype(np.float32),
             "target_K": np.stack([self._scaled_k(st.K[v]) for v in targets]),
             "target_RT": st.RT[targets].astype(np.float32),
@@ -203,11 +202,12 @@ class MultiViewDataset:
         return f"{it.dataset}/{it.subject}/{it.target}"
 
 
-def torch_dataset(storage_root: str | Path, dataset: str, config: SplitConfig = SplitConfig(), seed: int = 6033):
+def torch_dataset(storage_root: str | Path, dataset: str, config: SplitConfig = SplitConfig(), seed: int = 6033,
+                  topology: str | None = None):
     """The same dataset as a `torch.utils.data.Dataset` (for DataLoader workers and samplers)."""
     import torch.utils.data
 
     class _TorchMultiView(MultiViewDataset, torch.utils.data.Dataset):
         pass
 
-    return _TorchMultiView(storage_root, dataset, config, seed)
+    return _TorchMultiView(storage_root, dataset, config, seed, topology)

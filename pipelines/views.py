@@ -14,12 +14,13 @@ import numpy as np
 
 from model import frames
 from model.geometry.voxels import voxelize
+from pipelines import catalog
+from pipelines.catalog import TopologySpec
 from pipelines.settings import Settings
-from pipelines.track import DEFAULT_TOPOLOGY, TRACKERS
 from storage.tracks import read_track
 from storage.views import ItemGeometry, ViewSet, write_views
 
-RENDER_VERSION = "views-3"  # 3: store format 4 (manifest lists every file)
+RENDER_VERSION = "views-4"  # 3: store format 4 (manifest lists every file); 4: one store per topology
 IMAGE_SIZE = 256
 MAX_ABS_AZIMUTH = 90.0
 THUMAN_INPUT_VIEWS = 16
@@ -96,12 +97,12 @@ def facescape_expression_views(ds, subject: str, expression: str, size: int = IM
     return out
 
 
-def facescape_views(settings: Settings, subject: str, topology: str | None = None) -> ViewsOutcome:
+def facescape_views(settings: Settings, subject: str, topology: TopologySpec) -> ViewsOutcome:
+    """Every expression's views, conditioned on `topology`'s tracked meshes."""
     from storage.facescape import FaceScapeDataset
 
     t0 = time.perf_counter()
-    topology = topology or DEFAULT_TOPOLOGY["facescape"]
-    track = read_track(settings.storage_root, "facescape", subject, TRACKERS["facescape"][topology])
+    track = read_track(settings.storage_root, "facescape", subject, topology.tracker_version)
     ds = FaceScapeDataset(settings.facescape_root, settings.facescape_rt_scale_dict)
     parts, items, rejected = [], {}, {}
     for i, expr in enumerate(ds.expressions(subject)):
@@ -113,20 +114,21 @@ def facescape_views(settings: Settings, subject: str, topology: str | None = Non
     cat = {k: np.concatenate([p[k] for p in parts]) for k in ("rgb", "mask", "K", "RT", "angles", "view_id", "item")}
     cat["rgb"] = _white_background(cat["rgb"], cat["mask"])
     views = ViewSet(**cat, role=np.zeros(len(cat["item"]), np.int8), items=items, attrs={
-        "projection": "perspective", "tracker_version": track.tracker_version,
+        "projection": catalog.dataset("facescape").projection, "tracker_version": track.tracker_version,
         "track_data_version": track.data_version, "render_version": RENDER_VERSION, "rejected_views": rejected})
-    path = write_views(settings.storage_root, "facescape", subject, views)
+    path = write_views(settings.storage_root, "facescape", topology.name, subject, views)
     seconds = time.perf_counter() - t0
     n_raw = sum(len(p["view_id"]) + len(p["rejected"]) for p in parts)
     return ViewsOutcome(path, len(cat["item"]), seconds, seconds / max(n_raw, 1), rejected, track.data_version)
 
 
-def thuman_views(settings: Settings, uid: str, n_input: int = THUMAN_INPUT_VIEWS, seed: int = 0) -> ViewsOutcome:
+def thuman_views(settings: Settings, uid: str, topology: TopologySpec, n_input: int = THUMAN_INPUT_VIEWS,
+                 seed: int = 0) -> ViewsOutcome:
     from model.render.orthographic import ortho_projection, orbit_extrinsics, render_textured_ortho_views, target_cameras
     from storage.thuman import THumanDataset
 
     t0 = time.perf_counter()
-    track = read_track(settings.storage_root, "thuman", uid, TRACKERS["thuman"]["smplx"])
+    track = read_track(settings.storage_root, "thuman", uid, topology.tracker_version)
     norm = track.params["scan"]["normalization"]
     s, centre = float(norm[0]), -np.asarray(norm[1:], np.float64)
     scan = THumanDataset(settings.thuman_root, settings.thuman_smplx_fits).read_scan(uid)
@@ -145,16 +147,13 @@ def thuman_views(settings: Settings, uid: str, n_input: int = THUMAN_INPUT_VIEWS
                     angles=np.degrees(np.stack([az_all, el_all], -1)), view_id=np.arange(n), item=np.zeros(n),
                     role=np.r_[np.zeros(len(rt_t)), np.ones(n_input)].astype(np.int8),
                     items={"scan": _geometry(track.vertices["scan"])},
-                    attrs={"projection": "orthographic", "tracker_version": track.tracker_version,
+                    attrs={"projection": catalog.dataset("thuman").projection, "tracker_version": track.tracker_version,
                            "track_data_version": track.data_version, "render_version": RENDER_VERSION})
-    path = write_views(settings.storage_root, "thuman", uid, views)
+    path = write_views(settings.storage_root, "thuman", topology.name, uid, views)
     seconds = time.perf_counter() - t0
     return ViewsOutcome(path, n, seconds, seconds / n, {}, track.data_version)
 
 
-def views(settings: Settings, dataset: str, subject: str) -> ViewsOutcome:
-    if dataset == "facescape":
-        return facescape_views(settings, subject)
-    if dataset == "thuman":
-        return thuman_views(settings, subject)
-    raise ValueError(f"unknown dataset {dataset!r}; choose facescape or thuman")
+def views(settings: Settings, dataset: str, subject: str, topology: str | None = None) -> ViewsOutcome:
+    """Render one subject's view store for a topology of the catalog (None: the dataset's default)."""
+    return catalog.dataset(dataset).views(settings, subject, topology)

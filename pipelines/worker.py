@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
+
+from pipelines.metadata import JsonValue, Markdown, Metadata, PathValue, to_wire
 
 
 def _md_png(path: str | Path, alt: str) -> dict[str, Any]:
     from storage.thumbnails import markdown_png_file
 
-    return {"raw_value": markdown_png_file(path, alt), "type": "md"}
+    return Markdown(markdown_png_file(path, alt))
 
 
 def _device_info() -> str:
@@ -30,23 +32,23 @@ def _device_info() -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def run_first_stage(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
-    from pipelines.first_stage import PSNR_TARGET_DB, FirstStageConfig, train_first_stage
+def run_first_stage(settings, config: dict, log: Callable[[str], None]) -> tuple[Metadata, str]:
+    from pipelines.first_stage import FirstStageConfig, psnr_bars_db, train_first_stage
     from storage.thumbnails import contact_sheet, markdown_image
 
     cfg = FirstStageConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
     res = train_first_stage(settings, cfg, log=log)
     sheet = contact_sheet(list(res.reconstructions), tile=64, columns=len(res.reconstructions) // 2)
     meta = {"dagster/uri": str(res.checkpoint), "checkpoint_hash": res.checkpoint.name,
-            "psnr_heldout": {"raw_value": res.psnr_heldout, "type": "json"},
-            "psnr_target_db": {"raw_value": PSNR_TARGET_DB, "type": "json"}, "latent_scale_factor": res.scale_factor, "steps": cfg.steps,
+            "psnr_heldout": JsonValue(res.psnr_heldout),
+            "psnr_target_db": JsonValue(psnr_bars_db()), "latent_scale_factor": res.scale_factor,
+            "steps": cfg.steps,
             "seconds": round(res.seconds, 1), "device": _device_info(),
-            "heldout_vs_reconstruction": {"raw_value": markdown_image(sheet, "held-out (top) and decoded (bottom)"),
-                                          "type": "md"}}
+            "heldout_vs_reconstruction": Markdown(markdown_image(sheet, "held-out (top) and decoded (bottom)"))}
     return meta, res.checkpoint.name
 
 
-def run_train(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
+def run_train(settings, config: dict, log: Callable[[str], None]) -> tuple[Metadata, str]:
     from pipelines.train import TrainConfig, train
 
     resume = bool(config.pop("resume", False))
@@ -57,17 +59,17 @@ def run_train(settings, config: dict, log: Callable[[str], None]) -> tuple[dict,
     meta = {"dagster/uri": str(res.checkpoint), "checkpoint_hash": res.checkpoint.name, "steps": res.step,
             "final_loss": float(np.mean(res.losses[-20:])), "seconds": round(res.seconds, 1),
             "steps_per_second": round(len(res.losses) / max(res.seconds, 1e-9), 3), "device": _device_info(),
-            "run_dir": {"raw_value": str(res.run_dir), "type": "path"},
+            "run_dir": PathValue(str(res.run_dir)),
             "tensorboard": f"tensorboard --logdir {res.run_dir / 'tensorboard'}",
-            "training_views": {"raw_value": res.views_manifest, "type": "json"},
-            "training_config": {"raw_value": config, "type": "json"},
+            "training_views": JsonValue(res.views_manifest),
+            "training_config": JsonValue(config),
             "loss_curve": _md_png(res.loss_plot, "loss curve")}
     if res.preview is not None:
         meta["sample_sheet"] = _md_png(res.preview, "input, ground truth (row 1) and samples (row 2)")
     return meta, res.checkpoint.name
 
 
-def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
+def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[Metadata, str]:
     """A protocol's evaluation set, and with `ablations` (a model's), the conditioning ablations' sets from the same
     loaded weights in the same run."""
     import hashlib
@@ -82,10 +84,11 @@ def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[di
     model = None
     if method == "model" and config.get("ablations"):
         model = load_for_protocol(settings, config["checkpoint"], get_protocol(config["protocol"]), sampler=sampler)
+    topology = config.get("topology")  # (a model's own is checked against it)
     res = generate_eval_set(settings, config["protocol"], config.get("checkpoint"), method, sampler,
-                            image_size=config.get("image_size"), log=log, model=model)
+                            image_size=config.get("image_size"), log=log, model=model, topology=topology)
     ablations = {a: generate_eval_set(settings, config["protocol"], config.get("checkpoint"), method, sampler,
-                                      log=log, ablation=a, model=model)
+                                      log=log, ablation=a, model=model, topology=topology)
                  for a in config.get("ablations", ())}
     es = EvalSet.open(res.path)
     first = next(es.pairs())
@@ -93,21 +96,20 @@ def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[di
     sheet = contact_sheet([*first.arrays["gt"][:n], *first.arrays["generated"][:n]], tile=64, columns=n)
     meta = {"dagster/uri": str(res.path), "pairs": res.pairs, "views": res.views, "method": res.method,
             "checkpoint_hash": res.checkpoint_hash, "seconds": round(res.seconds, 1), "reused": res.reused,
-            "device": _device_info(),
-            "sampler": {"raw_value": {**(es.manifest.get("sampler") or {}),
-                                      "precision_resolved": es.manifest.get("sampler_precision")}, "type": "json"},
-            "sample": {"raw_value": markdown_image(sheet, f"{first.key}: ground truth (top), generated (bottom)"),
-                       "type": "md"}}
+            "device": _device_info(), "topology": es.manifest.get("topology"),
+            "sampler": JsonValue({**(es.manifest.get("sampler") or {}),
+                                  "precision_resolved": es.manifest.get("sampler_precision")}),
+            "sample": Markdown(markdown_image(sheet, f"{first.key}: ground truth (top), generated (bottom)"))}
     version = es.manifest["content_hash"]
     if ablations:
-        meta["ablation_sets"] = {"raw_value": {a: str(r.path) for a, r in ablations.items()}, "type": "json"}
+        meta["ablation_sets"] = JsonValue({a: str(r.path) for a, r in ablations.items()})
         meta["ablation_seconds"] = round(sum(r.seconds for r in ablations.values()), 1)
         digests = [version] + [EvalSet.open(r.path).manifest["content_hash"] for r in ablations.values()]
         version = hashlib.sha256("".join(digests).encode()).hexdigest()[:32]
     return meta, version
 
 
-def run_import(settings, config: dict, log: Callable[[str], None]) -> tuple[dict, str]:
+def run_import(settings, config: dict, log: Callable[[str], None]) -> tuple[Metadata, str]:
     """A published experiment: the released file (or one of our checkpoint folders) into the store, once."""
     from pathlib import Path
 
@@ -122,7 +124,7 @@ def run_import(settings, config: dict, log: Callable[[str], None]) -> tuple[dict
                                 topology=config.get("topology"), name=config.get("name"), log=log)
         folder = out.folder
         meta = {"source": str(source), "source_sha256": out.source_sha256, "preset": out.preset,
-                "import_report": {"raw_value": out.report, "type": "json"}, "reused_import": out.reused,
+                "import_report": JsonValue(out.report), "reused_import": out.reused,
                 "seconds": round(out.seconds, 1)}
     digest = checkpoint_hash(folder)
     return {"dagster/uri": str(folder), "checkpoint_hash": digest, **meta}, digest
@@ -147,7 +149,7 @@ def main() -> None:
         settings = load_settings(pipes.extras.get("settings_file") or None)
         pipes.log.info(f"{task} on {_device_info()}")
         meta, version = TASKS[task](settings, dict(pipes.get_extra("config")), pipes.log.info)
-        pipes.report_asset_materialization(metadata=meta, data_version=version)
+        pipes.report_asset_materialization(metadata=to_wire(meta), data_version=version)
 
 
 if __name__ == "__main__":

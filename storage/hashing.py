@@ -8,10 +8,19 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
-def hash_json(obj: Any, length: int = 16) -> str:
-    """sha256 of a canonical JSON encoding (sorted keys, no whitespace)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+def hash_json(obj: Any, length: int = 16, spaced: bool = False) -> str:
+    """sha256 of a canonical JSON encoding (sorted keys, no whitespace). `spaced`: json.dumps's default separators
+    (", ", ": "), which the digests that name experiments, protocols, evaluation sets and checkpoint imports were
+    made with; they keep it so that nothing stored under those names is orphaned."""
+    text = json.dumps(obj, sort_keys=True, separators=(", ", ": ") if spaced else (",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def hash_dataframe(df, length: int = 16) -> str:
+    """sha256 of a table's values row by row (pandas' per-row hashes, index ignored): a table's data version."""
+    import pandas as pd
+
+    return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()[:length]
 
 
 class ContentHashCache:

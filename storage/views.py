@@ -1,4 +1,5 @@
-"""Training-view store: one zarr v3 store per subject, `<root>/views/<dataset>/<subject>.zarr`.
+"""Training-view store: one zarr v3 store per subject and topology, `<root>/views/<dataset>/<topology>/<subject>.zarr`
+(the images and cameras of a subject are the same in each of its topologies; the items' meshes are not).
 
     rgb      (N, 3, H, W) uint8 planes (G, R-G, B-G) mod 256: a reversible colour decorrelation (as lossless
              JPEG-LS / JPEG XL use) that makes zstd ~27 % smaller; one chunk per view, zstd level 15; pixels
@@ -12,7 +13,7 @@
     item     (N,) int32          index into attrs["items"] (expression or "scan")
     role     (N,) int8           0 = target view, 1 = input-only view (THuman random-elevation renders)
     items/<name>/{vertices (Nv,3) f32, coord (Nv,3) i32, out_sh (3,) i32, bounds (2,3) f32}
-attrs: dataset, subject, items, projection, tracker_version, track_data_version, render_version, image_size.
+attrs: dataset, topology, subject, items, projection, tracker_version, track_data_version, render_version, image_size.
 
 Written into a temporary sibling under the subject's writer lock and renamed into place; `manifest.json` (content
 hash, counts, and every file of the store with its size) is the last file written. `ViewStore.open` accepts a store
@@ -77,8 +78,20 @@ class ViewSet:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-def store_path(root: str | Path, dataset: str, subject: str) -> Path:
-    return Path(root) / "views" / dataset / f"{validate_subject_id(subject)}.zarr"
+def topology_folder(root: str | Path, dataset: str, topology: str) -> Path:
+    """The folder of one (dataset, topology)'s view stores."""
+    return Path(root) / "views" / validate_subject_id(dataset) / validate_subject_id(topology)
+
+
+def store_path(root: str | Path, dataset: str, topology: str, subject: str) -> Path:
+    return topology_folder(root, dataset, topology) / f"{validate_subject_id(subject)}.zarr"
+
+
+def store_subjects(root: str | Path, dataset: str, topology: str) -> list[str]:
+    """The subjects with a view store of (dataset, topology), sorted; stores being written or replaced left out."""
+    folder = topology_folder(root, dataset, topology)
+    return sorted(p.name[:-5] for p in folder.glob("*.zarr") if ".tmp-" not in p.name and ".old-" not in p.name) \
+        if folder.is_dir() else []
 
 
 def _codecs(name: str) -> dict:
@@ -87,11 +100,12 @@ def _codecs(name: str) -> dict:
     return {"compressors": [zarr.codecs.ZstdCodec(level=ZSTD_LEVEL[name])]}
 
 
-def write_views(root: str | Path, dataset: str, subject: str, views: ViewSet, slow_write_s: float = 0.0) -> Path:
+def write_views(root: str | Path, dataset: str, topology: str, subject: str, views: ViewSet,
+                slow_write_s: float = 0.0) -> Path:
     """Write the store atomically and return its path. `slow_write_s` (tests only) sleeps after each view."""
     import zarr
 
-    target = store_path(root, dataset, subject)
+    target = store_path(root, dataset, topology, subject)
     n, h, w = views.mask.shape
     digest = hashlib.sha256()
     with atomic_directory(target) as tmp:
@@ -119,7 +133,7 @@ def write_views(root: str | Path, dataset: str, subject: str, views: ViewSet, sl
                              ("out_sh", geo.out_sh.astype(np.int32)), ("bounds", geo.bounds.astype(np.float32))):
                 ig.create_array(key, data=arr, **_codecs("mask"))
                 digest.update(arr.astype(np.int32 if key == "coord" else arr.dtype).tobytes())
-        g.attrs.update({**views.attrs, "dataset": dataset, "subject": subject, "items": list(views.items),
+        g.attrs.update({**views.attrs, "dataset": dataset, "topology": topology, "subject": subject, "items": list(views.items),
                         "format": STORE_FORMAT, "image_size": [h, w], "rgb_encoding": RGB_ENCODING})
         files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         (tmp / MANIFEST).write_text(json.dumps({"format": STORE_FORMAT, "n_views": int(n),

@@ -168,15 +168,6 @@ class FlameOutput(NamedTuple):
     landmarks_full: "torch.Tensor | None"  # (B, 68, 3) from the full embedding when the folder has one
 
 
-def build_flame_layer(model: FlameModelData, landmarks: FlameLandmarkEmbedding | None = None,
-                      dtype: "torch.dtype | None" = None) -> "torch.nn.Module":
-    """A `FlameLayer` (model/bodies/flame_layer.py): FLAME vertices, joints and 68 landmarks for batched parameters.
-    Imported here lazily so that reading FLAME files never loads torch."""
-    from model.bodies.flame_layer import FlameLayer
-
-    return FlameLayer(model, landmarks, dtype)
-
-
 def write_smplx_flame_dir(model: FlameModelData, landmarks: FlameLandmarkEmbedding, out_dir: str | Path) -> Path:
     """Write a cleaned (plain-array) copy that `smplx.FLAME(model_path=out_dir)` loads, e.g. for third-party code.
 

@@ -84,3 +84,10 @@ class FlameLayer(torch.nn.Module):
                                           self.full_faces.unsqueeze(0).expand(batch, -1).contiguous(),
                                           self.full_bary.unsqueeze(0).expand(batch, -1, -1).contiguous())
         return FlameOutput(vertices, joints, lmk, full)
+
+
+def build_flame_layer(model: FlameModelData, landmarks: FlameLandmarkEmbedding | None = None,
+                      dtype: "torch.dtype | None" = None) -> FlameLayer:
+    """A `FlameLayer`: FLAME vertices, joints and 68 landmarks for batched parameters (model/bodies/flame.py reads
+    the files without torch; this module is the part that needs it)."""
+    return FlameLayer(model, landmarks, dtype)

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
+from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData
+from model.bodies.flame_layer import build_flame_layer
 from model.tracking.geometry import SurfaceQuery, surface_error_mm, umeyama
 
-TRACKER_VERSION = "flame-fit-1"
 
 
 @dataclass(frozen=True)

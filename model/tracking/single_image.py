@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, build_flame_layer
+from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData
+from model.bodies.flame_layer import build_flame_layer
 
 if TYPE_CHECKING:
     import torch

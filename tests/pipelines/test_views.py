@@ -6,6 +6,7 @@ import sys
 import time
 
 import numpy as np
+
 import pytest
 
 from model.geometry.voxels import voxelize
@@ -15,6 +16,7 @@ from storage.errors import CorruptFileError, MissingFileError
 from storage.safe_pickle import load_pickle
 from storage.views import ViewStore, store_path
 from tests.conftest import TESTDATA
+from pipelines import catalog
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def _inside_fraction(store: ViewStore, item: str, index: int, orthographic: bool
                                              ("thuman", "0526")])
 @pytest.mark.numerics
 def test_stored_vertices_project_into_the_masks(view_settings, dataset, subject):
-    store = ViewStore.open(store_path(view_settings.storage_root, dataset, subject))
+    store = ViewStore.open(store_path(view_settings.storage_root, dataset, catalog.topology(dataset).name, subject))
     for i in range(len(store)):
         item = store.items[int(store.item[i])]
         frac = _inside_fraction(store, item, i, dataset == "thuman")
@@ -58,7 +60,7 @@ def test_stored_vertices_project_into_the_masks(view_settings, dataset, subject)
 
 def test_thuman_target_cameras_match_the_release(view_settings):
     k4, az, el, dist, poses = load_pickle(TESTDATA / "thuman_meta.pkl")  # the released file, via the safe reader
-    store = ViewStore.open(store_path(view_settings.storage_root, "thuman", "0526"))
+    store = ViewStore.open(store_path(view_settings.storage_root, "thuman", "smplx", "0526"))
     targets = store.views_of("scan", role=0)
     np.testing.assert_allclose(store.RT[targets], poses, atol=1e-5)
     np.testing.assert_allclose(store.K[targets][0], k4, atol=1e-5)
@@ -68,7 +70,7 @@ def test_thuman_target_cameras_match_the_release(view_settings):
 
 
 def test_store_attrs_and_hash(view_settings):
-    store = ViewStore.open(store_path(view_settings.storage_root, "facescape", "1"))
+    store = ViewStore.open(store_path(view_settings.storage_root, "facescape", "flame", "1"))
     assert store.attrs["tracker_version"] == "flame-fit-1" and store.attrs["render_version"] == RENDER_VERSION
     assert store.rgb(0).shape == (256, 256, 3) and store.group["rgb"].chunks == (1, 3, 256, 256)
     assert store.verify()
@@ -104,15 +106,15 @@ def test_killed_writer_leaves_no_store_the_reader_accepts(view_settings, tmp_pat
     code = f"""
 import sys
 from storage.views import ViewStore, write_views, store_path
-src = ViewStore.open(store_path({str(view_settings.storage_root)!r}, "thuman", "0003"))
+src = ViewStore.open(store_path({str(view_settings.storage_root)!r}, "thuman", "smplx", "0003"))
 from storage.views import ViewSet
 n = len(src)
 vs = ViewSet(rgb=src.rgb(slice(0, n)), mask=src.mask(slice(0, n)), K=src.K, RT=src.RT, angles=src.angles,
              view_id=src.view_id, item=src.item, role=src.role, items={{"scan": src.geometry("scan")}}, attrs={{}})
-write_views({str(tmp_path)!r}, "thuman", "0003", vs, slow_write_s=float(sys.argv[1]))
+write_views({str(tmp_path)!r}, "thuman", "smplx", "0003", vs, slow_write_s=float(sys.argv[1]))
 """
     proc = subprocess.Popen([sys.executable, "-c", code, "0.25"], cwd=str(view_settings.storage_root.parent))
-    target = store_path(tmp_path, "thuman", "0003")
+    target = store_path(tmp_path, "thuman", "smplx", "0003")
     deadline = time.time() + 60
     while not list(target.parent.glob("0003.zarr.tmp-*")) and time.time() < deadline:
         time.sleep(0.1)
@@ -136,19 +138,19 @@ def test_concurrent_writers_of_one_subject_leave_one_complete_store(view_setting
     code = f"""
 import sys
 from storage.views import ViewStore, ViewSet, write_views, store_path
-src = ViewStore.open(store_path({str(view_settings.storage_root)!r}, "thuman", "0003"))
+src = ViewStore.open(store_path({str(view_settings.storage_root)!r}, "thuman", "smplx", "0003"))
 n = len(src)
 vs = ViewSet(rgb=src.rgb(slice(0, n)), mask=src.mask(slice(0, n)), K=src.K, RT=src.RT, angles=src.angles,
              view_id=src.view_id, item=src.item, role=src.role, items={{"scan": src.geometry("scan")}}, attrs={{}})
-write_views(sys.argv[1], "thuman", "0003", vs, slow_write_s=float(sys.argv[2]))
+write_views(sys.argv[1], "thuman", "smplx", "0003", vs, slow_write_s=float(sys.argv[2]))
 """
     cwd = str(view_settings.storage_root.parent)
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path / "sequential"), "0"], cwd=cwd).returncode == 0
-    sequential = ViewStore.open(store_path(tmp_path / "sequential", "thuman", "0003")).manifest["content_hash"]
+    sequential = ViewStore.open(store_path(tmp_path / "sequential", "thuman", "smplx", "0003")).manifest["content_hash"]
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "concurrent"), "0.01"], cwd=cwd)
              for _ in range(3)]
     assert [p.wait(300) for p in procs] == [0, 0, 0]
-    target = store_path(tmp_path / "concurrent", "thuman", "0003")
+    target = store_path(tmp_path / "concurrent", "thuman", "smplx", "0003")
     store = ViewStore.open(target)  # every file the manifest lists is there
     assert store.manifest["content_hash"] == sequential and store.verify()
     assert store.rgb(len(store) - 1).shape == (256, 256, 3)
@@ -159,7 +161,7 @@ write_views(sys.argv[1], "thuman", "0003", vs, slow_write_s=float(sys.argv[2]))
 def test_reader_refuses_a_store_with_missing_parts(view_settings, tmp_path, damage):
     import shutil
 
-    src = store_path(view_settings.storage_root, "thuman", "0003")
+    src = store_path(view_settings.storage_root, "thuman", "smplx", "0003")
     copy = tmp_path / "0003.zarr"
     shutil.copytree(src, copy)
     (copy / ("rgb/c/5/0/0/0" if damage == "chunk" else "rgb/zarr.json")).unlink()

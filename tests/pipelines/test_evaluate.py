@@ -133,7 +133,7 @@ def test_evaluate_cli_json(model_data, demo_sets, weights_dir):
     assert doc["protocol"] == "demo" and doc["views"] == 48 and doc["lpips"] is not None
     bad = subprocess.run([sys.executable, "-m", "pipelines.cli", "evaluate", "--protocol", "nope", "--checkpoint",
                           str(demo_sets[0])], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and "unknown protocol" in bad.stderr
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
 
 
 def test_comparison_has_one_row_per_experiment_and_checkpoint():
@@ -141,17 +141,18 @@ def test_comparison_has_one_row_per_experiment_and_checkpoint():
 
     from pipelines.comparison import comparison_table
 
-    rows = [{"dataset": "facescape", "experiment": "a", "kind": "trained", "checkpoint_hash": "h1", "protocol": "demo",
-             "psnr": 20.0, "pck": 0.7},
-            {"dataset": "facescape", "experiment": "a", "kind": "trained", "checkpoint_hash": "h1",
-             "protocol": "facescape_novel_view", "psnr": 21.0, "pck": 0.8},
-            {"dataset": "facescape", "experiment": "copy", "kind": "baseline", "checkpoint_hash": "b64",
-             "protocol": "demo", "psnr": 11.0, "pck": 0.2},
-            {"dataset": "thuman", "experiment": "t", "kind": "published", "checkpoint_hash": "h2",
+    rows = [{"dataset": "facescape", "topology": "flame", "experiment": "a", "kind": "trained",
+             "checkpoint_hash": "h1", "protocol": "demo", "psnr": 20.0, "pck": 0.7},
+            {"dataset": "facescape", "topology": "flame", "experiment": "a", "kind": "trained",
+             "checkpoint_hash": "h1", "protocol": "facescape_novel_view", "psnr": 21.0, "pck": 0.8},
+            {"dataset": "facescape", "topology": "flame", "experiment": "copy", "kind": "baseline",
+             "checkpoint_hash": "b64", "protocol": "demo", "psnr": 11.0, "pck": 0.2},
+            {"dataset": "thuman", "topology": "smplx", "experiment": "t", "kind": "published", "checkpoint_hash": "h2",
              "protocol": "thuman_novel_view", "psnr": 18.0}]
     table = comparison_table(rows)
-    assert list(zip(table["dataset"], table["experiment"], table["kind"])) == [
-        ("facescape", "a", "trained"), ("facescape", "copy", "baseline"), ("thuman", "t", "published")]
+    assert list(zip(table["dataset"], table["topology"], table["experiment"], table["kind"])) == [
+        ("facescape", "flame", "a", "trained"), ("facescape", "flame", "copy", "baseline"),
+        ("thuman", "smplx", "t", "published")]
     assert table.loc[0, "demo/psnr"] == 20.0 and table.loc[0, "facescape_novel_view/pck"] == 0.8
     assert table.loc[1, "demo/psnr"] == 11.0 and math.isnan(table.loc[1, "facescape_novel_view/psnr"])
     assert table.loc[2, "thuman_novel_view/psnr"] == 18.0 and math.isnan(table.loc[2, "thuman_novel_view/pck"])

@@ -5,7 +5,9 @@ import datetime as dt
 import os
 
 import dagster as dg
+
 import pytest
+from pipelines import catalog
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -23,11 +25,11 @@ def _evaluate(defs, instance, selection, cursor=None):
 def test_views_follow_track_data_versions(embedded):
     from assets_defs.definitions import SUBJECT_JOBS, defs
     from assets_defs.instance import get_instance
-    from assets_defs.partitions import thuman_subjects
+    from assets_defs.partitions import SUBJECT_PARTITIONS
     from assets_defs.sensors import observe_job_name
 
     instance = get_instance()
-    instance.add_dynamic_partitions(thuman_subjects.name, ["0003", "0526"])
+    instance.add_dynamic_partitions(SUBJECT_PARTITIONS["thuman"].name, ["0003", "0526"])
     defs.resolve_job_def(observe_job_name(dg.AssetKey(["thuman", "raw_subject"]))).execute_in_process(
         instance=instance, run_config=QUIET)
     job = defs.resolve_job_def(SUBJECT_JOBS["thuman"].name)
@@ -37,20 +39,20 @@ def test_views_follow_track_data_versions(embedded):
         assert res.success
         mats = [e.event_specific_data.materialization for e in res.get_asset_materialization_events()]
         versions[uid] = next(m.tags["dagster/data_version"] for m in mats
-                             if m.asset_key == dg.AssetKey(["thuman", "smplx_tracks"]))
-    selection = dg.AssetSelection.assets(dg.AssetKey(["thuman", "views"]))
+                             if m.asset_key == dg.AssetKey(["thuman", "smplx", "tracks"]))
+    selection = dg.AssetSelection.assets(dg.AssetKey(["thuman", "smplx", "views"]))
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
     assert result.total_requested == 0  # everything up to date
     # re-tracking with an unchanged tracker: same data version -> nothing re-renders
     for uid in ("0003", "0526"):
-        _report(instance, ["thuman", "smplx_tracks"], versions[uid], uid)
+        _report(instance, ["thuman", "smplx", "tracks"], versions[uid], uid)
     same = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                              cursor=result.cursor)
     # a better tracker changes one subject's parameters -> only that subject's views are requested
-    _report(instance, ["thuman", "smplx_tracks"], "a-new-parameter-hash", "0526")
+    _report(instance, ["thuman", "smplx", "tracks"], "a-new-parameter-hash", "0526")
     changed = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                                 cursor=same.cursor)
-    key = dg.AssetKey(["thuman", "views"])
+    key = dg.AssetKey(["thuman", "smplx", "views"])
     assert same.get_num_requested(key) == 0
     assert changed.get_requested_partitions(key) == {"0526"}
 
@@ -63,14 +65,14 @@ def test_new_checkpoint_and_weekly_tick_without_duplicates(embedded):
 
     assert EVAL_CRON == "0 4 * * 1"
     instance = get_instance()
-    instance.add_dynamic_partitions("facescape_experiments", ["exp"])
-    key = generated_key("facescape")
+    instance.add_dynamic_partitions("facescape_flame_experiments", ["exp"])
+    key = generated_key(catalog.topology("facescape"))
     partition = "exp|facescape_novel_view"
     selection = dg.AssetSelection.assets(key)
     sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
-    _report(instance, ["facescape", "checkpoint"], "ckpt-a", "exp")
+    _report(instance, ["facescape", "flame", "checkpoint"], "ckpt-a", "exp")
     for protocol in ("demo", "facescape_novel_expression", "facescape_novel_view"):
-        _report(instance, ["evaluation", "facescape", "protocol_views"], "stores-a", protocol)
+        _report(instance, ["evaluation", "facescape", "flame", "protocol_views"], "stores-a", protocol)
         _report(instance, key.path, "set-a", f"exp|{protocol}")
 
     def tick(when, cursor=None):
@@ -81,7 +83,7 @@ def test_new_checkpoint_and_weekly_tick_without_duplicates(embedded):
     assert first.total_requested == 0  # up to date, no tick passed
     later = tick(sunday + dt.timedelta(hours=6), first.cursor)
     assert later.total_requested == 0
-    _report(instance, ["facescape", "checkpoint"], "ckpt-b", "exp")  # a new checkpoint of this experiment
+    _report(instance, ["facescape", "flame", "checkpoint"], "ckpt-b", "exp")  # a new checkpoint of this experiment
     changed = tick(sunday + dt.timedelta(hours=7), later.cursor)
     assert partition in changed.get_requested_partitions(key) and changed.get_num_requested(key) == 3
     for protocol in ("demo", "facescape_novel_expression", "facescape_novel_view"):
@@ -105,17 +107,17 @@ def test_a_held_out_store_re_evaluates_exactly_the_protocols_that_read_it(embedd
 
     instance = get_instance()
     instance.add_dynamic_partitions("facescape_subjects", ["1", "122"])
-    instance.add_dynamic_partitions("facescape_experiments", ["a", "b"])
+    instance.add_dynamic_partitions("facescape_flame_experiments", ["a", "b"])
     protocols = ("demo", "facescape_novel_expression", "facescape_novel_view")
     for subject in ("1", "122"):
-        _report(instance, ["facescape", "views"], f"v-{subject}", subject)
+        _report(instance, ["facescape", "flame", "views"], f"v-{subject}", subject)
     for protocol in protocols:
-        _report(instance, protocol_views_key("facescape").path, f"stores-{protocol}", protocol)
+        _report(instance, protocol_views_key(catalog.topology("facescape")).path, f"stores-{protocol}", protocol)
     for experiment in ("a", "b"):
-        _report(instance, ["facescape", "checkpoint"], f"ckpt-{experiment}", experiment)
+        _report(instance, ["facescape", "flame", "checkpoint"], f"ckpt-{experiment}", experiment)
         for protocol in protocols:
-            _report(instance, generated_key("facescape").path, "set", f"{experiment}|{protocol}")
-    selection = dg.AssetSelection.assets(protocol_views_key("facescape"), generated_key("facescape"))
+            _report(instance, generated_key(catalog.topology("facescape")).path, "set", f"{experiment}|{protocol}")
+    selection = dg.AssetSelection.assets(protocol_views_key(catalog.topology("facescape")), generated_key(catalog.topology("facescape")))
     wednesday = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)  # (no weekly tick in between)
 
     def tick(cursor, minutes):
@@ -125,20 +127,20 @@ def test_a_held_out_store_re_evaluates_exactly_the_protocols_that_read_it(embedd
 
     first = tick(None, 0)
     assert first.total_requested == 0
-    _report(instance, ["facescape", "views"], "v-122-retracked", "122")  # a held-out subject re-tracked
+    _report(instance, ["facescape", "flame", "views"], "v-122-retracked", "122")  # a held-out subject re-tracked
     changed = tick(first.cursor, 1)
-    assert changed.get_requested_partitions(protocol_views_key("facescape")) == set(protocols)
-    assert changed.get_num_requested(generated_key("facescape")) == 0  # its protocol_views are in the same run
+    assert changed.get_requested_partitions(protocol_views_key(catalog.topology("facescape"))) == set(protocols)
+    assert changed.get_num_requested(generated_key(catalog.topology("facescape"))) == 0  # its protocol_views are in the same run
     # the protocols that read 122 record new stores; the demo protocol (training identities) the same as before
     for protocol in protocols:
-        _report(instance, protocol_views_key("facescape").path,
+        _report(instance, protocol_views_key(catalog.topology("facescape")).path,
                 f"stores-{protocol}" + ("" if protocol == "demo" else "-new"), protocol)
     evaluated = tick(changed.cursor, 2)
-    assert evaluated.get_requested_partitions(generated_key("facescape")) == {
+    assert evaluated.get_requested_partitions(generated_key(catalog.topology("facescape"))) == {
         f"{e}|{p}" for e in ("a", "b") for p in ("facescape_novel_expression", "facescape_novel_view")}
-    assert evaluated.get_num_requested(protocol_views_key("facescape")) == 0
-    for partition in evaluated.get_requested_partitions(generated_key("facescape")):
-        _report(instance, generated_key("facescape").path, "set-new", partition)
+    assert evaluated.get_num_requested(protocol_views_key(catalog.topology("facescape"))) == 0
+    for partition in evaluated.get_requested_partitions(generated_key(catalog.topology("facescape"))):
+        _report(instance, generated_key(catalog.topology("facescape")).path, "set-new", partition)
     assert tick(evaluated.cursor, 3).total_requested == 0
 
 
@@ -148,28 +150,28 @@ def test_a_changed_view_store_does_not_retrain(embedded):
 
     instance = get_instance()
     instance.add_dynamic_partitions("thuman_subjects", ["0003"])
-    instance.add_dynamic_partitions("thuman_experiments", ["exp"])
-    _report(instance, ["thuman", "views"], "views-a", "0003")
+    instance.add_dynamic_partitions("thuman_smplx_experiments", ["exp"])
+    _report(instance, ["thuman", "smplx", "views"], "views-a", "0003")
     _report(instance, ["model", "first_stage"], "fs-a")
-    instance.report_runless_asset_event(dg.AssetObservation(asset_key=["thuman", "experiment"], partition="exp",
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=["thuman", "smplx", "experiment"], partition="exp",
                                                             tags={"dagster/data_version": "def-a"}))
-    _report(instance, ["thuman", "checkpoint"], "ckpt-a", "exp")
-    selection = dg.AssetSelection.assets(dg.AssetKey(["thuman", "checkpoint"]))
+    _report(instance, ["thuman", "smplx", "checkpoint"], "ckpt-a", "exp")
+    selection = dg.AssetSelection.assets(dg.AssetKey(["thuman", "smplx", "checkpoint"]))
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
-    _report(instance, ["thuman", "views"], "views-b", "0003")  # a subject re-rendered with new content
+    _report(instance, ["thuman", "smplx", "views"], "views-b", "0003")  # a subject re-rendered with new content
     views_changed = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                                       cursor=first.cursor)
     # no retraining; only the staleness check (selected with its asset) runs, to name the changed subjects
-    assert views_changed.get_requested_partitions(dg.AssetKey(["thuman", "checkpoint"])) == set()
+    assert views_changed.get_requested_partitions(dg.AssetKey(["thuman", "smplx", "checkpoint"])) == set()
     assert views_changed.total_requested == 1
     again = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                               cursor=views_changed.cursor)
     assert again.total_requested == 0  # once per change: the check's cursor is kept (it is not partitioned)
-    instance.report_runless_asset_event(dg.AssetObservation(asset_key=["thuman", "experiment"], partition="exp",
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=["thuman", "smplx", "experiment"], partition="exp",
                                                             tags={"dagster/data_version": "def-b"}))
     edited = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                                cursor=again.cursor)
-    assert edited.get_requested_partitions(dg.AssetKey(["thuman", "checkpoint"])) == {"exp"}
+    assert edited.get_requested_partitions(dg.AssetKey(["thuman", "smplx", "checkpoint"])) == {"exp"}
 
 
 def test_runs_of_a_stopped_demo_are_released():
@@ -219,11 +221,11 @@ def test_the_first_stage_waits_for_every_view_store_it_reads(embedded):
     n, cursor = requested(cursor)
     assert n == 0  # subjects discovered, views not rendered
     for name in subjects["facescape"]:
-        _report(instance, ["facescape", "views"], f"v-{name}", name)
+        _report(instance, ["facescape", "flame", "views"], f"v-{name}", name)
     n, cursor = requested(cursor)
     assert n == 0  # FaceScape's views rendered, THuman's not
     for name in subjects["thuman"]:
-        _report(instance, ["thuman", "views"], f"v-{name}", name)
+        _report(instance, ["thuman", "smplx", "views"], f"v-{name}", name)
     n, cursor = requested(cursor)
     assert n == 1
 
@@ -247,10 +249,10 @@ def test_pools_are_sized_for_the_machine_and_the_stages_sit_in_them(embedded, mo
     assert storage.get_concurrency_info(GPU_POOL).slot_count == 4
     graph = defs.resolve_asset_graph()
     pools = {key.to_user_string(): set(graph.get(key).pools) for key in graph.materializable_asset_keys}
-    for name in ("facescape/flame_tracks", "thuman/smplx_tracks", "facescape/views", "thuman/views",
-                 "evaluation/facescape/metrics"):
+    for name in ("facescape/flame/tracks", "thuman/smplx/tracks", "facescape/flame/views", "thuman/smplx/views",
+                 "evaluation/facescape/flame/metrics"):
         assert pools[name] == {CPU_POOL}, name
-    for name in ("model/first_stage", "facescape/checkpoint", "thuman/checkpoint", "evaluation/facescape/generated"):
+    for name in ("model/first_stage", "facescape/flame/checkpoint", "thuman/smplx/checkpoint", "evaluation/facescape/flame/generated"):
         assert pools[name] == {GPU_POOL}, name
     monkeypatch.setenv("MORPHABLE_GPU_SLOTS", "none")
     with pytest.raises(ValueError, match="MORPHABLE_GPU_SLOTS"):
@@ -286,11 +288,11 @@ training = {{ preset = "paper", steps = 2 }}
     monkeypatch.setenv("MORPHABLE_EXPERIMENTS_FILE", str(experiments))
     instance = get_instance()
     instance.add_dynamic_partitions("facescape_subjects", ["1", "2"])
-    instance.add_dynamic_partitions("facescape_experiments", ["released", "tiny-trained", "paper-trained"])
+    instance.add_dynamic_partitions("facescape_flame_experiments", ["released", "tiny-trained", "paper-trained"])
     for name in ("released", "tiny-trained", "paper-trained"):
-        instance.report_runless_asset_event(dg.AssetObservation(asset_key=["facescape", "experiment"], partition=name,
+        instance.report_runless_asset_event(dg.AssetObservation(asset_key=["facescape", "flame", "experiment"], partition=name,
                                                                 tags={"dagster/data_version": f"def-{name}"}))
-    key = dg.AssetKey(["facescape", "checkpoint"])
+    key = dg.AssetKey(["facescape", "flame", "checkpoint"])
     selection = dg.AssetSelection.assets(key)
 
     def tick(cursor=None):
@@ -299,16 +301,16 @@ training = {{ preset = "paper", steps = 2 }}
 
     requested, cursor = tick()
     assert requested == {"released"}  # no first stage, no views: only the import can run
-    _report(instance, ["facescape", "checkpoint"], "ckpt-released", "released")
+    _report(instance, ["facescape", "flame", "checkpoint"], "ckpt-released", "released")
     for subject in ("1", "2"):
-        _report(instance, ["facescape", "views"], f"v-{subject}", subject)
+        _report(instance, ["facescape", "flame", "views"], f"v-{subject}", subject)
     requested, cursor = tick(cursor)
     assert requested == {"paper-trained"}  # views exist; the tiny training still waits for the first stage
-    _report(instance, ["facescape", "checkpoint"], "ckpt-paper", "paper-trained")
+    _report(instance, ["facescape", "flame", "checkpoint"], "ckpt-paper", "paper-trained")
     _report(instance, ["model", "first_stage"], "fs-a")
     requested, cursor = tick(cursor)
     assert requested == {"tiny-trained"}
-    _report(instance, ["facescape", "checkpoint"], "ckpt-tiny", "tiny-trained")
+    _report(instance, ["facescape", "flame", "checkpoint"], "ckpt-tiny", "tiny-trained")
     requested, cursor = tick(cursor)
     assert requested == set()
     _report(instance, ["model", "first_stage"], "fs-b")  # a new first stage

@@ -7,8 +7,8 @@ import torch
 
 from model.bodies.bilinear import load_bilinear_model
 from model.bodies.errors import BodyModelError
-from model.bodies.flame import (build_flame_layer, load_flame_landmarks, load_flame_model,
-                                write_smplx_flame_dir)
+from model.bodies.flame import load_flame_landmarks, load_flame_model, write_smplx_flame_dir
+from model.bodies.flame_layer import build_flame_layer
 from model.bodies.smplx_body import load_smplx, load_thuman_smplx, validate_smplx_file
 from storage.thuman import THumanDataset
 

@@ -9,7 +9,7 @@ from model.diffusion.checkpoints import (CheckpointError, import_morphable, impo
 from model.diffusion.config import tiny
 from model.diffusion.network import MorphableDiffusion
 from model.diffusion.schedule import schedule_arrays
-from tests.test_network import read_manifest
+from tests.model.test_network import read_manifest
 
 
 class _KeyOnly(torch.nn.Module):

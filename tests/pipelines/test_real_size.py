@@ -43,7 +43,8 @@ def test_tracking_views_training_and_evaluation_run_at_real_size(real_size):
     from model.diffusion.ddim import DDIMConfig
     from pipelines.evaluation_sets import generate_eval_set
     from pipelines.protocols import Protocol
-    from pipelines.track import TRACKERS, track
+    from pipelines import catalog
+    from pipelines.track import track
     from pipelines.train import TrainConfig, train
     from pipelines.views import views
     from storage.eval_sets import EvalSet
@@ -53,7 +54,7 @@ def test_tracking_views_training_and_evaluation_run_at_real_size(real_size):
     settings, spec = real_size
     subject, uid = spec.facescape_subjects[0], spec.thuman_uids[0]
     track(settings, "facescape", subject)
-    fit = read_track(settings.storage_root, "facescape", subject, TRACKERS["facescape"]["flame"])
+    fit = read_track(settings.storage_root, "facescape", subject, catalog.topology("facescape", "flame").tracker_version)
     assert next(iter(fit.vertices.values())).shape == (4990, 3)
     errors = {k: v for k, v in fit.metrics.items() if not k.startswith("_")}
     assert all(e["p95_mm"] < 5.0 for e in errors.values()), errors  # FLAME fitted to the 26,317-vertex TU mesh

@@ -65,7 +65,7 @@ def test_removed_sampler_work_is_exact_on_cuda(cuda):
     from model.diffusion.ddim import DDIMConfig, sample
     from model.diffusion.network import ConditionedDenoiser
     from model.diffusion.precision import store_autocast_weights
-    from tests.test_sampler_exactness import PerStepDenoiser, _model_and_inputs
+    from tests.model.test_sampler_exactness import PerStepDenoiser, _model_and_inputs
 
     model, batch, clip, latent = _model_and_inputs()
     model = model.to(cuda)

@@ -169,7 +169,7 @@ def test_a_bf16_inference_load_stores_its_weights_and_samples_the_same_views():
     from model.diffusion.precision import store_autocast_weights
     from pipelines.generate import sample_views, virtual_cameras
     from pipelines.model_loading import load_model
-    from tests.test_reference_model import PRETRAINED
+    from tests.pipelines.test_reference_model import PRETRAINED
 
     bf16 = DDIMConfig(steps=2, precision="bf16")
     stored = load_model(PRETRAINED, projection="perspective", device="cpu", sampler=bf16).model

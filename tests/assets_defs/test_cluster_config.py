@@ -41,7 +41,9 @@ def test_gpu_steps_request_gpus_and_k8s_executor_is_selectable():
     graph = defs.get_repository_def().asset_graph
     heavy = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
              and graph.assets_def_for_key(k).op.pool == "gpu_heavy"]
-    assert len(heavy) == 5  # first stage, 2 checkpoint assets, 2 evaluation-set assets (partitioned)
+    from assets_defs.partitions import LINES
+
+    assert len(heavy) == 1 + 2 * len(LINES)  # first stage; per line its checkpoints and evaluation sets
     for key in heavy:
         tags = graph.assets_def_for_key(key).op.tags
         res = json.loads(tags["dagster-k8s/config"])["container_config"]["resources"]
@@ -132,7 +134,7 @@ def _step_pod(asset_key: list[str], tmp_path, monkeypatch):
 
 
 def test_a_checkpoint_step_pod_requests_a_gpu_mounts_the_data_and_runs_the_image(tmp_path, monkeypatch):
-    pod, launcher = _step_pod(["facescape", "checkpoint"], tmp_path, monkeypatch)
+    pod, launcher = _step_pod(["facescape", "flame", "checkpoint"], tmp_path, monkeypatch)
     container = pod.containers[0]
     assert container.image == PG_ENV["MORPHABLE_IMAGE"]
     assert container.resources.limits["nvidia.com/gpu"] == "1"
@@ -154,7 +156,7 @@ def test_a_checkpoint_step_pod_requests_a_gpu_mounts_the_data_and_runs_the_image
 
 
 def test_a_cpu_step_pod_asks_for_no_gpu(tmp_path, monkeypatch):
-    pod, _ = _step_pod(["facescape", "views"], tmp_path, monkeypatch)
+    pod, _ = _step_pod(["facescape", "flame", "views"], tmp_path, monkeypatch)
     resources = pod.containers[0].resources
     assert not (resources and resources.limits and "nvidia.com/gpu" in resources.limits)
     assert {v.name for v in pod.volumes} >= {"data"}

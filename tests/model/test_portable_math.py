@@ -97,7 +97,8 @@ def test_mesh_helpers_against_independent_references():
 def test_flame_forward_equals_the_torch_layer(standin_settings):
     import torch
 
-    from model.bodies.flame import build_flame_layer, load_flame_landmarks, load_flame_model
+    from model.bodies.flame import load_flame_landmarks, load_flame_model
+    from model.bodies.flame_layer import build_flame_layer
     from model.bodies.portable_lbs import flame_forward
 
     model = load_flame_model(standin_settings.flame_model_dir / "generic_model.pkl")

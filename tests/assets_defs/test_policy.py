@@ -64,14 +64,16 @@ def test_first_run_materializes_the_whole_graph(world):
     assert not result.policy.failed, [r.label for r in result.policy.failed]
     assert set(result.materialized) == {
         "raw/synthetic_standin", "raw/body_models", "facescape/raw_inventory", "thuman/raw_inventory",
-        "facescape/flame_tracks", "facescape/bilinear_tracks", "thuman/smplx_tracks", "facescape/views",
-        "thuman/views", "model/first_stage", "facescape/checkpoint", "thuman/checkpoint",
-        "evaluation/facescape/protocol_views", "evaluation/thuman/protocol_views", "evaluation/facescape/generated", "evaluation/facescape/metrics", "evaluation/thuman/generated",
-        "evaluation/thuman/metrics", "evaluation/comparison"}
+        "facescape/flame/tracks", "facescape/bilinear/tracks", "thuman/smplx/tracks", "facescape/flame/views",
+        "thuman/smplx/views", "model/first_stage", "facescape/flame/checkpoint", "thuman/smplx/checkpoint",
+        "evaluation/facescape/flame/protocol_views", "evaluation/thuman/smplx/protocol_views",
+        "evaluation/facescape/flame/generated", "evaluation/facescape/flame/metrics",
+        "evaluation/thuman/smplx/generated", "evaluation/thuman/smplx/metrics", "evaluation/comparison"}
+    # (no experiment uses the bilinear topology here: its tracks exist, its views are never rendered)
     failed = {name for name, passed in result.checks.items() if not passed}
     assert failed == {"model/first_stage:heldout_psnr"}  # 3 first-stage steps reach no bar, and it says so
     assert result.subject_partitions == {"facescape": 4, "thuman": 4}
-    assert result.experiment_partitions == {"facescape": 2, "thuman": 1}
+    assert result.experiment_partitions == {"facescape_flame": 2, "facescape_bilinear": 0, "thuman_smplx": 1}
     table = result.comparison
     assert sorted(table["experiment"]) == ["copy-input-facescape", "smoke-facescape", "smoke-facescape:no_mesh",
                                            "smoke-thuman"]  # one row each, the ablation's included
@@ -79,14 +81,14 @@ def test_first_run_materializes_the_whole_graph(world):
     assert ablation.notna()["facescape_novel_view/masked_psnr"] and ablation.isna()["demo/masked_psnr"]
     assert {"demo/masked_psnr", "facescape_novel_view/psnr", "thuman_novel_view/ssim"} <= set(table.columns)
     instance = _instance()
-    evals = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "metrics"]), limit=100).records
+    evals = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "flame", "metrics"]), limit=100).records
     assert {r.partition_key for r in evals} == {f"{e}|{p}" for e in ("smoke-facescape", "copy-input-facescape")
                                                 for p in ("demo", "facescape_novel_expression",
                                                           "facescape_novel_view")}
     runs = instance.get_runs(dg.RunsFilter(tags={"morphable/policy": "demo"}))
     assert len(runs) == len(result.policy.runs) and all(r.tags["dagster/from_automation_condition"] for r in runs)
     # the GPU steps as the policy ran them: Pipes worker processes (CPU here) reporting metadata and data versions,
-    # each handing its output reference to the next partition (was tests/test_gpu_assets.py, on its own instance)
+    # each handing its output reference to the next partition (was tests/assets_defs/test_gpu_assets.py, on its own instance)
 
     def latest(key, partition=None):
         recs = instance.fetch_materializations(dg.AssetKey(key), limit=100).records
@@ -94,15 +96,15 @@ def test_first_run_materializes_the_whole_graph(world):
 
     fs = latest(["model", "first_stage"]).metadata
     assert fs["device"].value.startswith("cpu") and "psnr_heldout" in fs and fs["steps"].value == 3
-    ck = latest(["facescape", "checkpoint"], "smoke-facescape")
+    ck = latest(["facescape", "flame", "checkpoint"], "smoke-facescape")
     assert ck.tags["dagster/data_version"] == ck.metadata["checkpoint_hash"].value
     assert {"loss_curve", "training_views", "tensorboard"} <= set(ck.metadata)
     assert set(ck.metadata["training_views"].value) == {"1", "2", "3"}
-    gen = latest(["evaluation", "facescape", "generated"], "smoke-facescape|demo").metadata
+    gen = latest(["evaluation", "facescape", "flame", "generated"], "smoke-facescape|demo").metadata
     assert gen["checkpoint_hash"].value == ck.metadata["checkpoint_hash"].value
     assert gen["views"].value == 48 and gen["sample"].value.startswith("![")
     assert "ablation_sets" not in gen  # (the demo protocol's training identities: no ablations)
-    nv = latest(["evaluation", "facescape", "generated"], "smoke-facescape|facescape_novel_view").metadata
+    nv = latest(["evaluation", "facescape", "flame", "generated"], "smoke-facescape|facescape_novel_view").metadata
     assert set(nv["ablation_sets"].value) == {"no_mesh"}
     world["first"] = result
 
@@ -142,18 +144,18 @@ def test_a_changed_raw_file_reruns_exactly_its_subject_and_the_protocols_that_re
     new = _materializations(instance, before)
     held_out = ("facescape_novel_expression", "facescape_novel_view")
     assert sorted(new) == sorted(
-        [(f"thuman/{a}", "0526") for a in ("raw_inventory", "smplx_tracks", "views")]
-        + [("evaluation/thuman/protocol_views", "thuman_novel_view")]
-        + [(f"facescape/{a}", "122") for a in ("raw_inventory", "flame_tracks", "bilinear_tracks", "views")]
-        + [("evaluation/facescape/protocol_views", p) for p in ("demo", *held_out)]
-        + [(f"evaluation/facescape/{a}", f"{e}|{p}") for a in ("generated", "metrics")
+        [(f"thuman/{a}", "0526") for a in ("raw_inventory", "smplx/tracks", "smplx/views")]
+        + [("evaluation/thuman/smplx/protocol_views", "thuman_novel_view")]
+        + [(f"facescape/{a}", "122") for a in ("raw_inventory", "flame/tracks", "bilinear/tracks", "flame/views")]
+        + [("evaluation/facescape/flame/protocol_views", p) for p in ("demo", *held_out)]
+        + [(f"evaluation/facescape/flame/{a}", f"{e}|{p}") for a in ("generated", "metrics")
            for e in ("smoke-facescape", "copy-input-facescape") for p in held_out]
         + [("evaluation/comparison", None)])
-    sets = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "generated"]), limit=100).records
+    sets = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "flame", "generated"]), limit=100).records
     latest = {}
     for r in sets:  # (newest first)
         latest.setdefault(r.partition_key, r.asset_materialization.metadata)
-    views = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "protocol_views"]),
+    views = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "flame", "protocol_views"]),
                                             limit=100).records
     digests = {}
     for r in views:
@@ -164,8 +166,8 @@ def test_a_changed_raw_file_reruns_exactly_its_subject_and_the_protocols_that_re
         assert all(latest[f"{e}|{p}"]["protocol_views"].value == digests[p][0] for p in held_out)
         assert latest[f"{e}|demo"]["protocol_views"].value == digests["demo"][0]
     failing = [name for name, passed in result.checks.items() if not passed and "training_inputs_current" in name]
-    assert failing == ["thuman/checkpoint:training_inputs_current"]
-    check = dg.AssetCheckKey(dg.AssetKey(["thuman", "checkpoint"]), "training_inputs_current")
+    assert failing == ["thuman/smplx/checkpoint:training_inputs_current"]
+    check = dg.AssetCheckKey(dg.AssetKey(["thuman", "smplx", "checkpoint"]), "training_inputs_current")
     latest = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)[0]
     metadata = latest.event.dagster_event.event_specific_data.metadata
     assert metadata["stale_experiments"].value == ["smoke-thuman"]
@@ -195,20 +197,20 @@ sampler = { steps = 2, cfg_scale = 1.0 }
     assert not result.policy.failed
     new = _materializations(instance, before)
     # exactly the new experiment's checkpoint, its evaluations and the comparison: nothing of the first's
-    assert {k for k, p in new} == {"facescape/checkpoint", "evaluation/facescape/generated",
-                                   "evaluation/facescape/metrics", "evaluation/comparison"}
+    assert {k for k, p in new} == {"facescape/flame/checkpoint", "evaluation/facescape/flame/generated",
+                                   "evaluation/facescape/flame/metrics", "evaluation/comparison"}
     assert all(p is None or p.startswith("smoke-facescape-b") for _, p in new)
     hashes = {}
-    for rec in instance.fetch_materializations(dg.AssetKey(["facescape", "checkpoint"]), limit=100).records:
+    for rec in instance.fetch_materializations(dg.AssetKey(["facescape", "flame", "checkpoint"]), limit=100).records:
         hashes.setdefault(rec.partition_key, rec.asset_materialization.tags["dagster/data_version"])
     assert hashes["smoke-facescape"] != hashes["smoke-facescape-b"]
     world["b_hash"] = hashes["smoke-facescape-b"]
-    job = defs.resolve_job_def(EVALUATION_JOBS["facescape"].name)
+    job = defs.resolve_job_def(EVALUATION_JOBS["facescape_flame"].name)
     again = job.execute_in_process(instance=instance, partition_key="smoke-facescape|demo",
                                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     assert again.success
     metrics = [e.event_specific_data.materialization for e in again.get_asset_materialization_events()
-               if e.event_specific_data.materialization.asset_key == dg.AssetKey(["evaluation", "facescape",
+               if e.event_specific_data.materialization.asset_key == dg.AssetKey(["evaluation", "facescape", "flame",
                                                                                      "metrics"])][0]
     assert metrics.metadata["checkpoint_hash"].value == hashes["smoke-facescape"]
     from pipelines.settings import load_settings
@@ -231,7 +233,7 @@ def test_a_published_checkpoint_and_an_earlier_one_pinned_by_hash_are_experiment
     from assets_defs.demo import run_demo
     from model.diffusion.config import tiny
     from model.diffusion.network import MorphableDiffusion
-    from tests.test_import_checkpoint import lightning_checkpoint
+    from tests.pipelines.test_import_checkpoint import lightning_checkpoint
 
     torch.manual_seed(5)
     ckpt = lightning_checkpoint(MorphableDiffusion(tiny()).state_dict(), path=world["root"] / "released.ckpt")
@@ -259,10 +261,10 @@ sampler = {{ steps = 2, cfg_scale = 1.0 }}
     new = _materializations(instance, before)
     protocols = ("demo", "facescape_novel_expression", "facescape_novel_view")
     experiments = ("released-facescape", "smoke-facescape-b", "smoke-facescape-b-seed7")
-    assert sorted(new) == sorted([("facescape/checkpoint", e) for e in experiments] + [("evaluation/comparison", None)]
-                                 + [(f"evaluation/facescape/{a}", f"{e}|{p}") for a in ("generated", "metrics")
+    assert sorted(new) == sorted([("facescape/flame/checkpoint", e) for e in experiments] + [("evaluation/comparison", None)]
+                                 + [(f"evaluation/facescape/flame/{a}", f"{e}|{p}") for a in ("generated", "metrics")
                                     for e in experiments for p in protocols])
-    rec = instance.fetch_materializations(dg.AssetKey(["facescape", "checkpoint"]), limit=100).records
+    rec = instance.fetch_materializations(dg.AssetKey(["facescape", "flame", "checkpoint"]), limit=100).records
     latest = {}
     for r in rec:
         latest.setdefault(r.partition_key, r.asset_materialization)
@@ -283,6 +285,72 @@ sampler = {{ steps = 2, cfg_scale = 1.0 }}
     hist = read_history(load_settings().storage_root)
     b = hist[hist["experiment"].isin(["smoke-facescape-b", "smoke-facescape-b-seed7"]) & (hist["protocol"] == "demo")]
     assert set(b["checkpoint_hash"]) == {newer, world["b_hash"]}
+
+
+def test_a_bilinear_experiment_trains_and_evaluates_on_bilinear_views(world):
+    """The topology ablation through the policy: a tiny experiment on FaceScape's bilinear (TU) meshes renders that
+    topology's view stores (tracked all along, never rendered while no experiment used them), trains on them and is
+    evaluated on them, with the bilinear meshes' silhouettes; nothing of the FLAME line re-runs, and the comparison
+    shows both experiments' rows, each with its topology."""
+    import numpy as np
+
+    from assets_defs.demo import run_demo
+    from pipelines.settings import load_settings
+    from storage.eval_sets import EvalSet
+    from storage.jsonfile import read_json
+    from storage.views import ViewStore, store_path, store_subjects
+
+    root = load_settings().storage_root
+    assert store_subjects(root, "facescape", "bilinear") == []  # no experiment used it until now
+    world["experiments"].write_text(world["experiments"].read_text() + '''
+[experiments.smoke-bilinear]
+kind = "trained"
+dataset = "facescape"
+topology = "bilinear"
+training = { preset = "tiny", steps = 2, batch_size = 2, loss_views = 2, ckpt_every = 2, preview_steps = 0, warmup_steps = 2 }
+sampler = { steps = 2, cfg_scale = 1.0 }
+''')
+    instance = _instance()
+    before = _last_storage_id(instance)
+    result = run_demo(log=lambda *_: None)
+    assert not result.policy.failed, [r.label for r in result.policy.failed]
+    subjects, protocols = ("1", "2", "3", "122"), ("demo", "facescape_novel_expression", "facescape_novel_view")
+    assert sorted(_materializations(instance, before)) == sorted(
+        [("facescape/bilinear/views", s) for s in subjects]
+        + [("evaluation/facescape/bilinear/protocol_views", p) for p in protocols]
+        + [("facescape/bilinear/checkpoint", "smoke-bilinear"), ("evaluation/comparison", None)]
+        + [(f"evaluation/facescape/bilinear/{a}", f"smoke-bilinear|{p}") for a in ("generated", "metrics")
+           for p in protocols])
+    stores = {}
+    for s in subjects:  # the same images and cameras, the other topology's meshes
+        flame, bilinear = (ViewStore.open(store_path(root, "facescape", t, s)) for t in ("flame", "bilinear"))
+        assert (flame.attrs["topology"], bilinear.attrs["topology"]) == ("flame", "bilinear")
+        assert np.array_equal(flame.rgb_many(np.arange(len(flame))), bilinear.rgb_many(np.arange(len(bilinear))))
+        assert np.array_equal(flame.RT, bilinear.RT) and flame.items == bilinear.items
+        item = flame.items[0]
+        assert len(flame.geometry(item).vertices) != len(bilinear.geometry(item).vertices)
+        assert flame.manifest["content_hash"] != bilinear.manifest["content_hash"]
+        stores[s] = bilinear.manifest["content_hash"]
+
+    def latest(key, partition):
+        recs = instance.fetch_materializations(dg.AssetKey(key), limit=100).records
+        return next(r for r in recs if r.partition_key == partition).asset_materialization
+
+    ck = latest(["facescape", "bilinear", "checkpoint"], "smoke-bilinear")
+    config = read_json(Path(ck.metadata["dagster/uri"].value) / "config.json")
+    assert config["training"]["topology"] == "bilinear"
+    assert config["views"] == {s: stores[s] for s in ("1", "2", "3")}  # the bilinear stores it trained on
+    for p in protocols:
+        sets = {t: EvalSet.open(latest(["evaluation", "facescape", t, "generated"],
+                                       f"{e}|{p}").metadata["dagster/uri"].value)
+                for t, e in (("flame", "smoke-facescape"), ("bilinear", "smoke-bilinear"))}
+        assert {t: es.manifest["topology"] for t, es in sets.items()} == {"flame": "flame", "bilinear": "bilinear"}
+        assert sets["flame"].path != sets["bilinear"].path
+        masks = {t: next(es.pairs()).arrays["mesh_mask_target"] for t, es in sets.items()}
+        assert not np.array_equal(masks["flame"], masks["bilinear"])  # silhouettes of each topology's mesh
+    table = result.comparison.set_index("experiment")
+    assert table.loc["smoke-bilinear", "topology"] == "bilinear" and table.loc["smoke-facescape", "topology"] == "flame"
+    assert table.loc[["smoke-bilinear", "smoke-facescape"], "demo/masked_psnr"].notna().all()
 
 
 def _sensor_ticks(url: str, name: str) -> list[dict]:
@@ -329,7 +397,7 @@ def test_ui_launches_a_partition_and_shows_thumbnails_and_the_comparison(world, 
 
     instance = _instance()
     before = {r.run_id for r in instance.get_runs()}
-    checkpoint = dg.AssetKey(["thuman", "checkpoint"])
+    checkpoint = dg.AssetKey(["thuman", "smplx", "checkpoint"])
     old_version = instance.get_latest_materialization_event(checkpoint).tags["dagster/data_version"]
     env = {k: v for k, v in os.environ.items() if k != "MORPHABLE_SETTINGS"} | {"MORPHABLE_SENSORS": "on"}
     with dagster_ui(env, tmp_path) as (url, port):
@@ -338,10 +406,10 @@ def test_ui_launches_a_partition_and_shows_thumbnails_and_the_comparison(world, 
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # the newsletter prompt of a fresh instance may cover the page at any moment: dismiss it whenever shown
             page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
-            _launch_partition_in_ui(page, url, "thuman/checkpoint", "smoke-thuman")
+            _launch_partition_in_ui(page, url, "thuman/smplx/checkpoint", "smoke-thuman")
             shots = {}
             for name, path, marker, alt in (
-                    ("ui_asset_page.png", "thuman/views?view=partitions&partition=1024", "contact_sheet", "views"),
+                    ("ui_asset_page.png", "thuman/smplx/views?view=partitions&partition=1024", "contact_sheet", "views"),
                     ("ui_comparison.png", "evaluation/comparison", "comparison", None)):
                 page.goto(f"{url}/assets/{path}", wait_until="networkidle")
                 page.get_by_text(marker, exact=True).first.wait_for(timeout=60000)

@@ -82,3 +82,22 @@ def test_a_report_without_its_output_location_is_refused():
         worker_report([dg.MaterializeResult(metadata={"steps": 3})], "train")
     with pytest.raises(dg.Failure, match="0 materialization reports"):
         worker_report([], "train")
+
+
+def test_a_stages_metadata_is_the_same_in_process_and_over_pipes():
+    """One vocabulary (pipelines/metadata.py): the worker's wire form and the in-process conversion agree on every
+    kind, so a baseline computed in process and a model's set from the worker show the same metadata."""
+    from assets_defs.outcomes import dagster_metadata
+    from pipelines.metadata import JsonValue, Markdown, PathValue, TableColumns, to_wire
+
+    meta = {"views": 48, "device": "cpu", "sample": Markdown("![x](data:...)"), "sets": JsonValue({"no_mesh": "/s"}),
+            "run_dir": PathValue("/runs/a"), "schema": TableColumns({"psnr": "float64"})}
+    wire = to_wire(meta)
+    assert wire["views"] == 48 and wire["sample"] == {"raw_value": "![x](data:...)", "type": "md"}
+    assert wire["sets"] == {"raw_value": {"no_mesh": "/s"}, "type": "json"}
+    assert wire["run_dir"] == {"raw_value": "/runs/a", "type": "path"}
+    shown = dagster_metadata(meta)
+    assert shown["views"] == 48 and shown["sample"] == dg.MetadataValue.md("![x](data:...)")
+    assert shown["sets"] == dg.MetadataValue.json({"no_mesh": "/s"}) and shown["run_dir"] == dg.MetadataValue.path(
+        "/runs/a")
+    assert [c.name for c in shown["schema"].columns] == ["psnr"]

@@ -1,7 +1,7 @@
 """Lineage pieces without a Dagster run: an earlier checkpoint named by its content hash (the store's listing, the
 experiments file's `checkpoint = "<hash>"`, `morphable checkpoints`), and experiment digests that stay what they
 were before that key existed (they name partitions' data versions and evaluation sets). The graph's use of both:
-tests/test_policy.py; what a protocol reads from the view stores: tests/test_eval_sets.py."""
+tests/assets_defs/test_policy.py; what a protocol reads from the view stores: tests/pipelines/test_eval_sets.py."""
 import json
 import os
 import subprocess
@@ -98,3 +98,66 @@ def test_morphable_checkpoints_lists_the_store(tmp_path):
     assert [r["name"] for r in json.loads(cli("--json", "--name", "run-b"))] == ["run-b"]
     lines = cli().splitlines()
     assert lines[0].startswith(a.name) and lines[0].endswith("run-a") and len(lines) == 2
+
+
+TRAINED = '''
+[experiments.ablation]
+kind = "trained"
+dataset = "{dataset}"
+topology = "{topology}"
+training = {{ preset = "tiny", steps = 2 }}
+'''
+
+
+def test_an_experiment_on_a_topology_its_dataset_lacks_is_refused(tmp_path):
+    """The topology is checked against the catalog (the dataset's topologies that the graph has a line for), with
+    the file and the entry named; a topology the dataset has reaches the training configuration."""
+    path = tmp_path / "experiments.toml"
+    for dataset, topology in (("facescape", "smplx"), ("thuman", "flame"), ("thuman", "smplx_refined"),
+                              ("facescape", "nersemble")):
+        path.write_text(TRAINED.format(dataset=dataset, topology=topology))
+        with pytest.raises(InvalidContentError, match=f"topology '{topology}' is not one of {dataset}'s") as err:
+            load_experiments(path)
+        assert str(path) in str(err.value) and "[experiments.ablation]" in str(err.value)
+    path.write_text(TRAINED.format(dataset="facescape", topology="bilinear"))
+    exp = load_experiments(path).get("ablation")
+    cfg = exp.train_config()
+    assert (cfg.dataset, cfg.topology, cfg.run_name(), exp.line) == ("facescape", "bilinear", "ablation",
+                                                                      "facescape_bilinear")
+    path.write_text(TRAINED.format(dataset="facescape", topology="flame").replace(
+        'steps = 2 }', 'steps = 2, topology = "bilinear" }'))
+    with pytest.raises(InvalidContentError, match="dataset, topology and name come from the experiment"):
+        load_experiments(path)
+
+
+def test_the_spaced_hash_recipe_is_the_one_stored_names_were_made_with():
+    """storage.hashing.hash_json(spaced=True) is exactly sha256(json.dumps(doc, sort_keys=True)) (what named the
+    experiments, protocols and evaluation sets before the helper existed); the default is the compact encoding."""
+    import hashlib
+
+    from storage.hashing import hash_json
+
+    doc = {"b": [1, 2.5, None], "a": {"z": "x", "y": True}}
+    assert hash_json(doc, 16, spaced=True) == hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    assert hash_json(doc) == hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"))
+                                            .encode()).hexdigest()[:16]
+
+
+def test_a_lineage_record_reads_back_as_its_type_and_an_untyped_file_is_refused(tmp_path):
+    from pipelines.records import CheckpointRecord, MetricsRecord, read_record, record_json
+
+    path = tmp_path / "record.json"
+    for record in (CheckpointRecord("e", "trained", "facescape", "bilinear", "/ckpt", "h"),
+                   MetricsRecord("e", "demo", "facescape", "bilinear", "trained", "/t", "/s", {"psnr": 20.0},
+                                 {"no_mesh": {"psnr": 18.0}})):
+        path.write_text(record_json(record))
+        assert read_record(path) == record
+    path.write_text(json.dumps({"folder": "/ckpt", "checkpoint_hash": "h"}))  # an earlier version's plain dict
+    with pytest.raises(InvalidContentError, match="not a lineage record of this version") as err:
+        read_record(path)
+    assert str(path) in str(err.value) and "materialize the asset partition again" in str(err.value)
+    path.write_text(json.dumps({"record": "CheckpointRecord", "folder": "/ckpt"}))
+    with pytest.raises(InvalidContentError, match="a CheckpointRecord with other fields"):
+        read_record(path)
+    with pytest.raises(TypeError, match="not a lineage record"):
+        record_json({"folder": "/ckpt"})

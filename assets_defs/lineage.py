@@ -1,14 +1,13 @@
 """Lineage: what an asset partition produced, handed to its downstream partitions through an IO manager.
 
-The model and evaluation assets return a small *reference* (a JSON dict: where the checkpoint / evaluation set /
-tables are, their content hash, the experiment). This IO manager stores it per asset partition under
-`<storage>/refs/<asset key>/<partition>.json` (atomically) and loads, for a downstream run, exactly the reference of
+The model and evaluation assets return a lineage record (pipelines/records.py: where the checkpoint / evaluation set
+/ tables are, their content hash, the experiment). This IO manager stores it per asset partition under
+`<storage>/lineage/<asset key>/<partition>.json` (atomically) and loads, for a downstream run, exactly the record of
 the upstream partition(s) that run depends on (its experiment's checkpoint, its protocol x experiment's evaluation
-set), never "the newest materialization of the asset". A reference records the data version it was written with.
+set), never "the newest materialization of the asset".
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +20,40 @@ def _safe(partition: str) -> str:
     return partition.replace("|", "__")
 
 
-class ReferenceIOManager(dg.ConfigurableIOManager):
+class LineageIOManager(dg.ConfigurableIOManager):
     settings: SettingsResource
 
     def _path(self, key: dg.AssetKey, partition: str | None) -> Path:
-        root = Path(self.settings.load().storage_root) / "refs" / "/".join(key.path)
+        root = Path(self.settings.load().storage_root) / "lineage" / "/".join(key.path)
         return root / f"{_safe(partition) if partition else '_'}.json"
 
-    def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        from pipelines.records import record_json
         from storage.atomic import atomic_write_text
 
-        if not isinstance(obj, dict):
-            raise TypeError(f"{context.asset_key.to_user_string()} must return a reference dict, got {type(obj)}")
         partition = str(context.partition_key) if context.has_partition_key else None
-        atomic_write_text(self._path(context.asset_key, partition), json.dumps(obj, indent=1, default=str))
+        try:
+            text = record_json(obj)
+        except TypeError as exc:
+            raise TypeError(f"{context.asset_key.to_user_string()}: {exc}") from None
+        atomic_write_text(self._path(context.asset_key, partition), text)
 
-    def _read(self, key: dg.AssetKey, partition: str | None) -> dict[str, Any]:
+    def _read(self, key: dg.AssetKey, partition: str | None) -> Any:
+        from pipelines.records import read_record
+
         path = self._path(key, partition)
         if not path.is_file():
             raise dg.Failure(f"{key.to_user_string()}{'[' + partition + ']' if partition else ''} has no output "
                              f"yet ({path} is missing): materialize it first")
-        return json.loads(path.read_text())
+        return read_record(path)
 
-    def read(self, key: dg.AssetKey, partition: str | None = None) -> dict[str, Any]:
-        """The reference `key`[`partition`] wrote (a Failure naming what to materialize when there is none): for an
+    def read(self, key: dg.AssetKey, partition: str | None = None) -> Any:
+        """The record `key`[`partition`] wrote (a Failure naming what to materialize when there is none): for an
         input only some partitions read, declared as a dependency rather than loaded for every run."""
         return self._read(key, partition)
 
-    def read_partitions(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, dict[str, Any]]:
-        """{partition: reference} of those partitions of `key` that have an output (a check over all of them)."""
+    def read_partitions(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, Any]:
+        """{partition: record} of those partitions of `key` that have an output (a check over all of them)."""
         return {p: self._read(key, p) for p in partitions if self._path(key, p).is_file()}
 
     def load_input(self, context: dg.InputContext) -> Any:

@@ -1,5 +1,6 @@
 """Evaluation protocols and generated evaluation sets on the stand-in."""
 import numpy as np
+
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ from pipelines.evaluation_sets import generate_eval_set
 from pipelines.protocols import PROTOCOLS, get_protocol, groups_of, resolve
 from storage.eval_sets import EvalSet
 from storage.views import ViewStore, store_path
+from pipelines import catalog
 
 QUIET = dict(log=lambda *_: None)
 
@@ -27,7 +29,7 @@ def tiny_checkpoint(model_data, tmp_path_factory):
 
 
 def test_facescape_protocols_follow_the_documented_rules(model_data):
-    st = ViewStore.open(store_path(model_data.storage_root, "facescape", "122"))
+    st = ViewStore.open(store_path(model_data.storage_root, "facescape", "flame", "122"))
     pairs = resolve(PROTOCOLS["facescape_novel_view"], model_data.storage_root)
     assert {p.subject for p in pairs} == {"122"}  # only test subjects
     assert [p.item for p in pairs] == st.items
@@ -64,7 +66,7 @@ def test_protocol_inputs_are_exactly_the_stores_a_protocol_reads(model_data, tmp
     for name, reads in before.items():
         pairs = resolve(PROTOCOLS[name], root)
         assert list(reads.pairs) == pairs and set(reads.stores) == {p.subject for p in pairs}
-        assert all(h == ViewStore.open(store_path(root, PROTOCOLS[name].dataset, s)).manifest["content_hash"]
+        assert all(h == ViewStore.open(store_path(root, PROTOCOLS[name].dataset, catalog.dataset(PROTOCOLS[name].dataset).default_topology, s)).manifest["content_hash"]
                    for s, h in reads.stores.items())
         assert changed_protocol_inputs(name, root, reads.stores) == []
         assert changed_protocol_inputs(name, root, {**reads.stores, "ghost": "0" * 16}) == ["ghost"]
@@ -72,7 +74,7 @@ def test_protocol_inputs_are_exactly_the_stores_a_protocol_reads(model_data, tmp
     assert changed_protocol_inputs("facescape_novel_view", root, {"122": "f" * 16}) == ["122"]
     copy = tmp_path / "store"
     shutil.copytree(root / "views", copy / "views")
-    shutil.rmtree(store_path(copy, "facescape", "3"))  # a training identity's store gone
+    shutil.rmtree(store_path(copy, "facescape", "flame", "3"))  # a training identity's store gone
     after = {name: protocol_inputs(name, copy) for name in names}
     assert after["demo"].digest != before["demo"].digest and "3" not in after["demo"].stores
     assert all(after[n].digest == before[n].digest for n in names if n != "demo")  # (digests: no paths in them)
@@ -107,7 +109,7 @@ def test_model_eval_set_is_deterministic_and_baselines_are_what_they_say(model_d
 
     total, count = np.zeros((64, 64, 3)), 0
     for subject in ("1", "2", "3"):
-        store = ViewStore.open(store_path(model_data.storage_root, "facescape", subject))
+        store = ViewStore.open(store_path(model_data.storage_root, "facescape", "flame", subject))
         for i in range(len(store)):
             total += cv2.resize(store.rgb(i), (64, 64), interpolation=cv2.INTER_AREA)
             count += 1
@@ -124,7 +126,7 @@ def test_mesh_silhouettes_match_the_stored_masks(model_data):
     from pipelines.training_data import scale_intrinsics
 
     faces = load_flame_model(model_data.flame_model_dir / "generic_model.pkl").faces
-    st = ViewStore.open(store_path(model_data.storage_root, "facescape", "122"))
+    st = ViewStore.open(store_path(model_data.storage_root, "facescape", "flame", "122"))
     item = st.items[0]
     views = st.views_of(item)[:6]
     k = scale_intrinsics(st.K[views], "facescape", 64)
@@ -145,11 +147,11 @@ def test_ablation_sets_change_one_condition(model_data, tmp_path):
     from pipelines.evaluation_sets import _dataset_subjects, wrong_mesh
     from storage.checkpoints import save_checkpoint
 
-    subjects = _dataset_subjects(model_data, "facescape")
+    subjects = _dataset_subjects(model_data, "facescape", "flame")
     assert subjects == ["1", "2", "3", "122"]
     item = "6_jaw_right"
-    other = wrong_mesh(model_data, "facescape", "122", item, subjects)
-    first = ViewStore.open(store_path(model_data.storage_root, "facescape", "1")).geometry(item).vertices
+    other = wrong_mesh(model_data, "facescape", "flame", "122", item, subjects)
+    first = ViewStore.open(store_path(model_data.storage_root, "facescape", "flame", "1")).geometry(item).vertices
     assert np.array_equal(other, first)  # cyclically after 122 comes 1
     torch.manual_seed(2)
     model = MorphableDiffusion(tiny())
@@ -191,9 +193,9 @@ def test_sampler_precision_from_the_experiments_file_reaches_the_evaluation_set(
         task = {"protocol": "thuman_novel_view", "checkpoint": str(tiny_checkpoint), "method": "model",
                 "sampler": dataclasses.asdict(exp.sampler)}
         metas[exp.name], _ = run_eval_set(model_data, task, lambda *_: None)
-    sampler = metas["bf16-thuman"]["sampler"]["raw_value"]
+    sampler = metas["bf16-thuman"]["sampler"].value
     assert (sampler["precision"], sampler["precision_resolved"], sampler["batch_view_num"]) == ("bf16", "bf16", 16)
-    assert metas["fp32-thuman"]["sampler"]["raw_value"]["precision_resolved"] == "fp32"  # auto on a CPU
+    assert metas["fp32-thuman"]["sampler"].value["precision_resolved"] == "fp32"  # auto on a CPU
     before = generate_eval_set(model_data, "thuman_novel_view", tiny_checkpoint, sampler=DDIMConfig(steps=2), **QUIET)
     assert metas["fp32-thuman"]["dagster/uri"] == str(before.path) != metas["bf16-thuman"]["dagster/uri"]
     with pytest.raises(ValueError, match="precision 'fp64'"):

@@ -1,5 +1,5 @@
 """GPU slots: one GPU per step, CPU fallback. (The GPU steps' Pipes processes, metadata and references are asserted
-from the event log of the policy's instance: tests/test_policy.py.)"""
+from the event log of the policy's instance: tests/assets_defs/test_policy.py.)"""
 import threading
 import time
 

@@ -62,7 +62,7 @@ def test_reference_beats_the_baselines_on_an_unseen_identity(model_data):
     import cv2
 
     for pair in pairs:
-        st = ViewStore.open(store_path(model_data.storage_root, "facescape", pair.subject))
+        st = ViewStore.open(store_path(model_data.storage_root, "facescape", "flame", pair.subject))
         views = np.asarray(pair.target_views[:16])
         gt = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in st.rgb_many(views)])
         mask = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_NEAREST) for x in st.mask_many(views)])

@@ -54,6 +54,6 @@ def test_bad_settings_are_named(tmp_path):
 
 
 def test_example_settings_file_is_valid():
-    example = Path(__file__).resolve().parent.parent / "morphable.example.toml"
+    example = Path(__file__).resolve().parents[2] / "morphable.example.toml"
     s = load_settings(example, env={})
     assert s.source == str(example)

@@ -59,7 +59,7 @@ def test_run_is_logged_and_exported(model_data, quick_first_stage):
     fs = load_file(str(quick_first_stage / "model.safetensors"))
     assert all(torch.equal(tensors[k], fs[k]) for k in fs)  # the trained first stage is part of the checkpoint
     for uid in ("0003", "0526", "1024"):  # trained on the training uids, with their exact store contents
-        assert config["views"][uid] == ViewStore.open(store_path(model_data.storage_root, "thuman", uid)) \
+        assert config["views"][uid] == ViewStore.open(store_path(model_data.storage_root, "thuman", "smplx", uid)) \
             .manifest["content_hash"]
     assert "2201" not in config["views"]
     acc = EventAccumulator(str(res.run_dir / "tensorboard"))
