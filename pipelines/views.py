@@ -20,7 +20,8 @@ from pipelines.settings import Settings
 from storage.tracks import read_track
 from storage.views import ItemGeometry, ViewSet, write_views
 
-RENDER_VERSION = "views-4"  # 3: store format 4 (manifest lists every file); 4: one store per topology
+RENDER_VERSION = "views-5"  # 3: store format 4 (manifest lists every file); 4: one store per topology;
+# 5: the colour calibration's robust fit solved exactly (model/render/huber.py), calibrated views change
 IMAGE_SIZE = 256
 MAX_ABS_AZIMUTH = 90.0
 THUMAN_INPUT_VIEWS = 16
@@ -56,11 +57,10 @@ def _k4(k3: np.ndarray) -> np.ndarray:
 
 def facescape_expression_views(ds, subject: str, expression: str, size: int = IMAGE_SIZE) -> dict:
     """Crops, masks, cameras (model frame) and calibration of one expression; rejected views left out."""
-    import cv2
-
     from model.render.color_calibration import calibrate_views
-    from model.render.crops import crop_and_resize, silhouette_crop
+    from model.render.crops import resize_rgb, undistorted_crop
     from model.render.raycast import MeshRaycaster
+    from model.render.silhouette import crop_silhouette
 
     tup = ds.tuple(subject, expression)
     scale, align = ds.alignment(subject, tup.expression_index)
@@ -74,15 +74,15 @@ def facescape_expression_views(ds, subject: str, expression: str, size: int = IM
         az, el = frames.camera_angles_model(rt)
         if abs(float(az)) > MAX_ABS_AZIMUTH:
             continue
-        image = cv2.undistort(ds.read_image(tup, view), cam.K, cam.distortion)
-        hits = caster.cast(cam.K, rt, cam.width, cam.height)
-        if not hits.mask.any():
-            continue
         centre_x = float((-rt[:, :3].T @ rt[:, 3])[0])  # camera centre x: which silhouette edge anchors the crop
-        top, left, crop = silhouette_crop(hits.mask, centre_x)
-        rgb, mask, k = crop_and_resize(image, hits.mask, cam.K, top, left, crop, size)
+        # the silhouette of the undistorted view, cast only where the crop and the resize read it
+        crop = crop_silhouette(caster, cam.K, rt, cam.width, cam.height, centre_x, size)
+        if crop is None:
+            continue
+        image = undistorted_crop(ds.read_image(tup, view), cam.K, cam.distortion, crop.top, crop.left, crop.size)
+        rgb, k = resize_rgb(image, cam.K, crop.top, crop.left, crop.size, size)
         depth = caster.cast(k, rt, size, size).depth
-        for key, val in (("rgb", rgb), ("mask", mask * 255), ("K", _k4(k)), ("RT", rt), ("angles", [az, el]),
+        for key, val in (("rgb", rgb), ("mask", crop.mask * 255), ("K", _k4(k)), ("RT", rt), ("angles", [az, el]),
                          ("view_id", view), ("depth", depth)):
             kept[key].append(np.asarray(val))
     cal = calibrate_views(kept["rgb"], kept["depth"], [k[:3, :3] for k in kept["K"]], kept["RT"], scan_model,
@@ -125,13 +125,11 @@ def facescape_views(settings: Settings, subject: str, topology: TopologySpec) ->
 def thuman_views(settings: Settings, uid: str, topology: TopologySpec, n_input: int = THUMAN_INPUT_VIEWS,
                  seed: int = 0) -> ViewsOutcome:
     from model.render.orthographic import ortho_projection, orbit_extrinsics, render_textured_ortho_views, target_cameras
-    from storage.thuman import THumanDataset
-
     t0 = time.perf_counter()
     track = read_track(settings.storage_root, "thuman", uid, topology.tracker_version)
     norm = track.params["scan"]["normalization"]
     s, centre = float(norm[0]), -np.asarray(norm[1:], np.float64)
-    scan = THumanDataset(settings.thuman_root, settings.thuman_smplx_fits).read_scan(uid)
+    scan = catalog.dataset("thuman").open(settings).read_scan(uid)
     verts = frames.thuman_file_to_model_points(scan.mesh.vertices, uid, s, centre)
     az_t, el_t, rt_t = target_cameras()
     rng = np.random.default_rng([seed, int(uid)])

@@ -112,13 +112,17 @@ def write_views(root: str | Path, dataset: str, topology: str, subject: str, vie
         g = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         rgb = g.create_array("rgb", shape=(n, 3, h, w), chunks=(1, 3, h, w), dtype="uint8", **_codecs("rgb"))
         mask = g.create_array("mask", shape=(n, h, w), chunks=(1, h, w), dtype="uint8", **_codecs("mask"))
+        if slow_write_s:  # (tests: a writer killed half-way)
+            for i in range(n):
+                rgb[i] = encode_rgb(views.rgb[i])
+                mask[i] = views.mask[i]
+                time.sleep(slow_write_s)
+        elif n:  # every chunk in one call: zarr encodes and writes them concurrently (the same chunk bytes)
+            rgb[:] = np.stack([encode_rgb(x) for x in views.rgb])
+            mask[:] = views.mask
         for i in range(n):
-            rgb[i] = encode_rgb(views.rgb[i])
-            mask[i] = views.mask[i]
             digest.update(views.rgb[i].tobytes())
             digest.update(views.mask[i].tobytes())
-            if slow_write_s:
-                time.sleep(slow_write_s)
         small = {"K": views.K.astype(np.float32), "RT": views.RT.astype(np.float32),
                  "angles": views.angles.astype(np.float32), "view_id": views.view_id.astype(np.int32),
                  "item": views.item.astype(np.int32), "role": views.role.astype(np.int8)}

@@ -49,7 +49,14 @@ def pixel_rays(k: np.ndarray, rt: np.ndarray, width: int, height: int,
     """
     x0, y0, x1, y1 = roi or (0, 0, width, height)
     u, v = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
-    pix = np.stack([u.ravel(), v.ravel()], -1)
+    return pixel_rays_at(k, rt, u.ravel(), v.ravel(), distortion)
+
+
+def pixel_rays_at(k: np.ndarray, rt: np.ndarray, u: np.ndarray, v: np.ndarray,
+                  distortion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Origins and unit directions (N, 3) of the rays through pixel centres (u, v) (N,): every operation is per
+    pixel, so a ray is the same bits whichever other pixels are cast with it."""
+    pix = np.stack([np.asarray(u, np.float64), np.asarray(v, np.float64)], -1)
     if distortion is not None and np.any(distortion):
         import cv2
 

@@ -2,15 +2,17 @@
 
 For every view, scan vertices are projected, tested for visibility against the view's depth, and sampled. A view
 whose colours differ too much from the multi-view mean (L1 > 0.085, or a red-outlier ratio > 0.03) is rejected;
-otherwise an affine colour map (3x4) fitted with a Huber loss (sklearn's HuberRegressor, as the release) is applied
-if it brings the view closer to the mean (where the Huber solver fails to converge, ordinary least squares
-stands in; the "apply only if L1 improves" rule still guards the result).
+otherwise an affine colour map (3x4) fitted with the release's Huber loss (sklearn's HuberRegressor at epsilon 1, which
+is a least-absolute-deviations fit; `model.render.huber` solves it exactly for every view and channel at once) is
+applied if it brings the view closer to the mean.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from model.render.huber import lad_fit
 
 SPECULAR = 0.7
 VISIBILITY_M = 0.003
@@ -46,8 +48,6 @@ def _bilinear(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
 def calibrate_views(images: list[np.ndarray], depths: list[np.ndarray], ks: list[np.ndarray], rts: list[np.ndarray],
                     vertices: np.ndarray, units_per_metre: float) -> CalibrationResult:
     """`depths`: per-view camera-z maps of the mesh (0 = background), in the same units as `vertices`."""
-    from sklearn.linear_model import HuberRegressor
-
     n_views, n_vert = len(images), len(vertices)
     colours = np.zeros((n_views, n_vert, 3))
     visible = np.zeros((n_views, n_vert), bool)
@@ -59,46 +59,59 @@ def calibrate_views(images: list[np.ndarray], depths: list[np.ndarray], ks: list
         inside = (px >= 0) & (px < w) & (py >= 0) & (py < h) & (cam[:, 2] > 0)
         d = np.zeros(n_vert)
         d[inside] = depth[py[inside], px[inside]]
-        col = _bilinear(img.astype(np.float64) / 255.0, uv)
-        visible[i] = inside & (d > 0) & (np.abs(d - cam[:, 2]) < VISIBILITY_M * units_per_metre) \
-            & (col.mean(1) < SPECULAR)
-        colours[i] = col
+        seen = np.flatnonzero(inside & (d > 0) & (np.abs(d - cam[:, 2]) < VISIBILITY_M * units_per_metre))
+        col = _bilinear(img.astype(np.float64) / 255.0, uv[seen])  # (only where a colour is ever read)
+        visible[i, seen] = col.mean(1) < SPECULAR
+        colours[i, seen] = col
     count = visible.sum(0)
     mean = (colours * visible[..., None]).sum(0) / (count[:, None] + 1e-4)
-    out: list[np.ndarray | None] = []
+    out: list[np.ndarray | None] = [None] * n_views
     l1_before, l1_after, red, applied = (np.zeros(n_views) for _ in range(4))
     applied = applied.astype(bool)
+    fits: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # view -> (x, m, fit rows)
     for i in range(n_views):
         vis = visible[i] & (count > 1)
         if vis.sum() < 20:
-            out.append(images[i])
+            out[i] = images[i]
             continue
         c, m = colours[i][vis], mean[vis]
         l1_before[i] = np.abs(c - m).mean()
         red[i] = np.mean((np.abs(c[:, 0] - m[:, 0]) > RED_DELTA) & np.all(c < RED_DARK, axis=1))
         if l1_before[i] > MAX_L1 or red[i] > MAX_RED_RATIO:
-            out.append(None)
-            continue
+            continue  # rejected (None)
         x = np.concatenate([c, np.ones((len(c), 1))], 1)
         fit = np.linspace(0, len(c) - 1, MAX_FIT_POINTS).round().astype(int) if len(c) > MAX_FIT_POINTS \
-            else slice(None)
-        a = np.zeros((3, 4))
-        for ch in range(3):
-            target = (m[:, ch] - c[:, ch])[fit]
-            try:
-                reg = HuberRegressor(epsilon=1.0, alpha=0.0, max_iter=1000, tol=1e-6, fit_intercept=False)
-                a[ch] = reg.fit(x[fit], target).coef_
-            except ValueError:  # l-BFGS can stop "ABNORMAL" on near-degenerate colours: least squares instead
-                a[ch] = np.linalg.lstsq(x[fit], target, rcond=None)[0]
-        a[:, :3] += np.eye(3)
+            else np.arange(len(c))
+        fits[i] = (x, m, fit)
+    maps = _affine_maps({i: (x[fit], m[fit] - x[fit, :3]) for i, (x, m, fit) in fits.items()})
+    for i, (x, m, _) in fits.items():
+        a = maps[i]
         corrected = np.clip(x @ a.T, 0, 1)
         l1_after[i] = np.abs(corrected - m).mean()
         if l1_after[i] >= l1_before[i]:
             l1_after[i] = l1_before[i]
-            out.append(images[i])
+            out[i] = images[i]
             continue
         flat = images[i].reshape(-1, 3).astype(np.float64) / 255.0
         res = np.clip(np.concatenate([flat, np.ones((len(flat), 1))], 1) @ a.T, 0, 1)
-        out.append((res.reshape(images[i].shape) * 255 + 0.5).astype(np.uint8))
+        out[i] = (res.reshape(images[i].shape) * 255 + 0.5).astype(np.uint8)
         applied[i] = True
     return CalibrationResult(out, l1_before, l1_after, red, applied)
+
+
+def _affine_maps(problems: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, np.ndarray]:
+    """Per view, the 3x4 colour map I + A fitted with the release's robust loss (sklearn's Huber at epsilon 1, an
+    LAD fit: `model.render.huber`), all views' three channels solved at once: {view: (x (N, 4), target (N, 3))}."""
+    if not problems:
+        return {}
+    keys = list(problems)
+    n = max(len(problems[k][0]) for k in keys)
+    x = np.zeros((3 * len(keys), n, 4))
+    y = np.zeros((3 * len(keys), n))
+    w = np.zeros((3 * len(keys), n))
+    for v, k in enumerate(keys):
+        xv, target = problems[k]
+        for ch in range(3):
+            x[3 * v + ch, :len(xv)], y[3 * v + ch, :len(xv)], w[3 * v + ch, :len(xv)] = xv, target[:, ch], 1.0
+    coef = lad_fit(x, y, w).coef.reshape(len(keys), 3, 4)
+    return {k: coef[v] + np.eye(3, 4) for v, k in enumerate(keys)}

@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from model import portable_math as pm
-from model.render.cameras import pixel_rays
+from model.render.cameras import pixel_rays, pixel_rays_at
 
 INVALID_ID = 4294967295  # open3d's primitive id for a miss
 
@@ -121,6 +121,19 @@ class MeshRaycaster:
         h, w = y1 - y0, x1 - x0
         return RayHits(roi, (height, width), hit.reshape(h, w), dirs.reshape(h, w, 3),
                        {"t": t, "depth": depth, "face": face, "bary": bary, "points": points})
+
+    def hits_at(self, k: np.ndarray, rt: np.ndarray, u: np.ndarray, v: np.ndarray,
+                distortion: np.ndarray | None = None) -> np.ndarray:
+        """Whether the rays through pixel centres (u, v) hit the mesh, (N,) bool: what `cast` says of those pixels
+        (the same ray bits against the same scene), for a view of which only some pixels are read."""
+        import open3d as o3d
+
+        if len(u) == 0:
+            return np.zeros(0, bool)
+        origins, dirs = pixel_rays_at(k, rt, u, v, distortion)
+        rays = np.empty((len(dirs), 6), np.float32)
+        rays[:, :3], rays[:, 3:] = origins, dirs
+        return self.scene.cast_rays(o3d.core.Tensor(rays))["primitive_ids"].numpy() != INVALID_ID
 
 
 def raycast_mesh(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray, width: int, height: int,

@@ -230,3 +230,60 @@ def test_colour_calibration_fixes_the_tinted_camera(view_settings):
     assert TINTED_VIEW in out["rejected"] or after < 0.7 * before
     for view in out["calibrated"]:
         assert out["l1"][view][1] < out["l1"][view][0]
+
+
+def test_facescape_views_cast_only_what_they_read_and_equal_the_full_mask_route(view_settings):
+    """Every view of a stand-in expression: the crop, the resized mask and the undistorted, resized image from the
+    rays and pixels they read are the bytes of the full route (every pixel's ray, cv2.undistort of the image)."""
+    import cv2
+
+    from model import frames
+    from model.render.crops import crop_and_resize, resize_rgb, silhouette_crop, undistorted_crop
+    from model.render.raycast import MeshRaycaster
+    from model.render.silhouette import crop_silhouette
+    from storage.facescape import FaceScapeDataset
+
+    ds = FaceScapeDataset(view_settings.facescape_root, view_settings.facescape_rt_scale_dict)
+    tup = ds.tuple("1", "1_neutral")
+    scale, align = ds.alignment("1", tup.expression_index)
+    scan = ds.read_scan(tup)
+    caster = MeshRaycaster(frames.sfm_to_model_points(scan.vertices, scale, align), scan.faces)
+    compared = 0
+    for view in tup.valid_views:
+        cam = tup.cameras[view]
+        rt = frames.sfm_to_model_extrinsics(cam.Rt, scale, align)
+        camera_x = float((-rt[:, :3].T @ rt[:, 3])[0])
+        full = caster.cast(cam.K, rt, cam.width, cam.height).mask
+        got = crop_silhouette(caster, cam.K, rt, cam.width, cam.height, camera_x, 256)
+        if not full.any():
+            assert got is None
+            continue
+        top, left, size = silhouette_crop(full, camera_x)
+        image = ds.read_image(tup, view)
+        rgb, mask, k = crop_and_resize(cv2.undistort(image, cam.K, cam.distortion), full, cam.K, top, left, size)
+        rgb2, k2 = resize_rgb(undistorted_crop(image, cam.K, cam.distortion, top, left, size), cam.K, top, left, size)
+        assert (got.top, got.left, got.size) == (top, left, size)
+        assert np.array_equal(got.mask, mask) and np.array_equal(rgb2, rgb) and np.array_equal(k2, k)
+        compared += 1
+    assert compared >= 15
+
+
+def test_a_store_written_in_one_call_has_the_bytes_of_one_written_view_by_view(tmp_path):
+    """write_views hands zarr every chunk at once (concurrent encoding); the files equal the view-by-view write."""
+    from storage.views import ItemGeometry, ViewSet, write_views
+
+    rng = np.random.default_rng(0)
+    n = 5
+    vertices = rng.normal(size=(300, 3)).astype(np.float32)
+    vox = voxelize(vertices)
+    views = ViewSet(rgb=rng.integers(0, 255, (n, 64, 64, 3), dtype=np.uint8),
+                    mask=(rng.random((n, 64, 64)) > 0.5).astype(np.uint8) * 255, K=np.repeat(np.eye(4)[None], n, 0),
+                    RT=rng.normal(size=(n, 3, 4)), angles=rng.normal(size=(n, 2)), view_id=np.arange(n),
+                    item=np.zeros(n), role=np.zeros(n, np.int8),
+                    items={"a": ItemGeometry(vertices, vox.coord, vox.out_sh, vox.bounds)}, attrs={"projection": "x"})
+    one = write_views(tmp_path / "one", "facescape", "flame", "1", views)
+    each = write_views(tmp_path / "each", "facescape", "flame", "1", views, slow_write_s=1e-6)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(each) for p in each.rglob("*") if p.is_file()) and len(files) > 10
+    for rel in files:
+        assert (one / rel).read_bytes() == (each / rel).read_bytes(), rel
