@@ -6,6 +6,7 @@ one bad subject is reported without hiding the others.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,11 @@ def open_facescape(settings: Settings) -> FaceScapeDataset:
 
 
 def open_thuman(settings: Settings) -> THumanDataset:
-    return THumanDataset(settings.thuman_root, settings.thuman_smplx_fits)
+    """The THuman reader, its decoded scans cached under <storage>/cache/meshes (parsed once per file content)."""
+    from storage.mesh_cache import MeshCache
+
+    cache = MeshCache(Path(settings.storage_root) / "cache" / "meshes")
+    return THumanDataset(settings.thuman_root, settings.thuman_smplx_fits, mesh_cache=cache)
 
 
 def open_dataset(settings: Settings, dataset: Dataset):

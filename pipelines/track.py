@@ -18,7 +18,6 @@ from pipelines.settings import Settings
 from storage.errors import InvalidContentError, MissingFileError
 from storage.facescape import FaceScapeDataset
 from storage.hashing import hash_json
-from storage.thuman import THumanDataset
 from storage.tracks import TrackRecord, write_track
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,7 @@ def track_thuman(settings: Settings, uid: str, refine: bool = False) -> TrackOut
     from model.tracking.geometry import SurfaceQuery
 
     t0 = time.perf_counter()
-    ds = THumanDataset(settings.thuman_root, settings.thuman_smplx_fits)
+    ds = catalog.dataset("thuman").open(settings)
     fit = ds.read_fit(uid)
     scan = ds.read_scan(uid)
     model = load_thuman_smplx(settings.smplx_model_dir)

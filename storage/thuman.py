@@ -19,6 +19,7 @@ from storage.errors import InvalidContentError, MissingFileError
 from storage.hashing import list_files
 from storage.ids import validate_subject_id
 from storage.images import read_rgb
+from storage.mesh_cache import MeshCache
 from storage.meshes import Mesh, read_obj
 from storage.safe_pickle import load_pickle
 
@@ -114,9 +115,12 @@ def _texture_of(obj_path: Path, mesh: Mesh) -> Path:
 
 
 class THumanDataset:
-    def __init__(self, root: str | Path, fits_root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path, fits_root: str | Path | None = None, mesh_cache: MeshCache | None = None
+                 ) -> None:
+        """`mesh_cache`: decoded scans kept by content hash (storage.mesh_cache), shared by every stage."""
         self.root = Path(root)
         self.fits_root = Path(fits_root) if fits_root else None
+        self.mesh_cache = mesh_cache
         if not self.root.is_dir():
             raise MissingFileError(self.root, "THuman scan folder not found",
                                    "set thuman_root in morphable.toml (or MORPHABLE_THUMAN_ROOT)")
@@ -133,7 +137,7 @@ class THumanDataset:
 
     def read_scan(self, uid: str) -> THumanScan:
         path = self.scan_path(uid)
-        mesh = read_obj(path)
+        mesh = self.mesh_cache.read_obj(path) if self.mesh_cache is not None else read_obj(path)
         if mesh.uv is None:
             raise InvalidContentError(path, "scan has no texture coordinates (vt)", "re-extract the scan")
         return THumanScan(str(uid), mesh, read_rgb(_texture_of(path, mesh)), up_axis_of(uid))
