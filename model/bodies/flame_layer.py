@@ -5,8 +5,10 @@ so it computes exactly what `smplx.FLAME` computes, from the arrays `model.bodie
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
-from smplx.lbs import find_dynamic_lmk_idx_and_bcoords, lbs, vertices2landmarks
+from smplx.lbs import (batch_rigid_transform, batch_rodrigues, blend_shapes, find_dynamic_lmk_idx_and_bcoords, lbs,
+                       vertices2landmarks)
 
 from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, FlameOutput
 
@@ -14,15 +16,22 @@ from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData, FlameOutp
 class FlameLayer(torch.nn.Module):
     """forward(shape (B,n_shape'), expression (B,n_expr'), global_orient (B,3), neck_pose (B,3), jaw_pose (B,3),
     eye_pose (B,6), transl (B,3)); every argument is optional (zeros) and the coefficient tensors may be shorter
-    than the model's bases (leading components)."""
+    than the model's bases (leading components).
+
+    `n_shape` / `n_expression` keep only the leading components of each basis (a fit that uses 100 of FLAME's 300
+    shape and 50 of its 100 expression components blends 150 directions, not 400: the dropped ones have zero
+    coefficients, so only the summation's rounding changes)."""
 
     def __init__(self, model: FlameModelData, landmarks: FlameLandmarkEmbedding | None = None,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, n_shape: int | None = None,
+                 n_expression: int | None = None) -> None:
         super().__init__()
         dtype = dtype or torch.float32
-        self.n_shape, self.n_expression = model.n_shape, model.n_expression
+        self.n_shape = min(n_shape or model.n_shape, model.n_shape)
+        self.n_expression = min(n_expression or model.n_expression, model.n_expression)
+        dirs = model.shapedirs[..., np.r_[0:self.n_shape, model.n_shape:model.n_shape + self.n_expression]]
         self.register_buffer("v_template", torch.tensor(model.v_template, dtype=dtype))
-        self.register_buffer("shapedirs", torch.tensor(model.shapedirs, dtype=dtype))
+        self.register_buffer("shapedirs", torch.tensor(np.ascontiguousarray(dirs), dtype=dtype))
         v = model.num_vertices
         self.register_buffer("posedirs", torch.tensor(model.posedirs.reshape(v * 3, -1).T, dtype=dtype))
         self.register_buffer("J_regressor", torch.tensor(model.j_regressor, dtype=dtype))
@@ -50,8 +59,7 @@ class FlameLayer(torch.nn.Module):
             out[:, :k] = x[:, :k]
         return out
 
-    def forward(self, shape=None, expression=None, global_orient=None, neck_pose=None, jaw_pose=None,
-                eye_pose=None, transl=None) -> FlameOutput:
+    def _betas_pose(self, shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl):
         given = [t for t in (shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl)
                  if t is not None]
         batch = given[0].shape[0] if given else 1
@@ -65,6 +73,54 @@ class FlameLayer(torch.nn.Module):
             jaw_pose if jaw_pose is not None else zeros3,
             eye_pose if eye_pose is not None else torch.zeros(batch, 6, dtype=ref.dtype, device=ref.device),
         ], dim=1)
+        return batch, betas, pose
+
+    def landmarks(self, shape=None, expression=None, global_orient=None, neck_pose=None, jaw_pose=None,
+                  eye_pose=None, transl=None) -> torch.Tensor:
+        """The 68 landmarks (B, 68, 3) of `forward`, skinning only the vertices they are interpolated from (~1/10
+        of the mesh): joints from the regressor applied to the blend shapes (linear, so J(template + dirs b) =
+        J(template) + J(dirs) b), the rest of LBS per kept vertex. Equal to forward().landmarks up to rounding."""
+        if not self.has_landmarks:
+            raise ValueError("this FLAME layer was built without a landmark embedding")
+        if not hasattr(self, "_sub"):
+            self._build_landmark_subset()
+        sub = self._sub
+        batch, betas, pose = self._betas_pose(shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl)
+        v_shaped = sub["template"] + blend_shapes(betas, sub["shapedirs"])
+        joints = sub["j_template"] + blend_shapes(betas, sub["j_dirs"])
+        rot_mats = batch_rodrigues(pose.view(-1, 3)).view(batch, -1, 3, 3)
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        pose_feature = (rot_mats[:, 1:] - eye).view(batch, -1)
+        v_posed = v_shaped + torch.matmul(pose_feature, sub["posedirs"]).view(batch, -1, 3)
+        _, transforms = batch_rigid_transform(rot_mats, joints, self.parents, dtype=pose.dtype)
+        t = torch.matmul(sub["weights"], transforms.view(batch, transforms.shape[1], 16)).view(batch, -1, 4, 4)
+        vertices = (t[:, :, :3, :3] @ v_posed[..., None])[..., 0] + t[:, :, :3, 3]
+        if transl is not None:
+            vertices = vertices + transl[:, None]
+        faces_idx = self.static_faces.unsqueeze(0).expand(batch, -1)
+        bary = self.static_bary.unsqueeze(0).expand(batch, -1, -1)
+        dyn_faces, dyn_bary = find_dynamic_lmk_idx_and_bcoords(
+            vertices, pose, self.dynamic_faces, self.dynamic_bary, self.neck_kin_chain, pose2rot=True)
+        faces_idx = torch.cat([dyn_faces, faces_idx], dim=1).contiguous()
+        bary = torch.cat([dyn_bary, bary], dim=1).contiguous()
+        return vertices2landmarks(vertices, sub["faces"], faces_idx, bary)
+
+    def _build_landmark_subset(self) -> None:
+        used = torch.unique(self.faces[torch.cat([self.static_faces.view(-1), self.dynamic_faces.view(-1)])])
+        remap = torch.full((self.v_template.shape[0],), 0, dtype=torch.long, device=used.device)
+        remap[used] = torch.arange(len(used), device=used.device)
+        n_v = self.v_template.shape[0]
+        posedirs = self.posedirs.view(self.posedirs.shape[0], n_v, 3)[:, used].reshape(self.posedirs.shape[0], -1)
+        self._sub = {
+            "template": self.v_template[used], "shapedirs": self.shapedirs[used].contiguous(),
+            "j_template": self.J_regressor @ self.v_template,
+            "j_dirs": torch.einsum("jv,vck->jck", self.J_regressor, self.shapedirs).contiguous(),
+            "posedirs": posedirs.contiguous(), "weights": self.lbs_weights[used].contiguous(),
+            "faces": remap[self.faces]}  # (faces outside the subset are never indexed)
+
+    def forward(self, shape=None, expression=None, global_orient=None, neck_pose=None, jaw_pose=None,
+                eye_pose=None, transl=None) -> FlameOutput:
+        batch, betas, pose = self._betas_pose(shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl)
         vertices, joints = lbs(betas, pose, self.v_template, self.shapedirs, self.posedirs,
                                self.J_regressor, self.parents, self.lbs_weights, pose2rot=True)
         if transl is not None:
@@ -87,7 +143,8 @@ class FlameLayer(torch.nn.Module):
 
 
 def build_flame_layer(model: FlameModelData, landmarks: FlameLandmarkEmbedding | None = None,
-                      dtype: "torch.dtype | None" = None) -> FlameLayer:
+                      dtype: "torch.dtype | None" = None, n_shape: int | None = None,
+                      n_expression: int | None = None) -> FlameLayer:
     """A `FlameLayer`: FLAME vertices, joints and 68 landmarks for batched parameters (model/bodies/flame.py reads
     the files without torch; this module is the part that needs it)."""
-    return FlameLayer(model, landmarks, dtype)
+    return FlameLayer(model, landmarks, dtype, n_shape, n_expression)

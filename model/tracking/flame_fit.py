@@ -67,10 +67,10 @@ def fit_flame(model: FlameModelData, landmarks: FlameLandmarkEmbedding, targets:
     torch.manual_seed(config.seed)
     dev = torch.device(config.device)
     dt = torch.float64 if dev.type == "cpu" else torch.float32
-    layer = build_flame_layer(model, landmarks, dtype=dt).to(dev)
     n_t = len(targets)
     n_shape = min(config.n_shape, model.n_shape)
     n_expr = min(config.n_expression, model.n_expression)
+    layer = build_flame_layer(model, landmarks, dtype=dt, n_shape=n_shape, n_expression=n_expr).to(dev)
     mm = 1000.0  # losses in millimetres for good conditioning
 
     # 1. similarity from the template's inner landmarks
@@ -105,6 +105,12 @@ def fit_flame(model: FlameModelData, landmarks: FlameLandmarkEmbedding, targets:
         lmk = s * (out.landmarks[:, 17:] @ rot.transpose(1, 2)) + transl[:, None]
         return verts, lmk
 
+    def forward_landmarks():  # the landmark stage needs no other vertex: only those skinned
+        out = layer.landmarks(shape=shape.expand(n_t, -1), expression=expr, jaw_pose=jaw, neck_pose=neck,
+                              eye_pose=eyes)
+        return torch.exp(log_s)[:, :, None] * (out[:, 17:] @ batch_rodrigues(rotv).transpose(1, 2)) \
+            + transl[:, None]
+
     def prior():
         return (config.w_shape * (shape ** 2).sum() + config.w_expression * (expr ** 2).sum()
                 + config.w_pose * ((jaw ** 2).sum() + (neck ** 2).sum() + (eyes ** 2).sum()))
@@ -112,7 +118,7 @@ def fit_flame(model: FlameModelData, landmarks: FlameLandmarkEmbedding, targets:
     opt = torch.optim.Adam([log_s, rotv, transl, shape, expr, jaw, neck, eyes], lr=config.lr)
     for _ in range(config.iters_landmarks):  # 2. landmarks only
         opt.zero_grad()
-        _, lmk = forward()
+        lmk = forward_landmarks()
         loss = config.w_landmarks * ((lmk - tgt_lmk) * mm).pow(2).sum(-1).mean() + prior()
         loss.backward()
         opt.step()

@@ -106,3 +106,25 @@ def test_body_model_errors_are_named(tmp_path, standin_settings):
     np.savez(tmp_path / "SMPLX_NEUTRAL.npz", **data)
     with pytest.raises(BodyModelError, match="posedirs.*expected"):
         load_smplx(tmp_path)
+
+
+def test_flame_landmarks_alone_equal_the_full_forwards(standin_settings):
+    """The landmark-only skinning (what the fit's landmark stage runs) against the full forward, at random
+    shape, expression and poses, with the components a fit keeps."""
+    import torch
+
+    model = load_flame_model(standin_settings.flame_model_dir)
+    lmk = load_flame_landmarks(standin_settings.flame_model_dir)
+    g = torch.Generator().manual_seed(0)
+    for n_shape, n_expression in ((None, None), (model.n_shape // 2, model.n_expression // 2)):
+        layer = build_flame_layer(model, lmk, dtype=torch.float64, n_shape=n_shape, n_expression=n_expression)
+        kwargs = {"shape": torch.randn(3, model.n_shape, generator=g, dtype=torch.float64),
+                  "expression": torch.randn(3, model.n_expression, generator=g, dtype=torch.float64),
+                  "jaw_pose": 0.2 * torch.randn(3, 3, generator=g, dtype=torch.float64),
+                  "neck_pose": 0.3 * torch.randn(3, 3, generator=g, dtype=torch.float64),
+                  "eye_pose": 0.1 * torch.randn(3, 6, generator=g, dtype=torch.float64),
+                  "global_orient": 0.3 * torch.randn(3, 3, generator=g, dtype=torch.float64)}
+        full = layer(**kwargs).landmarks
+        alone = layer.landmarks(**kwargs)
+        assert full.shape == alone.shape == (3, 68, 3)
+        torch.testing.assert_close(alone, full, rtol=0, atol=1e-12)
