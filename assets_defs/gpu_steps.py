@@ -74,11 +74,28 @@ def k8s_gpu_tags(gpus: int = 1) -> dict[str, str]:
     return {"dagster-k8s/config": json.dumps({"container_config": {"resources": res}})}
 
 
+#: where a GPU-heavy step runs on a machine with no GPU: "in_process" (default: the step's own process, which under
+#: the daemon's multiprocess executor is already one process per step; no worker start, whose imports cost 3-4 s
+#: per step) or "worker" (the Pipes subprocess, as on GPU machines)
+CPU_STEPS_ENV = "MORPHABLE_CPU_STEPS"
+
+
+def cpu_steps_in_process() -> bool:
+    mode = os.environ.get(CPU_STEPS_ENV, "in_process")
+    if mode not in ("in_process", "worker"):
+        raise ValueError(f"{CPU_STEPS_ENV}={mode!r}: use in_process or worker")
+    return mode == "in_process" and gpu_count() == 0
+
+
 def run_gpu_task(context: dg.AssetExecutionContext, task: str, config: dict, settings_file: str = "",
                  gpus: int = 1) -> dg.MaterializeResult:
     """Run `pipelines.worker` for `task` in a subprocess pinned to its GPU(s) and return its materialization;
-    with gpus > 1 (training) the worker runs under torchrun, one process per GPU, rank 0 reporting."""
+    with gpus > 1 (training) the worker runs under torchrun, one process per GPU, rank 0 reporting. On a machine
+    without a GPU the task runs in this process unless $MORPHABLE_CPU_STEPS=worker (same code, same metadata)."""
     import json
+
+    if cpu_steps_in_process():
+        return run_task_in_process(context, task, config, settings_file)
 
     from assets_defs.pipes_channel import WholeLineFileMessageReader
 
@@ -95,6 +112,29 @@ def run_gpu_task(context: dg.AssetExecutionContext, task: str, config: dict, set
         invocation = run_worker_process(context, client, command, env,
                                         {"task": task, "config": config, "settings_file": settings_file})
     return worker_report(invocation.get_results(implicit_materializations=False), task)
+
+
+def run_task_in_process(context: dg.AssetExecutionContext, task: str, config: dict, settings_file: str = ""
+                        ) -> dg.MaterializeResult:
+    """The worker's task in this process: the metadata the worker would send over Pipes, converted here."""
+    import json
+
+    import torch
+
+    from assets_defs.outcomes import dagster_metadata
+    from pipelines.settings import load_settings
+    from pipelines.worker import TASKS, device_info
+
+    settings = load_settings(settings_file or None)
+    context.log.info(f"{task}: CPU (no GPU), in the step's process ({device_info()})")
+    config = json.loads(json.dumps(config))  # what the worker receives: the same types (lists, not tuples)
+    threads = torch.get_num_threads()
+    try:
+        meta, version = TASKS[task](settings, config, context.log.info)
+    finally:  # (a resumed training adopts its run's thread count: the next step must not inherit it)
+        torch.set_num_threads(threads)
+    return worker_report([dg.MaterializeResult(metadata=dagster_metadata(meta), data_version=dg.DataVersion(version))],
+                         task)
 
 
 #: how often a step whose worker was killed (out of memory, preempted, a node drained) is tried again in its run

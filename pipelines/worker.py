@@ -24,7 +24,7 @@ def _md_png(path: str | Path, alt: str) -> dict[str, Any]:
     return Markdown(markdown_png_file(path, alt))
 
 
-def _device_info() -> str:
+def device_info() -> str:
     import torch
 
     if torch.cuda.is_available():
@@ -43,7 +43,7 @@ def run_first_stage(settings, config: dict, log: Callable[[str], None]) -> tuple
             "psnr_heldout": JsonValue(res.psnr_heldout),
             "psnr_target_db": JsonValue(psnr_bars_db()), "latent_scale_factor": res.scale_factor,
             "steps": cfg.steps,
-            "seconds": round(res.seconds, 1), "device": _device_info(),
+            "seconds": round(res.seconds, 1), "device": device_info(),
             "heldout_vs_reconstruction": Markdown(markdown_image(sheet, "held-out (top) and decoded (bottom)"))}
     return meta, res.checkpoint.name
 
@@ -58,7 +58,7 @@ def run_train(settings, config: dict, log: Callable[[str], None]) -> tuple[Metad
         return {}, ""
     meta = {"dagster/uri": str(res.checkpoint), "checkpoint_hash": res.checkpoint.name, "steps": res.step,
             "final_loss": float(np.mean(res.losses[-20:])), "seconds": round(res.seconds, 1),
-            "steps_per_second": round(len(res.losses) / max(res.seconds, 1e-9), 3), "device": _device_info(),
+            "steps_per_second": round(len(res.losses) / max(res.seconds, 1e-9), 3), "device": device_info(),
             "run_dir": PathValue(str(res.run_dir)),
             "tensorboard": f"tensorboard --logdir {res.run_dir / 'tensorboard'}",
             "training_views": JsonValue(res.views_manifest),
@@ -96,7 +96,7 @@ def run_eval_set(settings, config: dict, log: Callable[[str], None]) -> tuple[Me
     sheet = contact_sheet([*first.arrays["gt"][:n], *first.arrays["generated"][:n]], tile=64, columns=n)
     meta = {"dagster/uri": str(res.path), "pairs": res.pairs, "views": res.views, "method": res.method,
             "checkpoint_hash": res.checkpoint_hash, "seconds": round(res.seconds, 1), "reused": res.reused,
-            "device": _device_info(), "topology": es.manifest.get("topology"),
+            "device": device_info(), "topology": es.manifest.get("topology"),
             "sampler": JsonValue({**(es.manifest.get("sampler") or {}),
                                   "precision_resolved": es.manifest.get("sampler_precision")}),
             "sample": Markdown(markdown_image(sheet, f"{first.key}: ground truth (top), generated (bottom)"))}
@@ -147,7 +147,7 @@ def main() -> None:
     with open_dagster_pipes() as pipes:
         task = pipes.get_extra("task")
         settings = load_settings(pipes.extras.get("settings_file") or None)
-        pipes.log.info(f"{task} on {_device_info()}")
+        pipes.log.info(f"{task} on {device_info()}")
         meta, version = TASKS[task](settings, dict(pipes.get_extra("config")), pipes.log.info)
         pipes.report_asset_materialization(metadata=to_wire(meta), data_version=version)
 

@@ -1,5 +1,5 @@
-"""GPU slots: one GPU per step, CPU fallback. (The GPU steps' Pipes processes, metadata and references are asserted
-from the event log of the policy's instance: tests/assets_defs/test_policy.py.)"""
+"""GPU slots: one GPU per step, CPU fallback; a CPU step in its worker or in process. (The GPU steps' metadata and
+references, from the event log of the policy's instance: tests/assets_defs/test_policy.py.)"""
 import threading
 import time
 
@@ -78,3 +78,43 @@ def test_a_killed_worker_is_retried_and_a_failing_one_is_reported_once(tmp_path,
         assert not result.success and _retries(result) == 0
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert "failed with code 1" in failure.step_failure_data.error.to_string()
+
+
+@pytest.mark.parametrize("mode", ["worker", "in_process"])
+def test_a_cpu_step_reports_the_same_in_its_worker_and_in_process(mode, monkeypatch, tmp_path):
+    """On a machine without a GPU a GPU-heavy step runs in the step's process by default, or in the Pipes worker
+    with MORPHABLE_CPU_STEPS=worker: the same task, the same metadata and data version (here the import of a
+    shipped checkpoint folder, the quickest task)."""
+    import dagster as dg
+
+    from assets_defs.gpu_steps import run_gpu_task
+    from tests.conftest import REPO
+
+    folder = REPO / "pretrained" / "tiny-facescape-reference"
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("MORPHABLE_CPU_STEPS", mode)
+    monkeypatch.delenv("MORPHABLE_SETTINGS", raising=False)
+
+    @dg.asset(name=f"imported_{mode}")
+    def imported(context: dg.AssetExecutionContext):
+        return run_gpu_task(context, "import", {"file": str(folder), "projection": "perspective"})
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([imported], instance=instance)
+        event = result.get_asset_materialization_events()[0].step_materialization_data.materialization
+        logs = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    from storage.checkpoints import checkpoint_hash
+
+    assert event.metadata["dagster/uri"].value == str(folder) and event.metadata["imported"].value is False
+    assert event.metadata["checkpoint_hash"].value == checkpoint_hash(folder) == event.tags["dagster/data_version"]
+    started = [m for m in logs if m.startswith("import: CPU (no GPU)")]
+    assert len(started) == 1 and ("in the step's process" in started[0]) == (mode == "in_process")
+
+
+def test_an_unknown_cpu_step_mode_is_refused(monkeypatch):
+    from assets_defs.gpu_steps import cpu_steps_in_process
+
+    monkeypatch.setenv("MORPHABLE_CPU_STEPS", "threads")
+    with pytest.raises(ValueError, match="in_process or worker"):
+        cpu_steps_in_process()

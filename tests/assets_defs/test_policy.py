@@ -87,8 +87,9 @@ def test_first_run_materializes_the_whole_graph(world):
                                                           "facescape_novel_view")}
     runs = instance.get_runs(dg.RunsFilter(tags={"morphable/policy": "demo"}))
     assert len(runs) == len(result.policy.runs) and all(r.tags["dagster/from_automation_condition"] for r in runs)
-    # the GPU steps as the policy ran them: Pipes worker processes (CPU here) reporting metadata and data versions,
-    # each handing its output reference to the next partition (was tests/assets_defs/test_gpu_assets.py, on its own instance)
+    # the GPU steps as the policy ran them (in the step's process on this CPU machine; in the Pipes worker they report
+    # the same: tests/assets_defs/test_gpu_assets.py), with metadata and data versions, each handing its output
+    # reference to the next partition
 
     def latest(key, partition=None):
         recs = instance.fetch_materializations(dg.AssetKey(key), limit=100).records
