@@ -64,3 +64,12 @@ def test_too_few_independent_points_is_reported_not_solved():
     y = np.arange(10.0)[None] * 0.5
     fit = lad_fit(x, y)
     assert not fit.optimal[0] and np.isfinite(fit.coef).all()
+
+
+def test_the_fit_is_the_same_bits_for_any_thread_count():
+    x, y = _colour_problems(40, 2000, seed=4)
+    one = lad_fit(x, y, threads=1)
+    for threads in (2, 3):
+        other = lad_fit(x, y, threads=threads)
+        assert np.array_equal(other.coef, one.coef) and np.array_equal(other.loss, one.loss)
+        assert np.array_equal(other.optimal, one.optimal)
