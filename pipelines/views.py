@@ -1,8 +1,9 @@
 """Stage `views`: training views per subject, from raw data and tracked meshes, into the zarr view store.
 
-FaceScape (per expression): valid views with |azimuth| <= 90 deg; undistort; silhouette of the aligned scan by ray
-casting; the released square crop; resize to 256 (area / nearest); K updated; per-view colour calibration (rejected
-views are dropped). THuman: 16 fixed orthographic target views + N random-elevation input views of the textured scan.
+FaceScape (per expression): valid views with |azimuth| <= 90 deg; the silhouette of the aligned scan in the
+undistorted view by ray casting, only where the crop and the resize read it; the released square crop of the
+undistorted image (only the crop undistorted); resize to 256 (area / nearest); K updated; per-view colour calibration
+(rejected views are dropped). The same bytes as undistorting, casting and resizing whole images. THuman: 16 fixed orthographic target views + N random-elevation input views of the textured scan.
 Both: the tracked mesh of each item in the model frame, voxelised for the sparse conditioning.
 """
 from __future__ import annotations

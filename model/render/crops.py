@@ -1,4 +1,5 @@
-"""The released square crop anchored to the silhouette, and the resize that updates the intrinsics (spec §1.2)."""
+"""The released square crop anchored to the silhouette, the undistortion of that crop alone, and the resize that
+updates the intrinsics (spec §1.2), with the pixels its nearest-neighbour variant reads."""
 from __future__ import annotations
 
 import numpy as np

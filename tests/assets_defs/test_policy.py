@@ -368,10 +368,18 @@ def _sensor_ticks(url: str, name: str) -> list[dict]:
 
 def _launch_partition_in_ui(page, url: str, asset: str, partition: str) -> None:
     """Materialize… on the asset page, the partition picked in the launch dialog, Launch 1 run."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.goto(f"{url}/assets/{asset}", wait_until="networkidle")
-    page.get_by_role("button", name="Materialize").first.click()
     dialog = page.locator(".dagster-dialog")
-    dialog.get_by_text("Partition selection").wait_for(timeout=30000)
+    for attempt in range(3):  # a fresh instance's newsletter prompt can swallow the click (its handler skips it)
+        page.get_by_role("button", name="Materialize").first.click()
+        try:
+            dialog.get_by_text("Partition selection").wait_for(timeout=15000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     dialog.get_by_text("Select a partition or create one").click()
     page.keyboard.type(partition)
     page.get_by_role("menuitem").filter(has_text=partition).filter(has_not_text="Add partition").first.click()
