@@ -50,6 +50,8 @@ class FlameLayer(torch.nn.Module):
                 self.register_buffer("full_bary", torch.tensor(landmarks.full_bary, dtype=dtype))
         # the neck chain for the dynamic contour: neck joint up to the root
         self.register_buffer("neck_kin_chain", torch.tensor([1, 0], dtype=torch.long))
+        if landmarks is not None:
+            self._register_landmark_subset()
 
     @staticmethod
     def _coeffs(x: torch.Tensor | None, n: int, batch: int, ref: torch.Tensor) -> torch.Tensor:
@@ -82,9 +84,7 @@ class FlameLayer(torch.nn.Module):
         J(template) + J(dirs) b), the rest of LBS per kept vertex. Equal to forward().landmarks up to rounding."""
         if not self.has_landmarks:
             raise ValueError("this FLAME layer was built without a landmark embedding")
-        if not hasattr(self, "_sub"):
-            self._build_landmark_subset()
-        sub = self._sub
+        sub = {k: getattr(self, f"lmk_{k}") for k in self._LANDMARK_SUBSET}
         batch, betas, pose = self._betas_pose(shape, expression, global_orient, neck_pose, jaw_pose, eye_pose, transl)
         v_shaped = sub["template"] + blend_shapes(betas, sub["shapedirs"])
         joints = sub["j_template"] + blend_shapes(betas, sub["j_dirs"])
@@ -105,18 +105,23 @@ class FlameLayer(torch.nn.Module):
         bary = torch.cat([dyn_bary, bary], dim=1).contiguous()
         return vertices2landmarks(vertices, sub["faces"], faces_idx, bary)
 
-    def _build_landmark_subset(self) -> None:
+    _LANDMARK_SUBSET = ("template", "shapedirs", "j_template", "j_dirs", "posedirs", "weights", "faces")
+
+    def _register_landmark_subset(self) -> None:
+        """What `landmarks` skins, as non-persistent buffers (they follow `.to()`, no state-dict entries)."""
         used = torch.unique(self.faces[torch.cat([self.static_faces.view(-1), self.dynamic_faces.view(-1)])])
-        remap = torch.full((self.v_template.shape[0],), 0, dtype=torch.long, device=used.device)
-        remap[used] = torch.arange(len(used), device=used.device)
-        n_v = self.v_template.shape[0]
-        posedirs = self.posedirs.view(self.posedirs.shape[0], n_v, 3)[:, used].reshape(self.posedirs.shape[0], -1)
-        self._sub = {
-            "template": self.v_template[used], "shapedirs": self.shapedirs[used].contiguous(),
+        remap = torch.zeros(self.v_template.shape[0], dtype=torch.long)
+        remap[used] = torch.arange(len(used))
+        n_v, n_pose = self.v_template.shape[0], self.posedirs.shape[0]
+        subset = {
+            "template": self.v_template[used], "shapedirs": self.shapedirs[used],
             "j_template": self.J_regressor @ self.v_template,
-            "j_dirs": torch.einsum("jv,vck->jck", self.J_regressor, self.shapedirs).contiguous(),
-            "posedirs": posedirs.contiguous(), "weights": self.lbs_weights[used].contiguous(),
+            "j_dirs": torch.einsum("jv,vck->jck", self.J_regressor, self.shapedirs),
+            "posedirs": self.posedirs.view(n_pose, n_v, 3)[:, used].reshape(n_pose, -1),
+            "weights": self.lbs_weights[used],
             "faces": remap[self.faces]}  # (faces outside the subset are never indexed)
+        for key, value in subset.items():
+            self.register_buffer(f"lmk_{key}", value.contiguous(), persistent=False)
 
     def forward(self, shape=None, expression=None, global_orient=None, neck_pose=None, jaw_pose=None,
                 eye_pose=None, transl=None) -> FlameOutput:

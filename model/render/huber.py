@@ -40,16 +40,6 @@ def lad_loss(x: np.ndarray, y: np.ndarray, weights: np.ndarray, coef: np.ndarray
     return (weights * np.abs(y - np.einsum("bnp,bp->bn", x, coef))).sum(1)
 
 
-def huber_objective(x: np.ndarray, y: np.ndarray, weights: np.ndarray, coef: np.ndarray, scale: np.ndarray,
-                    epsilon: float = 1.0) -> np.ndarray:
-    """sklearn's f(w, sigma) above, per problem (scale (B,) is sigma): for comparing solutions."""
-    r = y - np.einsum("bnp,bp->bn", x, coef)
-    sigma = np.asarray(scale, np.float64)[:, None]
-    inlier = np.abs(r) <= epsilon * sigma
-    per_point = np.where(inlier, sigma + r * r / sigma, sigma + 2 * epsilon * np.abs(r) - epsilon ** 2 * sigma)
-    return (weights * per_point).sum(1)
-
-
 def _weighted_least_squares(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> np.ndarray:
     xt = x.transpose(0, 2, 1)
     normal = np.matmul(xt, x * u[..., None])
@@ -67,12 +57,15 @@ def _start(x: np.ndarray, y: np.ndarray, weights: np.ndarray, steps: int) -> np.
     return coef
 
 
-def _first_basis(x: np.ndarray, y: np.ndarray, weights: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """Per problem, P weighted points of smallest |r| whose rows are independent (greedy, in that order)."""
+def _first_basis(x: np.ndarray, y: np.ndarray, weights: np.ndarray, coef: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per problem, P weighted points of smallest |r| whose rows are independent (greedy, in that order), and
+    whether P such points exist."""
     b, n, p = x.shape
     r = np.where(weights > 0, np.abs(y - np.einsum("bnp,bp->bn", x, coef)), np.inf)
     order = np.argsort(r, axis=1, kind="stable")
     basis = np.zeros((b, p), np.int64)
+    complete = np.ones(b, bool)
     for i in range(b):
         chosen: list[int] = []
         for k in order[i]:
@@ -83,10 +76,11 @@ def _first_basis(x: np.ndarray, y: np.ndarray, weights: np.ndarray, coef: np.nda
                 chosen.append(int(k))
                 if len(chosen) == p:
                     break
-        if len(chosen) < p:  # fewer than P independent points: pad (the solve below is then least squares)
+        if len(chosen) < p:  # fewer than P independent points: no vertex (least squares instead)
+            complete[i] = False
             chosen += [int(order[i, 0])] * (p - len(chosen))
         basis[i] = chosen
-    return basis
+    return basis, complete
 
 
 def _line_minimum(t: np.ndarray, rise: np.ndarray, deficit: np.ndarray, first: int = 256
@@ -151,10 +145,9 @@ def lad_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, sta
 
 def _lad_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray, start_steps: int, max_pivots: int) -> RobustFit:
     b, n, p = x.shape
-    basis = _first_basis(x, y, weights, _start(x, y, weights, start_steps))
+    basis, solvable = _first_basis(x, y, weights, _start(x, y, weights, start_steps))
     coef = np.zeros((b, p))
     optimal = np.zeros(b, bool)
-    solvable = np.array([np.linalg.matrix_rank(x[i, basis[i]]) == p for i in range(b)])
     if (~solvable).any():
         coef[~solvable] = _weighted_least_squares(x[~solvable], y[~solvable], weights[~solvable])
     active = np.flatnonzero(solvable)

@@ -4,7 +4,17 @@ import numpy as np
 from scipy.optimize import linprog
 from sklearn.linear_model import HuberRegressor
 
-from model.render.huber import huber_objective, lad_fit, lad_loss
+from model.render.huber import lad_fit, lad_loss
+
+
+def huber_objective(x: np.ndarray, y: np.ndarray, weights: np.ndarray, coef: np.ndarray, scale: np.ndarray,
+                    epsilon: float = 1.0) -> np.ndarray:
+    """sklearn's HuberRegressor objective f(w, sigma) (Owen 2007, alpha = 0), per problem; scale (B,) is sigma."""
+    r = y - np.einsum("bnp,bp->bn", x, coef)
+    sigma = np.asarray(scale, np.float64)[:, None]
+    inlier = np.abs(r) <= epsilon * sigma
+    per_point = np.where(inlier, sigma + r * r / sigma, sigma + 2 * epsilon * np.abs(r) - epsilon ** 2 * sigma)
+    return (weights * per_point).sum(1)
 
 
 def _colour_problems(b, n, seed=0):
