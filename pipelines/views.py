@@ -58,6 +58,7 @@ def _k4(k3: np.ndarray) -> np.ndarray:
 
 def facescape_expression_views(ds, subject: str, expression: str, size: int = IMAGE_SIZE) -> dict:
     """Crops, masks, cameras (model frame) and calibration of one expression; rejected views left out."""
+    from model.parallel import ordered_map
     from model.render.color_calibration import calibrate_views
     from model.render.crops import resize_rgb, undistorted_crop
     from model.render.raycast import MeshRaycaster
@@ -68,24 +69,28 @@ def facescape_expression_views(ds, subject: str, expression: str, size: int = IM
     scan = ds.read_scan(tup)
     scan_model = frames.sfm_to_model_points(scan.vertices, scale, align)
     caster = MeshRaycaster(scan_model, scan.faces)  # one BVH for the expression's views
-    kept: dict[str, list] = {k: [] for k in ("rgb", "mask", "K", "RT", "angles", "view_id", "depth")}
-    for view in tup.valid_views:
+
+    def one_view(view: int) -> dict | None:  # a view's crop, mask, cameras and depth; None when it is left out
         cam = tup.cameras[view]
         rt = frames.sfm_to_model_extrinsics(cam.Rt, scale, align)
         az, el = frames.camera_angles_model(rt)
         if abs(float(az)) > MAX_ABS_AZIMUTH:
-            continue
+            return None
         centre_x = float((-rt[:, :3].T @ rt[:, 3])[0])  # camera centre x: which silhouette edge anchors the crop
         # the silhouette of the undistorted view, cast only where the crop and the resize read it
         crop = crop_silhouette(caster, cam.K, rt, cam.width, cam.height, centre_x, size)
         if crop is None:
-            continue
+            return None
         image = undistorted_crop(ds.read_image(tup, view), cam.K, cam.distortion, crop.top, crop.left, crop.size)
         rgb, k = resize_rgb(image, cam.K, crop.top, crop.left, crop.size, size)
         depth = caster.cast(k, rt, size, size).depth
-        for key, val in (("rgb", rgb), ("mask", crop.mask * 255), ("K", _k4(k)), ("RT", rt), ("angles", [az, el]),
-                         ("view_id", view), ("depth", depth)):
-            kept[key].append(np.asarray(val))
+        return {"rgb": rgb, "mask": crop.mask * 255, "K": _k4(k), "RT": rt, "angles": np.asarray([az, el]),
+                "view_id": np.asarray(view), "depth": depth}
+
+    # the views side by side on the process's cores (decode, undistortion, resize and casts release the GIL;
+    # each view is computed alone, so the bytes do not depend on the thread count)
+    views = [v for v in ordered_map(one_view, tup.valid_views) if v is not None]
+    kept = {key: [v[key] for v in views] for key in ("rgb", "mask", "K", "RT", "angles", "view_id", "depth")}
     cal = calibrate_views(kept["rgb"], kept["depth"], [k[:3, :3] for k in kept["K"]], kept["RT"], scan_model,
                           frames.FACE_SCALE)
     keep = [i for i, img in enumerate(cal.images) if img is not None]

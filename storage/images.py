@@ -23,7 +23,7 @@ def read_image(path: str | Path, mode: str = "RGB", expected_size: tuple[int, in
     try:
         with Image.open(path) as im:
             im.load()  # force a full decode: a truncated JPEG fails here, not later in a worker
-            rgb = np.asarray(im.convert(mode))
+            rgb = np.asarray(im if im.mode == mode else im.convert(mode))  # (no copy when already in `mode`)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CorruptFileError(path, f"cannot decode image ({exc})",
                                "use a complete PNG or JPEG file (this one is truncated or not an image)") from exc

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.parallel import ordered_map
 from model.render.huber import lad_fit
 
 SPECULAR = 0.7
@@ -51,16 +52,21 @@ def calibrate_views(images: list[np.ndarray], depths: list[np.ndarray], ks: list
     n_views, n_vert = len(images), len(vertices)
     colours = np.zeros((n_views, n_vert, 3))
     visible = np.zeros((n_views, n_vert), bool)
-    for i, (img, depth, k, rt) in enumerate(zip(images, depths, ks, rts)):
-        cam = vertices @ rt[:, :3].T + rt[:, 3]
-        uv = (cam @ k.T)[:, :2] / cam[:, 2:3]
+
+    def sample(i: int) -> tuple[np.ndarray, np.ndarray]:  # view i's depth-visible vertices and their colours
+        cam = vertices @ rts[i][:, :3].T + rts[i][:, 3]
+        uv = (cam @ ks[i].T)[:, :2] / cam[:, 2:3]
+        depth = depths[i]
         h, w = depth.shape
         px, py = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
         inside = (px >= 0) & (px < w) & (py >= 0) & (py < h) & (cam[:, 2] > 0)
         d = np.zeros(n_vert)
         d[inside] = depth[py[inside], px[inside]]
         seen = np.flatnonzero(inside & (d > 0) & (np.abs(d - cam[:, 2]) < VISIBILITY_M * units_per_metre))
-        col = _bilinear(img.astype(np.float64) / 255.0, uv[seen])  # (only where a colour is ever read)
+        return seen, _bilinear(images[i].astype(np.float64) / 255.0, uv[seen])  # (only where a colour is read)
+
+    # the views side by side on the process's cores (each alone: the same bits for any thread count)
+    for i, (seen, col) in enumerate(ordered_map(sample, range(n_views))):
         visible[i, seen] = col.mean(1) < SPECULAR
         colours[i, seen] = col
     count = visible.sum(0)
@@ -84,18 +90,20 @@ def calibrate_views(images: list[np.ndarray], depths: list[np.ndarray], ks: list
             else np.arange(len(c))
         fits[i] = (x, m, fit)
     maps = _affine_maps({i: (x[fit], m[fit] - x[fit, :3]) for i, (x, m, fit) in fits.items()})
-    for i, (x, m, _) in fits.items():
-        a = maps[i]
-        corrected = np.clip(x @ a.T, 0, 1)
-        l1_after[i] = np.abs(corrected - m).mean()
-        if l1_after[i] >= l1_before[i]:
-            l1_after[i] = l1_before[i]
-            out[i] = images[i]
-            continue
+
+    def apply(i: int) -> tuple[float, np.ndarray | None]:  # view i's L1 after the map, and its mapped image
+        x, m, _ = fits[i]
+        after = float(np.abs(np.clip(x @ maps[i].T, 0, 1) - m).mean())
+        if after >= l1_before[i]:
+            return float(l1_before[i]), None
         flat = images[i].reshape(-1, 3).astype(np.float64) / 255.0
-        res = np.clip(np.concatenate([flat, np.ones((len(flat), 1))], 1) @ a.T, 0, 1)
-        out[i] = (res.reshape(images[i].shape) * 255 + 0.5).astype(np.uint8)
-        applied[i] = True
+        res = np.clip(np.concatenate([flat, np.ones((len(flat), 1))], 1) @ maps[i].T, 0, 1)
+        return after, (res.reshape(images[i].shape) * 255 + 0.5).astype(np.uint8)
+
+    for i, (after, mapped) in zip(fits, ordered_map(apply, list(fits))):
+        l1_after[i] = after
+        out[i] = images[i] if mapped is None else mapped
+        applied[i] = mapped is not None
     return CalibrationResult(out, l1_before, l1_after, red, applied)
 
 

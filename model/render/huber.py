@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.parallel import default_threads, ordered_map
+
 
 @dataclass(frozen=True)
 class RobustFit:
@@ -111,17 +113,6 @@ def _first_crossing(t, rise, deficit, order):
     return cross.any(1), order[np.arange(len(order)), cross.argmax(1)]
 
 
-def default_threads() -> int:
-    """This process's share of the CPU: $OMP_NUM_THREADS where set (the per-subject worker pools set 1), else the
-    cores it may run on."""
-    import os
-
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))))
-    except (ValueError, AttributeError):
-        return 1
-
-
 def lad_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, start_steps: int = 6,
             max_pivots: int = 500, threads: int | None = None) -> RobustFit:
     """Exact LAD coefficients for each of B problems: x (B, N, P), y (B, N); `weights` (B, N) >= 0 (0 pads a
@@ -133,11 +124,8 @@ def lad_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, sta
     weights = np.ones(y.shape) if weights is None else np.asarray(weights, np.float64)
     threads = min(threads or default_threads(), len(x) // 8 or 1)
     if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         parts = np.array_split(np.arange(len(x)), threads)
-        with ThreadPoolExecutor(threads) as pool:
-            fits = list(pool.map(lambda i: _lad_fit(x[i], y[i], weights[i], start_steps, max_pivots), parts))
+        fits = ordered_map(lambda i: _lad_fit(x[i], y[i], weights[i], start_steps, max_pivots), parts, threads)
         return RobustFit(np.concatenate([f.coef for f in fits]), np.concatenate([f.loss for f in fits]),
                          max(f.pivots for f in fits), np.concatenate([f.optimal for f in fits]))
     return _lad_fit(x, y, weights, start_steps, max_pivots)

@@ -97,6 +97,9 @@ class MeshRaycaster:
         self.scene = o3d.t.geometry.RaycastingScene()
         self.scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, np.float32)),
                                  o3d.core.Tensor(np.ascontiguousarray(faces, np.uint32)))
+        # Open3D builds the BVH at the first cast; build it here, so that casts from several threads (the views
+        # of an expression run side by side) never race on that lazy commit
+        self.scene.cast_rays(o3d.core.Tensor(np.array([[0, 0, 0, 0, 0, 1]], np.float32)))
 
     def cast(self, k: np.ndarray, rt: np.ndarray, width: int, height: int,
              distortion: np.ndarray | None = None) -> RayHits:

@@ -287,3 +287,21 @@ def test_a_store_written_in_one_call_has_the_bytes_of_one_written_view_by_view(t
     assert files == sorted(p.relative_to(each) for p in each.rglob("*") if p.is_file()) and len(files) > 10
     for rel in files:
         assert (one / rel).read_bytes() == (each / rel).read_bytes(), rel
+
+
+def test_an_expressions_views_are_the_same_bits_on_any_number_of_threads(view_settings, monkeypatch):
+    """The views of an expression (and the calibration's sampling, fit and mapping) run side by side on the
+    process's cores ($OMP_NUM_THREADS): one thread and three give the same views, calibration and rejections."""
+    from pipelines.views import facescape_expression_views
+    from storage.facescape import FaceScapeDataset
+
+    ds = FaceScapeDataset(view_settings.facescape_root, view_settings.facescape_rt_scale_dict)
+    runs = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        runs.append(facescape_expression_views(ds, "1", "1_neutral"))
+    one, three = runs
+    for key in ("rgb", "mask", "K", "RT", "angles", "view_id"):
+        assert np.array_equal(one[key], three[key]), key
+    assert (one["l1"], one["rejected"], one["calibrated"]) == (three["l1"], three["rejected"], three["calibrated"])
+    assert len(one["calibrated"]) > 0  # the mapping step ran (the stand-in tints a camera)
