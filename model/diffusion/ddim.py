@@ -115,19 +115,42 @@ def guided_eps(model: MultiViewDenoiser, state: Any, x: "torch.Tensor", t: "torc
     return eps_u + cfg_scale * (eps_c - eps_u)
 
 
+def warm_start_steps(config: DDIMConfig, total: int, strength: float) -> int:
+    """How many of the sampler's steps a warm start of `strength` (0, 1] runs: the last ceil(strength * n)."""
+    if not 0 < strength <= 1:
+        raise ValueError(f"warm-start strength must be in (0, 1], got {strength}")
+    n = len(ddim_timesteps(config.steps, total, config.timestep_offset))
+    return max(1, int(np.ceil(strength * n - 1e-9)))
+
+
 def sample(model: MultiViewDenoiser, shape: tuple[int, ...], alphas_cumprod: np.ndarray,
            config: DDIMConfig = DDIMConfig(), device: str = "cpu", dtype=None,
-           generator: "torch.Generator | None" = None, progress=None) -> "torch.Tensor":
+           generator: "torch.Generator | None" = None, progress=None, init: "torch.Tensor | None" = None,
+           strength: float = 1.0) -> "torch.Tensor":
     """Sample latents of `shape` = (B, N, C, h, w) from N(0, I) with DDIM + CFG; deterministic for a seed.
-    `progress()`, when given, is called after each view batch of each step."""
+    `progress()`, when given, is called after each view batch of each step.
+
+    Warm start (`init`, clean latents of `shape`, and `strength` < 1): only the last `warm_start_steps` steps run,
+    from `init` noised to the first of them, x = sqrt(a) init + sqrt(1 - a) z, where z is the draw a fresh start
+    would begin from; the skipped steps' noise is drawn and discarded, so every step that runs adds the same noise
+    as it would in a fresh run of this seed (an animation's frames share their noise step by step)."""
     import torch
 
     gen = generator or torch.Generator(device=device).manual_seed(config.seed)
     dtype = dtype or torch.float32
     coef = ddim_coefficients(np.asarray(alphas_cumprod, np.float64), config)
     x = torch.randn(shape, generator=gen, device=device, dtype=dtype)
-    n_views = shape[1]
-    for i in range(len(coef["timesteps"]) - 1, -1, -1):
+    n_views, n_steps = shape[1], len(coef["timesteps"])
+    first = n_steps - 1
+    if init is not None and strength < 1:
+        if tuple(init.shape) != tuple(shape):
+            raise ValueError(f"warm-start latents {tuple(init.shape)} do not match the sample shape {tuple(shape)}")
+        first = warm_start_steps(config, len(alphas_cumprod), strength) - 1
+        for _ in range(n_steps - 1, first, -1):  # the skipped steps' noise (steps i > 0 draw one each)
+            torch.randn(shape, generator=gen, device=device, dtype=dtype)
+        a = float(coef["alpha"][first])
+        x = a ** 0.5 * init.to(device=device, dtype=dtype) + (1 - a) ** 0.5 * x
+    for i in range(first, -1, -1):
         t = torch.full((shape[0],), int(coef["timesteps"][i]), device=device, dtype=torch.long)
         state = model.begin_step(x, t)
         eps = torch.empty_like(x)

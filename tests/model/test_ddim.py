@@ -126,3 +126,45 @@ def test_cfg_combination_chunking_and_seed():
     sample(m, (1, 16, 4, 4, 4), ac, DDIMConfig(steps=2, batch_view_num=8, cfg_scale=2.0), dtype=torch.float64)
     assert m.calls.count(("step", 501)) == 1 and m.calls.count(("step", 1)) == 1  # one volume per step
     assert m.calls.count(("eps", 8, True)) == 4 and m.calls.count(("eps", 8, False)) == 4
+
+
+class _ZeroNoise:
+    """Predicts eps = 0, so a DDIM step is x' = sqrt(a'/a) x + sigma z: linear, and the noise it adds is visible."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def begin_step(self, x, t):
+        self.seen[int(t[0])] = x.clone()
+
+    def eps(self, state, x, t, views, conditional):
+        return torch.zeros_like(x)
+
+
+@pytest.mark.numerics
+def test_a_warm_start_runs_the_last_steps_with_the_fresh_runs_noise():
+    from model.diffusion.ddim import warm_start_steps
+
+    ac = schedule_arrays()["alphas_cumprod"].astype(np.float64)
+    cfg = DDIMConfig(steps=20, cfg_scale=1.0)
+    shape = (1, 16, 4, 4, 4)
+    init = torch.randn(shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    fresh_model, warm_model = _ZeroNoise(), _ZeroNoise()
+    fresh = sample(fresh_model, shape, ac, cfg, dtype=torch.float64)
+    assert torch.equal(sample(_ZeroNoise(), shape, ac, cfg, dtype=torch.float64, init=init, strength=1.0), fresh)
+    warm = sample(warm_model, shape, ac, cfg, dtype=torch.float64, init=init, strength=0.3)
+    coef = ddim_coefficients(ac, cfg)
+    k = warm_start_steps(cfg, len(ac), 0.3)
+    assert k == 6 and sorted(warm_model.seen) == sorted(coef["timesteps"][:k].tolist())
+    first = int(coef["timesteps"][k - 1])
+    a = coef["alpha"][k - 1]
+    z0 = torch.randn(shape, generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
+    torch.testing.assert_close(warm_model.seen[first], a ** 0.5 * init + (1 - a) ** 0.5 * z0)
+    # the steps that run are linear and add the same noise in both runs, so the two finals differ by the starting
+    # difference scaled by prod sqrt(a' / a): any misaligned noise draw would show here
+    scale = float(np.prod(np.sqrt(coef["alpha_prev"][:k] / coef["alpha"][:k])))
+    torch.testing.assert_close(warm - fresh, scale * (warm_model.seen[first] - fresh_model.seen[first]))
+    with pytest.raises(ValueError, match="strength"):
+        warm_start_steps(cfg, len(ac), 0.0)
+    with pytest.raises(ValueError, match="do not match"):
+        sample(_ZeroNoise(), shape, ac, cfg, init=init[:, :8], strength=0.5)
