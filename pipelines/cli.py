@@ -158,6 +158,44 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_animate(args: argparse.Namespace) -> int:
+    from model.diffusion.ddim import DDIMConfig
+    from pipelines.animate import AnimationConfig, animate
+    from pipelines.params import config_from_arguments
+
+    out = animate(_settings(args), args.checkpoint, args.image, args.driving, args.out,
+                  sampler=config_from_arguments(DDIMConfig, args), config=config_from_arguments(AnimationConfig, args),
+                  face_check=args.face_check, log=print)
+    n, views = out.views.shape[:2]
+    print(f"{n} frames x {views} views in {out.out_dir / 'frames'} ({out.seconds:.0f} s); videos: "
+          f"{out.out_dir / 'views'} (one per view), {out.out_dir / 'grid.webp'} (all views)")
+    return 0
+
+
+def cmd_driving_sequence(args: argparse.Namespace) -> int:
+    from pipelines.driving import interpolate, read_driving, write_driving_file
+
+    settings = _settings(args)
+    a, b = (read_driving(settings, p) if Path(p).suffix in (".npz", ".json") else _image_expression(settings, p)
+            for p in (args.start, args.end))
+    seq = interpolate(a.expression[0], b.expression[-1], args.frames, a.jaw_pose[0], b.jaw_pose[-1], fps=args.fps)
+    write_driving_file(args.out, seq)
+    print(f"{seq.frames} frames from {args.start} to {args.end}: {args.out}")
+    return 0
+
+
+def _image_expression(settings, path):
+    """One image's FLAME expression (single-image fit) as a one-frame driving sequence."""
+    from model.bodies.flame import load_flame_landmarks, load_flame_model
+    from model.tracking.single_image import fit_flame_to_image
+    from pipelines.driving import DrivingSequence
+    from storage.images import read_rgb
+
+    fit = fit_flame_to_image(load_flame_model(settings.flame_model_dir),
+                             load_flame_landmarks(settings.flame_model_dir), read_rgb(path), source=str(path))
+    return DrivingSequence(fit.expression.reshape(1, -1), fit.jaw_pose.reshape(1, 3), 25.0, str(path))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
@@ -308,6 +346,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from model.diffusion.ddim import DDIMConfig
+    from pipelines.animate import AnimationConfig
     from pipelines.catalog import DATASETS, DATASET_NAMES, topology_names
     from pipelines.first_stage import FirstStageConfig
     from pipelines.import_checkpoint import KINDS as CHECKPOINT_KINDS
@@ -408,6 +447,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate even if no face is detected in --image")
     add_config_arguments(s, DDIMConfig)
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("animate", help="one image + a driving sequence of expressions -> 16 views per frame, "
+                                       "videos per view and of all views (docs/evaluation.md)")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint folder, or a released .ckpt (imported once)")
+    s.add_argument("--image", required=True, help="the face to animate (its FLAME shape is fitted)")
+    s.add_argument("--driving", required=True, help="a folder of frames (each fitted, then smoothed), or a FLAME "
+                                                    "parameter file (.npz/.json: 'expression' (T, E), optional "
+                                                    "'jaw_pose' (T, 3), 'fps'; `morphable driving-sequence` makes one)")
+    s.add_argument("--out", required=True, help="output folder: new, empty, or an earlier output (replaced)")
+    s.add_argument("--no-face-check", dest="face_check", action="store_false",
+                   help="animate even if no face is detected in --image")
+    add_config_arguments(s, AnimationConfig)
+    add_config_arguments(s, DDIMConfig)
+    s.set_defaults(func=cmd_animate)
+
+    s = sub.add_parser("driving-sequence", help="an interpolation between two expressions (images, fitted, or "
+                                                "parameter files) as a driving file for `animate`")
+    s.add_argument("--from", dest="start", required=True, help="an image or a parameter file (its first frame)")
+    s.add_argument("--to", dest="end", required=True, help="an image or a parameter file (its last frame)")
+    s.add_argument("--frames", type=int, default=16)
+    s.add_argument("--fps", type=float, default=25.0)
+    s.add_argument("--out", required=True, help="the .npz to write")
+    s.set_defaults(func=cmd_driving_sequence)
 
     s = sub.add_parser("evaluate", help="generate a protocol's evaluation set and compute its metric tables")
     s.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))

@@ -139,6 +139,13 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
     `ablation` ("no_mesh", "no_image"; network.ABLATION_KEEP) drops a conditioning branch; `progress()` is called
     after each view batch of each step. The network runs in
     `ddim.precision` (autocast) and `ddim.compile`; the DDIM state, the encoders and the VAE decode stay fp32."""
+    return decode_views(model, sample_latents(model, input_image, ks, rts, vertices, ddim, ablation, progress))
+
+
+def sample_latents(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray, vertices: np.ndarray,
+                   ddim, ablation: str = "none", progress=None, init=None, strength: float = 1.0):
+    """`sample_views`' latents (1, N, C, h, w), before decoding; `init` / `strength`: a warm start from other
+    latents (`model.diffusion.ddim.sample`), as an animation's frames use."""
     import torch
 
     from model.diffusion.ddim import sample
@@ -171,9 +178,17 @@ def sample_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray
                                   model.first_stage_model.encode(x, True, gen) * cfg.vae.scale_factor,
                                   keep=ABLATION_KEEP[ablation])
         with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            lat = sample(den, (1, cfg.view_num, 4, cfg.latent_size, cfg.latent_size),
-                         model.alphas_cumprod.cpu().numpy(), ddim, device=str(dev), progress=progress)
-        imgs = model.decode_latents(lat.float())[0]
+            return sample(den, (1, cfg.view_num, 4, cfg.latent_size, cfg.latent_size),
+                          model.alphas_cumprod.cpu().numpy(), ddim, device=str(dev), progress=progress, init=init,
+                          strength=strength)
+
+
+def decode_views(model, latents) -> np.ndarray:
+    """(N, H, W, 3) uint8 views of latents (1, N, C, h, w), decoded by the VAE in fp32."""
+    import torch
+
+    with torch.no_grad():
+        imgs = model.decode_latents(latents.float())[0]
     return ((imgs.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 

@@ -123,3 +123,21 @@ def quick_first_stage(model_data: Settings) -> Path:
     from pipelines.first_stage import FirstStageConfig, train_first_stage
 
     return train_first_stage(model_data, FirstStageConfig(steps=20), log=lambda *_: None).checkpoint
+
+
+@pytest.fixture(scope="module")
+def untrained_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny network with seeded random weights, saved as a checkpoint (the sampling paths' plumbing and
+    reproducibility do not need a trained model)."""
+    import dataclasses
+
+    import torch
+
+    from model.diffusion.config import tiny
+    from model.diffusion.network import MorphableDiffusion
+    from storage.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    model = MorphableDiffusion(tiny())
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), "tiny", model.state_dict(),
+                           {"model": dataclasses.asdict(model.cfg)})

@@ -1,27 +1,18 @@
 """Generation with a tiny checkpoint: end to end from the CLI, reproducible, and a NeuS2 export that round-trips."""
-import dataclasses
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import torch
 
 from model.diffusion.ddim import DDIMConfig
 from tests.conftest import TESTDATA
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from model.diffusion.config import tiny
-    from model.diffusion.network import MorphableDiffusion
-    from storage.checkpoints import save_checkpoint
-
-    torch.manual_seed(0)
-    model = MorphableDiffusion(tiny())
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), "tiny", model.state_dict(),
-                           {"model": dataclasses.asdict(model.cfg)})
+def tiny_checkpoint(untrained_tiny_checkpoint):
+    return untrained_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
