@@ -108,8 +108,8 @@ def test_animate_cli_on_a_folder_of_real_face_images(standin_root, tiny_checkpoi
                            str(out), "--steps", "2"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "fitted FLAME to frame 3/3 (0003.png)" in proc.stdout
-    # progress over every frame's steps x view batches: 2 steps for the first, ceil(0.5 * 2) = 1 for the others
-    assert "animating 3 frames x 16 views (warm_start): 8/8" in proc.stdout, proc.stdout
+    # progress over every frame's steps x view batches (2 DDIM steps x 2 batches of 8 views)
+    assert "animating 3 frames x 16 views (shared_noise): 12/12" in proc.stdout, proc.stdout
     assert sorted(p.name for p in (out / "frames").iterdir()) == ["0000", "0001", "0002"]
     assert len(list((out / "frames" / "0002").glob("*.png"))) == 16
     video = read_animated(out / "views" / "05.webp")
@@ -118,7 +118,7 @@ def test_animate_cli_on_a_folder_of_real_face_images(standin_root, tiny_checkpoi
     assert np.array_equal(video[1], png)  # the video's frames are the frames
     assert read_animated(out / "grid.webp").shape == (3, 256, 256, 3)
     doc = json.loads((out / "animation.json").read_text())
-    assert doc["frames"] == 3 and doc["animation"]["mode"] == "warm_start" and "smoothed" in doc["driving"]
+    assert doc["frames"] == 3 and doc["animation"]["mode"] == "shared_noise" and "smoothed" in doc["driving"]
     seq = read_driving_file(out / "sequence.npz")
     assert seq.frames == 3 and np.isfinite(seq.expression).all()
     bad = subprocess.run([sys.executable, "-m", "pipelines.cli", "animate", "--checkpoint", str(tiny_checkpoint),
