@@ -72,12 +72,19 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -
     return atomic_save(path, save)
 
 
-def read_animated(path: str | Path) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames of an animated WebP or GIF (tests and thumbnails read videos back with it)."""
+def read_animated(path: str | Path, fps: float | None = None) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames of an animated WebP or GIF. The encoders fold a frame identical to the one before
+    into a longer display time; given the `fps` it was written at, such frames are counted again (a sequence of one
+    repeated frame is written by libwebp as a still image: one frame comes back)."""
     from PIL import Image, ImageSequence
 
+    frames = []
     with Image.open(path) as im:
-        return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
+        for f in ImageSequence.Iterator(im):
+            rgb = np.asarray(f.convert("RGB"))  # (decoding the frame sets its duration)
+            repeat = max(1, round(f.info.get("duration", 0) * fps / 1000)) if fps else 1
+            frames += [rgb] * repeat
+    return np.stack(frames)
 
 
 def grid(views: np.ndarray, columns: int = 4) -> np.ndarray:
