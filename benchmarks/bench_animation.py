@@ -41,9 +41,8 @@ def main() -> None:
 
     from model.diffusion.ddim import DDIMConfig
     from model.metrics.image import psnr, silhouette_iou, ssim
-    from model.metrics.temporal import flicker, mesh_flow, warping_error
     from pipelines import catalog
-    from pipelines.animate import AnimationConfig, animate_views
+    from pipelines.animate import AnimationConfig, animate_views, temporal_scores
     from pipelines.evaluation_sets import _mesh_faces, _resize, mesh_silhouettes
     from pipelines.training_data import scale_intrinsics
     from pipelines.model_loading import load_model
@@ -74,13 +73,7 @@ def main() -> None:
     w = np.linspace(0, 1, args.frames)[:, None, None]
     meshes = (1 - w) * va + w * vb
     faces = _mesh_faces(settings, "facescape", topology, args.subject)
-    tol = 0.01 * float(np.linalg.norm(va.max(0) - va.min(0)))
     sil = np.stack([mesh_silhouettes(m, faces, k, rt, size) for m in meshes]) > 0  # (T, N, H, W)
-    flows = [[mesh_flow(meshes[t - 1], meshes[t], faces, k[i][:3, :3], rt[i], size, size, tol)
-              for t in range(1, args.frames)] for i in range(len(targets))]
-    from scipy.ndimage import binary_dilation
-
-    background = [~binary_dilation(sil[t - 1] | sil[t], np.ones((1, 5, 5), bool)) for t in range(1, args.frames)]
     ddim = DDIMConfig(steps=args.steps)
     modes = [("independent", AnimationConfig(mode="independent")),
              ("shared_noise", AnimationConfig(mode="shared_noise"))]
@@ -91,12 +84,11 @@ def main() -> None:
         t0 = time.perf_counter()
         views = animate_views(model, inp, k, rt, meshes, ddim, config)  # (T, N, H, W, 3)
         seconds = time.perf_counter() - t0
-        e_warp = [warping_error(views[:, i], flows[i]) for i in range(len(targets))]
-        flick = [flicker(views[:, i], np.stack([bg[i] for bg in background])) for i in range(len(targets))]
+        scores = temporal_scores(views, meshes, faces, k, rt)
         iou = [[silhouette_iou(sil[t, i], views[t, i]) for i in range(len(targets))] for t in range(args.frames)]
         last = views[-1]
         result["modes"][name] = {
-            "warping_error": float(np.mean(e_warp)), "flicker": float(np.mean(flick)),
+            "warping_error": scores["warping_error"], "flicker": scores["flicker"],
             "iou_with_driving_mesh": float(np.mean(iou)),
             "last_frame_masked_psnr": float(np.mean([psnr(gt[i], last[i], gt_mask[i]) for i in range(len(targets))])),
             "last_frame_ssim": float(np.mean([ssim(gt[i], last[i]) for i in range(len(targets))])),

@@ -89,6 +89,32 @@ def animate_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarra
     return np.stack(frames)
 
 
+def temporal_scores(views: np.ndarray, meshes: np.ndarray, faces: np.ndarray, ks: np.ndarray,
+                    rts: np.ndarray) -> dict[str, float]:
+    """How consistent an animation is along its own driving meshes (`model.metrics.temporal`), averaged over the
+    views: the warping error, and the flicker of the background (pixels outside both frames' mesh silhouettes,
+    dilated by 2 px: nothing there moves). `views` (T, N, H, W, 3) uint8, `meshes` (T, V, 3) in the cameras'
+    frame, `ks` (N, 3, 3) for the views' size, `rts` (N, 3, 4). NaN for a single frame."""
+    from scipy.ndimage import binary_dilation
+
+    from model.metrics.temporal import flicker, mesh_flow, warping_error
+    from model.render.raycast import MeshRaycaster
+
+    t_count, n, size = views.shape[0], views.shape[1], views.shape[2]
+    if t_count < 2:
+        return {"warping_error": float("nan"), "flicker": float("nan")}
+    tolerance = 0.01 * float(np.linalg.norm(meshes[0].max(0) - meshes[0].min(0)))
+    e_warp, flick = [], []
+    for i in range(n):
+        k, rt = np.asarray(ks[i])[:3, :3], np.asarray(rts[i])[:3]
+        flows = [mesh_flow(meshes[t - 1], meshes[t], faces, k, rt, size, size, tolerance) for t in range(1, t_count)]
+        sil = np.stack([MeshRaycaster(m, faces).cast(k, rt, size, size).mask for m in meshes])
+        still = ~binary_dilation(sil[1:] | sil[:-1], np.ones((1, 5, 5), bool))
+        e_warp.append(warping_error(views[:, i], flows))
+        flick.append(flicker(views[:, i], still))
+    return {"warping_error": float(np.nanmean(e_warp)), "flicker": float(np.nanmean(flick))}
+
+
 def write_animation(out: Path, views: np.ndarray, fps: float) -> list[Path]:
     """The frames as PNGs and the videos (see the module docstring); returns the video paths."""
     from PIL import Image
@@ -158,6 +184,12 @@ def animate(settings: Settings, checkpoint: str | Path, image: str | Path, drivi
         if bar:
             bar.close()
         videos = write_animation(tmp, views, sequence.fps)
+        from model.bodies.flame import load_flame_model
+
+        scores = temporal_scores(views, meshes, load_flame_model(settings.flame_model_dir).faces, ks, rts)
+        if log:
+            log(f"temporal consistency: warping error {scores['warping_error']:.5f}, background flicker "
+                f"{scores['flicker']:.5f} (0 = consistent; docs/evaluation.md)")
         write_driving_file(tmp / "sequence.npz", sequence)
         np.savez(tmp / "meshes.npz", vertices=meshes.astype(np.float32))
         seconds = time.perf_counter() - t0
@@ -165,5 +197,5 @@ def animate(settings: Settings, checkpoint: str | Path, image: str | Path, drivi
             "checkpoint": str(checkpoint), "image": str(image), "driving": sequence.source,
             "frames": sequence.frames, "views": int(cfg.view_num), "fps": sequence.fps,
             "animation": dataclasses.asdict(config), "sampler": dataclasses.asdict(ddim),
-            "seconds": round(seconds, 2), "videos": [str(p.relative_to(tmp)) for p in videos]}, indent=1))
+            "seconds": round(seconds, 2), "temporal": scores, "videos": [str(p.relative_to(tmp)) for p in videos]}, indent=1))
     return AnimationOutcome(out, views, seconds, [out / p.relative_to(tmp) for p in videos])

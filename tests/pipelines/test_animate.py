@@ -75,7 +75,7 @@ def test_shared_noise_repeats_a_frame_whose_mesh_did_not_move_and_independent_sa
         standin_settings, tiny_checkpoint):
     from model import frames
     from model.bodies.flame import load_flame_model
-    from pipelines.animate import AnimationConfig, animate_views
+    from pipelines.animate import AnimationConfig, animate_views, temporal_scores
     from pipelines.generate import _input_image, virtual_cameras
     from pipelines.model_loading import load_model
 
@@ -94,6 +94,11 @@ def test_shared_noise_repeats_a_frame_whose_mesh_did_not_move_and_independent_sa
     assert np.array_equal(warm[0], shared[0])  # the first frame is a fresh sample in every mode
     change = lambda v: float(np.abs(np.diff(v.astype(float), axis=0)).mean())  # noqa: E731
     assert change(warm) < change(independent)
+    # repeated frames of a still mesh are perfectly consistent; independent draws are not
+    still_scores = temporal_scores(shared, still, flame.faces, ks, rts)  # (the warp reads at the pixel, to rounding)
+    assert still_scores["warping_error"] < 1e-20 and still_scores["flicker"] == 0.0
+    scores = temporal_scores(independent, still, flame.faces, ks, rts)
+    assert scores["warping_error"] > 0 and scores["flicker"] > 0
 
 
 def test_animate_cli_on_a_folder_of_real_face_images(standin_root, tiny_checkpoint, tmp_path):
@@ -127,6 +132,8 @@ def test_animate_cli_on_a_folder_of_real_face_images(standin_root, tiny_checkpoi
     assert read_animated(out / "grid.webp", fps=25.0).shape[1:] == (256, 256, 3)
     doc = json.loads((out / "animation.json").read_text())
     assert doc["frames"] == 3 and doc["animation"]["mode"] == "shared_noise" and "smoothed" in doc["driving"]
+    assert all(0 <= doc["temporal"][k] < 1 for k in ("warping_error", "flicker")), doc["temporal"]
+    assert "temporal consistency: warping error" in proc.stdout
     seq = read_driving_file(out / "sequence.npz")
     assert seq.frames == 3 and np.isfinite(seq.expression).all()
     bad = subprocess.run([sys.executable, "-m", "pipelines.cli", "animate", "--checkpoint", str(tiny_checkpoint),
