@@ -97,18 +97,21 @@ def temporal_scores(views: np.ndarray, meshes: np.ndarray, faces: np.ndarray, ks
     frame, `ks` (N, 3, 3) for the views' size, `rts` (N, 3, 4). NaN for a single frame."""
     from scipy.ndimage import binary_dilation
 
-    from model.metrics.temporal import flicker, mesh_flow, warping_error
+    from model.metrics.temporal import flicker, flow_from_hits, warping_error
     from model.render.raycast import MeshRaycaster
 
     t_count, n, size = views.shape[0], views.shape[1], views.shape[2]
     if t_count < 2:
         return {"warping_error": float("nan"), "flicker": float("nan")}
     tolerance = 0.01 * float(np.linalg.norm(meshes[0].max(0) - meshes[0].min(0)))
+    casters = [MeshRaycaster(m, faces) for m in meshes]  # one BVH per frame, cast from every camera
     e_warp, flick = [], []
     for i in range(n):
         k, rt = np.asarray(ks[i])[:3, :3], np.asarray(rts[i])[:3]
-        flows = [mesh_flow(meshes[t - 1], meshes[t], faces, k, rt, size, size, tolerance) for t in range(1, t_count)]
-        sil = np.stack([MeshRaycaster(m, faces).cast(k, rt, size, size).mask for m in meshes])
+        hits = [c.cast(k, rt, size, size) for c in casters]
+        flows = [flow_from_hits(hits[t], hits[t - 1], meshes[t - 1], faces, k, rt, tolerance)
+                 for t in range(1, t_count)]
+        sil = np.stack([h.mask for h in hits])
         still = ~binary_dilation(sil[1:] | sil[:-1], np.ones((1, 5, 5), bool))
         e_warp.append(warping_error(views[:, i], flows))
         flick.append(flicker(views[:, i], still))
@@ -146,6 +149,7 @@ def animate(settings: Settings, checkpoint: str | Path, image: str | Path, drivi
     """Read and check the inputs (image, driving sequence), fit FLAME to the image for its identity, then sample
     every frame's 16 views on the virtual trajectory and write the videos."""
     from model import frames as frames_
+    from model.bodies.flame import load_flame_model
     from model.diffusion.ddim import DDIMConfig
     from pipelines.driving import read_driving, sequence_meshes, write_driving_file
     from pipelines.fit_image import fit_image
@@ -166,7 +170,8 @@ def animate(settings: Settings, checkpoint: str | Path, image: str | Path, drivi
     t0 = time.perf_counter()
     with output_folder(out) as tmp:
         identity = fit_image(settings, image, tmp / "identity_fit")  # the input's FLAME shape drives every frame
-        meshes = frames_.flame_to_model_points(sequence_meshes(settings, identity.fit.shape, sequence))
+        flame = load_flame_model(settings.flame_model_dir)
+        meshes = frames_.flame_to_model_points(sequence_meshes(flame, identity.fit.shape, sequence))
         ks, rts = virtual_cameras(cfg.image_size, cfg.view_num)
         bar = None
         if log:
@@ -184,9 +189,7 @@ def animate(settings: Settings, checkpoint: str | Path, image: str | Path, drivi
         if bar:
             bar.close()
         videos = write_animation(tmp, views, sequence.fps)
-        from model.bodies.flame import load_flame_model
-
-        scores = temporal_scores(views, meshes, load_flame_model(settings.flame_model_dir).faces, ks, rts)
+        scores = temporal_scores(views, meshes, flame.faces, ks, rts)
         if log:
             log(f"temporal consistency: warping error {scores['warping_error']:.5f}, background flicker "
                 f"{scores['flicker']:.5f} (0 = consistent; docs/evaluation.md)")

@@ -173,27 +173,14 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 
 def cmd_driving_sequence(args: argparse.Namespace) -> int:
-    from pipelines.driving import interpolate, read_driving, write_driving_file
+    from pipelines.driving import endpoint, interpolate, write_driving_file
 
     settings = _settings(args)
-    a, b = (read_driving(settings, p) if Path(p).suffix in (".npz", ".json") else _image_expression(settings, p)
-            for p in (args.start, args.end))
+    a, b = endpoint(settings, args.start), endpoint(settings, args.end)
     seq = interpolate(a.expression[0], b.expression[-1], args.frames, a.jaw_pose[0], b.jaw_pose[-1], fps=args.fps)
     write_driving_file(args.out, seq)
     print(f"{seq.frames} frames from {args.start} to {args.end}: {args.out}")
     return 0
-
-
-def _image_expression(settings, path):
-    """One image's FLAME expression (single-image fit) as a one-frame driving sequence."""
-    from model.bodies.flame import load_flame_landmarks, load_flame_model
-    from model.tracking.single_image import fit_flame_to_image
-    from pipelines.driving import DrivingSequence
-    from storage.images import read_rgb
-
-    fit = fit_flame_to_image(load_flame_model(settings.flame_model_dir),
-                             load_flame_landmarks(settings.flame_model_dir), read_rgb(path), source=str(path))
-    return DrivingSequence(fit.expression.reshape(1, -1), fit.jaw_pose.reshape(1, 3), 25.0, str(path))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

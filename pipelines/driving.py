@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipelines.settings import Settings
 from storage.errors import InvalidContentError, MissingFileError
+
+if TYPE_CHECKING:
+    from model.bodies.flame import FlameModelData
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FILE_FIX = ("give an .npz or .json with 'expression' (T, E) FLAME expression coefficients, optionally 'jaw_pose' "
@@ -122,26 +126,46 @@ def image_frames(folder: str | Path) -> list[Path]:
     return frames
 
 
-def fit_image_sequence(settings: Settings, folder: str | Path, smoothing: float = 1.0, fps: float = 25.0,
-                       log=None) -> DrivingSequence:
-    """The single-image FLAME fit of every frame of `folder` (dlib landmarks), smoothed over `smoothing` frames."""
-    from model.bodies.flame import load_flame_landmarks, load_flame_model
+def _fit_frame(path: Path, model, embedding) -> tuple[np.ndarray, np.ndarray, float]:
+    """(expression, jaw pose, landmark error in px) of one image's single-image FLAME fit (dlib landmarks)."""
     from model.tracking.single_image import fit_flame_to_image
     from storage.images import read_rgb
 
+    fit = fit_flame_to_image(model, embedding, read_rgb(path), source=str(path))
+    return fit.expression.ravel(), fit.jaw_pose.ravel(), fit.pixel_error
+
+
+def _flame_files(settings: Settings):
+    from model.bodies.flame import load_flame_landmarks, load_flame_model
+
+    return load_flame_model(settings.flame_model_dir), load_flame_landmarks(settings.flame_model_dir)
+
+
+def image_expression(settings: Settings, path: str | Path) -> DrivingSequence:
+    """One image's FLAME expression and jaw (the single-image fit) as a one-frame sequence."""
+    expression, jaw, _ = _fit_frame(Path(path), *_flame_files(settings))
+    return DrivingSequence(expression[None], jaw[None], 25.0, str(path))
+
+
+def fit_image_sequence(settings: Settings, folder: str | Path, smoothing: float = 1.0, fps: float = 25.0,
+                       log=None) -> DrivingSequence:
+    """The single-image FLAME fit of every frame of `folder` (dlib landmarks), smoothed over `smoothing` frames."""
     paths = image_frames(folder)
-    model = load_flame_model(settings.flame_model_dir)
-    embedding = load_flame_landmarks(settings.flame_model_dir)
+    files = _flame_files(settings)
     expressions, jaws = [], []
     for i, path in enumerate(paths):
-        fit = fit_flame_to_image(model, embedding, read_rgb(path), source=str(path))
-        expressions.append(fit.expression.ravel())
-        jaws.append(fit.jaw_pose.ravel())
+        expression, jaw, error = _fit_frame(path, *files)
+        expressions.append(expression)
+        jaws.append(jaw)
         if log:
-            log(f"fitted FLAME to frame {i + 1}/{len(paths)} ({path.name}): landmark error "
-                f"{fit.pixel_error:.1f} px")
+            log(f"fitted FLAME to frame {i + 1}/{len(paths)} ({path.name}): landmark error {error:.1f} px")
     raw = DrivingSequence(np.stack(expressions), np.stack(jaws), fps, f"{len(paths)} frames of {folder}")
     return smooth(raw, smoothing)
+
+
+def endpoint(settings: Settings, path: str | Path) -> DrivingSequence:
+    """An interpolation's end: a parameter file as read, an image as its single-image fit."""
+    return read_driving_file(path) if Path(path).suffix in (".npz", ".json") else image_expression(settings, path)
 
 
 def read_driving(settings: Settings, driving: str | Path, smoothing: float = 1.0, log=None) -> DrivingSequence:
@@ -154,15 +178,13 @@ def read_driving(settings: Settings, driving: str | Path, smoothing: float = 1.0
     return read_driving_file(path)
 
 
-def sequence_meshes(settings: Settings, shape: np.ndarray, sequence: DrivingSequence) -> np.ndarray:
+def sequence_meshes(model: "FlameModelData", shape: np.ndarray, sequence: DrivingSequence) -> np.ndarray:
     """(T, V, 3) FLAME vertices (canonical frame, metres, no head rotation: what generation conditions on) of the
     identity `shape` through the sequence's expressions."""
     import torch
 
-    from model.bodies.flame import load_flame_model
     from model.bodies.flame_layer import build_flame_layer
 
-    model = load_flame_model(settings.flame_model_dir)
     layer = build_flame_layer(model, dtype=torch.float64)
     t = sequence.frames
     with torch.no_grad():

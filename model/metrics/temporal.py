@@ -40,12 +40,20 @@ def mesh_flow(vertices_prev: np.ndarray, vertices_next: np.ndarray, faces: np.nd
     vertices_prev, vertices_next = np.asarray(vertices_prev, np.float64), np.asarray(vertices_next, np.float64)
     if vertices_prev.shape != vertices_next.shape:
         raise ValueError(f"the two frames' meshes differ in shape: {vertices_prev.shape} vs {vertices_next.shape}")
-    now = MeshRaycaster(vertices_next, faces).cast(k, rt, width, height)
-    before = MeshRaycaster(vertices_prev, faces).cast(k, rt, width, height)
+    return flow_from_hits(MeshRaycaster(vertices_next, faces).cast(k, rt, width, height),
+                          MeshRaycaster(vertices_prev, faces).cast(k, rt, width, height), vertices_prev, faces, k, rt,
+                          occlusion_tolerance)
+
+
+def flow_from_hits(now, before, vertices_prev: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray,
+                   occlusion_tolerance: float) -> MeshFlow:
+    """`mesh_flow` from the two frames' casts at the camera (`model.render.raycast.RayHits`): a sequence casts
+    each frame once and pairs the casts."""
+    height, width = now.shape
     source = np.zeros((height, width, 2))
     valid = np.zeros((height, width), bool)
     ys, xs = np.nonzero(now.mask)
-    tri = vertices_prev[np.asarray(faces)[now.face[ys, xs]]]  # (n, 3, 3): the hit triangles where they were
+    tri = np.asarray(vertices_prev, np.float64)[np.asarray(faces)[now.face[ys, xs]]]  # the hit triangles, at t-1
     point = np.einsum("nk,nkc->nc", now.bary[ys, xs], tri)
     cam = point @ rt[:, :3].T + rt[:, 3]
     uvw = cam @ np.asarray(k, np.float64).T
@@ -66,17 +74,9 @@ def mesh_flow(vertices_prev: np.ndarray, vertices_next: np.ndarray, faces: np.nd
 def warp(frame: np.ndarray, source: np.ndarray) -> np.ndarray:
     """`frame` (H, W[, C]) read at `source` (H, W, 2) pixel coordinates, bilinearly (pixel centres at integers;
     coordinates outside are clamped to the border)."""
-    frame = np.asarray(frame, np.float64)
-    h, w = frame.shape[:2]
-    x = np.clip(source[..., 0], 0, w - 1)
-    y = np.clip(source[..., 1], 0, h - 1)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = x - x0, y - y0
-    if frame.ndim == 3:
-        fx, fy = fx[..., None], fy[..., None]
-    return ((1 - fx) * (1 - fy) * frame[y0, x0] + fx * (1 - fy) * frame[y0, x1]
-            + (1 - fx) * fy * frame[y1, x0] + fx * fy * frame[y1, x1])
+    from model.render.sampling import bilinear_sample
+
+    return bilinear_sample(np.asarray(frame, np.float64), source)
 
 
 def _unit(frames: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from model.parallel import ordered_map
 from model.render.huber import lad_fit
+from model.render.sampling import bilinear_sample
 
 SPECULAR = 0.7
 VISIBILITY_M = 0.003
@@ -34,18 +35,6 @@ class CalibrationResult:
     applied: np.ndarray  # bool: the affine map was applied
 
 
-def _bilinear(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Sample (H, W, C) float image at pixel coordinates (N, 2) with border clamping."""
-    h, w = img.shape[:2]
-    x = np.clip(uv[:, 0], 0, w - 1)
-    y = np.clip(uv[:, 1], 0, h - 1)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    return ((1 - fx) * (1 - fy) * img[y0, x0] + fx * (1 - fy) * img[y0, x1]
-            + (1 - fx) * fy * img[y1, x0] + fx * fy * img[y1, x1])
-
-
 def calibrate_views(images: list[np.ndarray], depths: list[np.ndarray], ks: list[np.ndarray], rts: list[np.ndarray],
                     vertices: np.ndarray, units_per_metre: float) -> CalibrationResult:
     """`depths`: per-view camera-z maps of the mesh (0 = background), in the same units as `vertices`."""
@@ -63,7 +52,7 @@ def calibrate_views(images: list[np.ndarray], depths: list[np.ndarray], ks: list
         d = np.zeros(n_vert)
         d[inside] = depth[py[inside], px[inside]]
         seen = np.flatnonzero(inside & (d > 0) & (np.abs(d - cam[:, 2]) < VISIBILITY_M * units_per_metre))
-        return seen, _bilinear(images[i].astype(np.float64) / 255.0, uv[seen])  # (only where a colour is read)
+        return seen, bilinear_sample(images[i].astype(np.float64) / 255.0, uv[seen])  # (only where a colour is read)
 
     # the views side by side on the process's cores (each alone: the same bits for any thread count)
     for i, (seen, col) in enumerate(ordered_map(sample, range(n_views))):
