@@ -418,6 +418,52 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
+def _draw_identity(rng: np.random.Generator) -> tuple[Appearance, np.ndarray, float]:
+    """A FaceScape subject's first draws: its appearance, FLAME shape (300) and TU scale (`facescape_identity`
+    replays them)."""
+    app = Appearance.sample(rng)
+    shape = np.zeros(300)
+    shape[:head.N_IDENTITY] = rng.normal(size=head.N_IDENTITY)
+    return app, shape, float(rng.uniform(0.95, 1.05))
+
+
+@dataclass(frozen=True)
+class StandinIdentity:
+    """Who a stand-in FaceScape subject is: what its views were rendered from, beside the expression and pose."""
+
+    subject: str
+    appearance: Appearance
+    shape: np.ndarray  # (300,) FLAME shape
+    tu_scale: float  # the TU mesh is 1000 x tu_scale x the FLAME-format head, in mm
+    sizes: "StandinProfile"
+
+
+def facescape_identity(root: str | Path, subject: str) -> StandinIdentity:
+    """Replay the draws a complete stand-in at `root` made for FaceScape `subject` (its MANIFEST gives the seed
+    and the subject's index), checked against the shape and TU scale it recorded under ground_truth/."""
+    from storage.errors import InvalidContentError, MissingFileError
+
+    root = Path(root)
+    if not (root / MANIFEST).is_file():
+        raise MissingFileError(root / MANIFEST, "no complete synthetic stand-in here",
+                               "run `morphable demo-data` (or `make demo`) first")
+    doc = json.loads((root / MANIFEST).read_text())
+    subjects = [str(s) for s in doc["spec"]["facescape_subjects"]]
+    if str(subject) not in subjects:
+        raise InvalidContentError(root / MANIFEST, f"FaceScape subject {subject!r} is not in this stand-in",
+                                  f"choose one of {subjects}")
+    rng = np.random.default_rng([int(doc["seed"]), 0, subjects.index(str(subject))])
+    app, shape, tu_scale = _draw_identity(rng)
+    truth = next((root / "ground_truth" / "facescape" / str(subject)).glob("*.npz"), None)
+    if truth is not None:
+        with np.load(truth) as gt:
+            if not (np.array_equal(gt["shape"], shape) and float(gt["tu_scale"]) == tu_scale):
+                raise InvalidContentError(truth, f"subject {subject}'s recorded identity differs from the replayed "
+                                                 f"one (generator version {doc.get('generator_version')})",
+                                          "regenerate the stand-in with this code (`morphable demo-data --force`)")
+    return StandinIdentity(str(subject), app, shape, tu_scale, PROFILES[doc["spec"].get("profile", "demo")])
+
+
 def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, flame_model: FlameModelData,
                              flame_lmk: FlameLandmarkEmbedding, tu_model: FlameModelData,
                              tu_sample: head.HeadSample, scan_model: FlameModelData, scan_sample: head.HeadSample,
@@ -427,10 +473,7 @@ def _write_facescape_subject(out: Path, subject: str, rng: np.random.Generator, 
     (sdir / "models_reg").mkdir(parents=True)
     gt_dir = out / "ground_truth" / "facescape" / subject
     gt_dir.mkdir(parents=True)
-    app = Appearance.sample(rng)
-    shape = np.zeros(300)
-    shape[:head.N_IDENTITY] = rng.normal(size=head.N_IDENTITY)
-    tu_scale = float(rng.uniform(0.95, 1.05))
+    app, shape, tu_scale = _draw_identity(rng)
     tex = _uv_texture(app, tu_sample)
     n_images = 0
     for expr_name in expressions:

@@ -88,3 +88,63 @@ def face_scores(gt: np.ndarray, generated: np.ndarray) -> FaceScores:
         dist = float(np.linalg.norm(dg_ - dp))
         reid = float(dist < REID_THRESHOLD)
     return FaceScores(score_pck, reid, dist)
+
+
+def landmarks68_px(image: np.ndarray, fallback: np.ndarray | None = None) -> tuple[np.ndarray | None, bool]:
+    """(`landmarks68` in the pixels of `image` itself, whether the detector found the face). A small image is
+    detected upscaled to `DETECT_SIZE` and its points mapped back through the resize's pixel-centre convention.
+    Where no face is detected and `fallback` points (N, 2, image pixels) are given, the landmarks are predicted
+    in their bounding box (as `face_scores` falls back to the ground truth's box); else None."""
+    size = np.asarray(image).shape[0]
+    scale = DETECT_SIZE / size if size < DETECT_SIZE else 1.0
+    points, found = landmarks68(image), True
+    if points is None and fallback is not None:
+        points, found = landmarks68(image, _box_of(fallback, size)), False
+    elif points is None:
+        return None, False
+    return (points + 0.5) / scale - 0.5, found
+
+
+def landmark_error(pred: np.ndarray, gt: np.ndarray) -> float:
+    """The normalised mean error (NME) of 68 landmarks: the mean point distance over the inter-ocular distance
+    of `gt` (outer eye corners 36 and 45, the 300-W convention). NaN when `pred` is missing or `gt` degenerate."""
+    if pred is None:
+        return float("nan")
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    d = np.linalg.norm(gt[36] - gt[45])
+    if not np.isfinite(d) or d <= 0:
+        return float("nan")
+    return float(np.linalg.norm(pred - gt, axis=1).mean() / d)
+
+
+def _box_of(points: np.ndarray, size: int):
+    """The dlib rectangle around (N, 2) points given in the pixels of a `size` image, at the detection size."""
+    import dlib
+
+    scale = DETECT_SIZE / size if size < DETECT_SIZE else 1.0
+    lo, hi = (np.min(points, 0) + 0.5) * scale - 0.5, (np.max(points, 0) + 0.5) * scale - 0.5
+    return dlib.rectangle(int(round(lo[0])), int(round(lo[1])), int(round(hi[0])), int(round(hi[1])))
+
+
+def face_descriptor(image: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray | None:
+    """The 128-D dlib descriptor of the largest face in `image`; where none is detected, of the box around the
+    `fallback` points (image pixels) when given, else None."""
+    detector, _, five, recog = _models()
+    img = _prepare(image)
+    found = list(detector(img, 1))
+    if found:
+        box = max(found, key=lambda r: r.width() * r.height())
+    elif fallback is not None:
+        box = _box_of(fallback, np.asarray(image).shape[0])
+    else:
+        return None
+    return np.array(recog.compute_face_descriptor(img, five(img, box)))
+
+
+def identity_distance(reference: np.ndarray | None, image: np.ndarray, fallback: np.ndarray | None = None) -> float:
+    """Descriptor distance between a reference descriptor and the face of `image` (same person: < `REID_THRESHOLD`;
+    `fallback`: as `face_descriptor`); NaN when either has no face."""
+    other = face_descriptor(image, fallback)
+    if reference is None or other is None:
+        return float("nan")
+    return float(np.linalg.norm(np.asarray(reference) - other))
