@@ -72,6 +72,16 @@ def policy(deps_changed: A = DEPS_CHANGED, extra: A | None = None,
 #: the default: raw inventories, tracks, views, the first stage, the comparison
 POLICY = policy()
 
+def comparison_policy(optional: dg.AssetSelection) -> A:
+    """The default policy, except that the `optional` dependencies' missing partitions do not block: the
+    comparison shows the animations materialized so far, and most (experiment, sequence) pairs never are."""
+    blocked = (A.any_deps_missing().ignore(optional) | ~DepsHavePartitions() | A.any_deps_in_progress()
+               | A.in_progress()).with_label("blocked")
+    events = A.code_version_changed() | DEPS_CHANGED
+    return ((MISSING | events.since_last_handled()) & ~blocked).with_label(
+        "missing, code or upstream data changed (animations: those materialized)")
+
+
 #: weekly regeneration of evaluation sets and metrics (cron configurable, UTC)
 EVAL_CRON = os.environ.get("MORPHABLE_EVAL_CRON", "0 4 * * 1")
 

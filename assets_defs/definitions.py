@@ -9,6 +9,7 @@ import os
 import dagster as dg
 
 from assets_defs import raw
+from assets_defs.animation import ANIMATION_ASSETS
 from assets_defs.evaluation import EVAL_SET_ASSETS, METRIC_ASSETS, PROTOCOL_VIEW_ASSETS, comparison
 from assets_defs.experiments import EXPERIMENT_SOURCES
 from assets_defs.lineage import LineageIOManager
@@ -29,7 +30,7 @@ SUBJECT_ASSETS = {d: [raw.INVENTORY_ASSETS[d], *(a for line, t in LINES.items() 
 EVALUATION_ASSETS = {line: [EVAL_SET_ASSETS[line], METRIC_ASSETS[line]] for line in LINES}
 ALL_ASSETS = RAW_ASSETS + [a for v in SUBJECT_ASSETS.values() for a in v] + [first_stage] + \
     list(CHECKPOINT_ASSETS.values()) + list(PROTOCOL_VIEW_ASSETS.values()) + \
-    [a for v in EVALUATION_ASSETS.values() for a in v] + [comparison]
+    [a for v in EVALUATION_ASSETS.values() for a in v] + list(ANIMATION_ASSETS.values()) + [comparison]
 
 raw_assets_job = dg.define_asset_job("raw_assets", selection=dg.AssetSelection.assets(*RAW_ASSETS),
                                      description="The synthetic stand-in (when the settings use it) and the body-model "
@@ -59,6 +60,11 @@ CHECK_JOBS = {next(iter(check.check_keys)): dg.define_asset_job(
 PROTOCOL_VIEWS_JOBS = {line: dg.define_asset_job(f"protocol_views_{line}", selection=dg.AssetSelection.assets(asset),
                                                  description=f"Record which {line} view stores each protocol reads.")
                        for line, asset in PROTOCOL_VIEW_ASSETS.items()}
+#: per face line, partitioned by experiment x sequence
+ANIMATION_JOBS = {line: dg.define_asset_job(f"animate_{line}", selection=dg.AssetSelection.assets(asset),
+                                            description=f"Animate the {line} experiments' models through the declared "
+                                                        "driving sequences (pipelines/animations.py).")
+                  for line, asset in ANIMATION_ASSETS.items()}
 comparison_job = dg.define_asset_job("compare_experiments", selection=dg.AssetSelection.assets(comparison),
                                      description="The comparison table across experiments.")
 
@@ -83,7 +89,7 @@ defs = dg.Definitions(
     assets=ALL_ASSETS + SOURCES,
     asset_checks=list(TRAINING_CHECKS.values()),
     jobs=[raw_assets_job, *OBSERVE_JOBS.values(), *SUBJECT_JOBS.values(), first_stage_job, *CHECKPOINT_JOBS.values(),
-          *PROTOCOL_VIEWS_JOBS.values(), *EVALUATION_JOBS.values(), *CHECK_JOBS.values(),
+          *PROTOCOL_VIEWS_JOBS.values(), *EVALUATION_JOBS.values(), *CHECK_JOBS.values(), *ANIMATION_JOBS.values(),
           comparison_job],
     sensors=[discovery, automation],
     resources={"settings": SettingsResource(), "lineage": LineageIOManager(settings=SettingsResource())},

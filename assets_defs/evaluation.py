@@ -11,7 +11,8 @@ scoring.score_evaluation, comparison.compare); these assets call them and record
 """
 import dagster as dg
 
-from assets_defs.automation import POLICY, evaluation_policy
+from assets_defs.animation import ANIMATION_ASSETS
+from assets_defs.automation import POLICY, comparison_policy, evaluation_policy
 from assets_defs.gpu_steps import k8s_gpu_tags, run_gpu_task
 from assets_defs.outcomes import dagster_metadata, output, plain, reported_output
 from assets_defs.partitions import (BY_EXPERIMENT, BY_PROTOCOL, DATASET_PROTOCOLS, EVALUATION_PARTITIONS, LINES,
@@ -136,14 +137,19 @@ EVAL_SET_ASSETS = {line: _eval_set_asset(line) for line in LINES}
 METRIC_ASSETS = {line: _metrics_asset(line) for line in LINES}
 
 
-@dg.asset(key=COMPARISON_KEY, ins={f"{line}_metrics": dg.AssetIn(metrics_key(t)) for line, t in LINES.items()},
+@dg.asset(key=COMPARISON_KEY, ins={**{f"{line}_metrics": dg.AssetIn(metrics_key(t)) for line, t in LINES.items()},
+                                   **{f"{line}_animation": dg.AssetIn(a.key) for line, a in ANIMATION_ASSETS.items()}},
           code_version=METRICS_VERSION, group_name=EVAL_GROUP, kinds={"pandas", "parquet"}, owners=["team:morphable"],
-          io_manager_key="lineage", automation_condition=POLICY,
+          io_manager_key="lineage",
+          automation_condition=comparison_policy(dg.AssetSelection.assets(*ANIMATION_ASSETS.values())),
           description="The paper-style table across experiments of every line: one row per experiment and "
                       "checkpoint, each protocol's metrics as columns (parquet, markdown, plot); the history keeps "
-                      "every (experiment, checkpoint, protocol) row ever evaluated.")
-def comparison(context: dg.AssetExecutionContext, settings: SettingsResource, **metrics) -> dg.Output:
+                      "every (experiment, checkpoint, protocol) row ever evaluated. Beside it, the animations "
+                      "materialized so far: one row per experiment, sequence and sampler.")
+def comparison(context: dg.AssetExecutionContext, settings: SettingsResource, **inputs) -> dg.Output:
     from pipelines.comparison import compare
 
-    outcome = compare(settings.load(), [r for per_line in metrics.values() for r in per_line.values()])
+    metrics = [r for name, per_line in inputs.items() if name.endswith("_metrics") for r in per_line.values()]
+    animations = [r for name, per_line in inputs.items() if name.endswith("_animation") for r in per_line.values()]
+    outcome = compare(settings.load(), metrics, animations)
     return output(outcome.record, outcome.data_version, outcome.metadata)

@@ -64,6 +64,11 @@ class AnimationOutcome:
     views: np.ndarray  # (T, N, H, W, 3) uint8
     seconds: float
     videos: list[Path]
+    meshes: np.ndarray | None = None  # (T, V, 3) the conditioning meshes, model frame
+    landmarks: np.ndarray | None = None  # (T, 68, 3) their FLAME landmarks, model frame
+    ks: np.ndarray | None = None  # (N, 3, 3) the views' intrinsics at the model's image size
+    rts: np.ndarray | None = None  # (N, 3, 4)
+    scores: dict | None = None  # temporal_scores
 
 
 def animate_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarray, meshes: np.ndarray, ddim,
@@ -90,11 +95,12 @@ def animate_views(model, input_image: np.ndarray, ks: np.ndarray, rts: np.ndarra
 
 
 def temporal_scores(views: np.ndarray, meshes: np.ndarray, faces: np.ndarray, ks: np.ndarray,
-                    rts: np.ndarray) -> dict[str, float]:
+                    rts: np.ndarray, projection: str = "perspective") -> dict[str, float]:
     """How consistent an animation is along its own driving meshes (`model.metrics.temporal`), averaged over the
     views: the warping error, and the flicker of the background (pixels outside both frames' mesh silhouettes,
     dilated by 2 px: nothing there moves). `views` (T, N, H, W, 3) uint8, `meshes` (T, V, 3) in the cameras'
-    frame, `ks` (N, 3, 3) for the views' size, `rts` (N, 3, 4). NaN for a single frame."""
+    frame, `ks` (N, 3, 3) for the views' size (orthographic: the 4x4 NDC matrices), `rts` (N, 3, 4). NaN for a
+    single frame."""
     from scipy.ndimage import binary_dilation
 
     from model.metrics.temporal import flicker, flow_from_hits, warping_error
@@ -107,9 +113,14 @@ def temporal_scores(views: np.ndarray, meshes: np.ndarray, faces: np.ndarray, ks
     casters = [MeshRaycaster(m, faces) for m in meshes]  # one BVH per frame, cast from every camera
     e_warp, flick = [], []
     for i in range(n):
-        k, rt = np.asarray(ks[i])[:3, :3], np.asarray(rts[i])[:3]
-        hits = [c.cast(k, rt, size, size) for c in casters]
-        flows = [flow_from_hits(hits[t], hits[t - 1], meshes[t - 1], faces, k, rt, tolerance)
+        rt = np.asarray(rts[i], np.float64)[:3]
+        if projection == "orthographic":
+            k = np.asarray(ks[i], np.float64)
+            hits = [c.cast_orthographic(rt, size, 2.0 / k[0, 0]) for c in casters]
+        else:
+            k = np.asarray(ks[i])[:3, :3]
+            hits = [c.cast(k, rt, size, size) for c in casters]
+        flows = [flow_from_hits(hits[t], hits[t - 1], meshes[t - 1], faces, k, rt, tolerance, projection)
                  for t in range(1, t_count)]
         sil = np.stack([h.mask for h in hits])
         still = ~binary_dilation(sil[1:] | sil[:-1], np.ones((1, 5, 5), bool))
@@ -145,11 +156,12 @@ def write_animation(out: Path, views: np.ndarray, fps: float) -> list[Path]:
 
 def animate(settings: Settings, checkpoint: str | Path, image: str | Path, driving: str | Path | DrivingSequence,
             out_dir: str | Path, sampler=None, config: AnimationConfig = AnimationConfig(), face_check: bool = True,
-            log=None) -> AnimationOutcome:
+            log=None, cameras: tuple[np.ndarray, np.ndarray, int] | None = None) -> AnimationOutcome:
     """Read and check the inputs (image, driving sequence), fit FLAME to the image for its identity, then sample
-    every frame's 16 views on the virtual trajectory and write the videos."""
+    every frame's 16 views and write the videos. The views are the released virtual trajectory's unless `cameras`
+    gives others: (K (N, 3, 3) for `size` px images, RT (N, 3, 4) model frame, size)."""
     from model import frames as frames_
-    from model.bodies.flame import load_flame_model
+    from model.bodies.flame import load_flame_landmarks, load_flame_model
     from model.diffusion.ddim import DDIMConfig
     from pipelines.driving import read_driving, sequence_meshes, write_driving_file
     from pipelines.fit_image import fit_image
@@ -171,8 +183,13 @@ def animate(settings: Settings, checkpoint: str | Path, image: str | Path, drivi
     with output_folder(out) as tmp:
         identity = fit_image(settings, image, tmp / "identity_fit")  # the input's FLAME shape drives every frame
         flame = load_flame_model(settings.flame_model_dir)
-        meshes = frames_.flame_to_model_points(sequence_meshes(flame, identity.fit.shape, sequence))
-        ks, rts = virtual_cameras(cfg.image_size, cfg.view_num)
+        vertices, landmarks = sequence_meshes(flame, identity.fit.shape, sequence,
+                                              load_flame_landmarks(settings.flame_model_dir))
+        meshes, landmarks = frames_.flame_to_model_points(vertices), frames_.flame_to_model_points(landmarks)
+        if cameras is None:
+            ks, rts = virtual_cameras(cfg.image_size, cfg.view_num)
+        else:
+            ks, rts = given_cameras(cameras, cfg.image_size, cfg.view_num)
         bar = None
         if log:
             from model.diffusion.ddim import ddim_timesteps, warm_start_steps
@@ -194,11 +211,25 @@ def animate(settings: Settings, checkpoint: str | Path, image: str | Path, drivi
             log(f"temporal consistency: warping error {scores['warping_error']:.5f}, background flicker "
                 f"{scores['flicker']:.5f} (0 = consistent; docs/evaluation.md)")
         write_driving_file(tmp / "sequence.npz", sequence)
-        np.savez(tmp / "meshes.npz", vertices=meshes.astype(np.float32))
+        np.savez(tmp / "meshes.npz", vertices=meshes.astype(np.float32), landmarks=landmarks.astype(np.float32),
+                 intrinsics=ks, extrinsics=rts, faces=flame.faces)
         seconds = time.perf_counter() - t0
         (tmp / "animation.json").write_text(json.dumps({
             "checkpoint": str(checkpoint), "image": str(image), "driving": sequence.source,
             "frames": sequence.frames, "views": int(cfg.view_num), "fps": sequence.fps,
             "animation": dataclasses.asdict(config), "sampler": dataclasses.asdict(ddim),
             "seconds": round(seconds, 2), "temporal": scores, "videos": [str(p.relative_to(tmp)) for p in videos]}, indent=1))
-    return AnimationOutcome(out, views, seconds, [out / p.relative_to(tmp) for p in videos])
+    return AnimationOutcome(out, views, seconds, [out / p.relative_to(tmp) for p in videos], meshes, landmarks, ks,
+                            rts, scores)
+
+
+def given_cameras(cameras: tuple[np.ndarray, np.ndarray, int], image_size: int, view_num: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(K at `image_size`, RT) of perspective cameras given for `size` px images (pixel intrinsics follow the
+    resize, as `training_data.scale_intrinsics` scales the view stores'); the model generates `view_num` views."""
+    ks, rts, size = cameras
+    ks, rts = np.array(ks, np.float64)[:, :3, :3], np.asarray(rts, np.float64)[:, :3]
+    if len(ks) != view_num or len(rts) != view_num:
+        raise ValueError(f"{len(ks)} cameras given; the model generates {view_num} views")
+    ks[:, :2] *= image_size / size
+    return ks, rts

@@ -172,6 +172,51 @@ def cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_animate_sequence(args: argparse.Namespace) -> int:
+    from model.diffusion.ddim import DDIMConfig
+    from pipelines.animate import AnimationConfig
+    from pipelines.animations import SHOWN, run_animation, scores_table
+    from pipelines.params import config_from_arguments
+    from pipelines.reports import markdown_table
+    from storage.checkpoints import checkpoint_hash
+
+    settings = _settings(args)
+    from storage.hashing import hash_file
+
+    digest = checkpoint_hash(args.checkpoint) if Path(args.checkpoint).is_dir() else hash_file(args.checkpoint)
+    res = run_animation(settings, args.label, args.sequence, args.checkpoint, digest,
+                        config_from_arguments(DDIMConfig, args), config_from_arguments(AnimationConfig, args),
+                        log=print, out_dir=args.out, frames=args.frames)
+    print(markdown_table(scores_table(res.summary), ["sampler", *SHOWN]))
+    print(f"{res.folder} ({res.seconds:.0f} s): frames.parquet, summary.json, strip.png, "
+          f"{args.mode}/grid.webp and per-view videos")
+    return 0
+
+
+def cmd_animate_body(args: argparse.Namespace) -> int:
+    from model.diffusion.ddim import DDIMConfig
+    from pipelines.animate import AnimationConfig
+    from pipelines.animate_body import animate_body
+    from pipelines.params import config_from_arguments
+
+    out = animate_body(_settings(args), args.checkpoint, args.subject, args.driving, args.out,
+                       sampler=config_from_arguments(DDIMConfig, args),
+                       config=config_from_arguments(AnimationConfig, args), log=print, topology=args.topology)
+    n, views = out.views.shape[:2]
+    print(f"{n} frames x {views} views in {out.out_dir / 'frames'} ({out.seconds:.0f} s); videos: "
+          f"{out.out_dir / 'views'} (one per view), {out.out_dir / 'grid.webp'} (all views)")
+    return 0
+
+
+def cmd_pose_sequence(args: argparse.Namespace) -> int:
+    from pipelines.body_driving import interpolate_poses, read_pose_file, write_pose_file
+
+    seq = interpolate_poses(read_pose_file(args.start), read_pose_file(args.end), args.frames, fps=args.fps)
+    write_pose_file(args.out, seq)
+    print(f"{seq.frames} poses from {args.start} to {args.end}: {args.out}")
+    return 0
+
+
 def cmd_driving_sequence(args: argparse.Namespace) -> int:
     from pipelines.driving import endpoint, interpolate, write_driving_file
 
@@ -334,6 +379,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from model.diffusion.ddim import DDIMConfig
     from pipelines.animate import AnimationConfig
+    from pipelines.animations import ANIMATIONS
     from pipelines.catalog import DATASETS, DATASET_NAMES, topology_names
     from pipelines.first_stage import FirstStageConfig
     from pipelines.import_checkpoint import KINDS as CHECKPOINT_KINDS
@@ -448,6 +494,40 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(s, AnimationConfig)
     add_config_arguments(s, DDIMConfig)
     s.set_defaults(func=cmd_animate)
+
+    s = sub.add_parser("animate-sequence", help="a declared sequence (pipelines/animations.py): the stand-in's "
+                                                "ground truth, the sampler and independent sampling, scored")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint folder, or a released .ckpt (imported once)")
+    s.add_argument("--sequence", required=True, choices=sorted(ANIMATIONS))
+    s.add_argument("--label", default="cli", help="the experiment name it is filed under (default: cli)")
+    s.add_argument("--frames", type=int, help="the same sweep in this many frames (default: as declared)")
+    s.add_argument("--out", help="output folder (default: <storage>/animations/<dataset>/<topology>/<label>/"
+                                 "<sequence>)")
+    add_config_arguments(s, AnimationConfig)
+    add_config_arguments(s, DDIMConfig)
+    s.set_defaults(func=cmd_animate_sequence)
+
+    s = sub.add_parser("animate-body", help="a THuman subject + a SMPL-X pose sequence -> 16 views per frame, "
+                                            "videos per view and of all views (docs/evaluation.md)")
+    s.add_argument("--checkpoint", required=True, help="a THuman checkpoint folder, or a released .ckpt")
+    s.add_argument("--subject", required=True, help="a tracked THuman uid with a view store (its person and cameras)")
+    s.add_argument("--driving", required=True, help="a pose file (.npz/.json: 'body_pose' (T, 63), optional "
+                                                    "'global_orient' (T, 3), 'fps'; `morphable pose-sequence` makes "
+                                                    "one) or a THuman smplx_param.pkl (one pose)")
+    s.add_argument("--topology", default="smplx", help="the THuman topology whose track and views it reads")
+    s.add_argument("--out", required=True, help="output folder: new, empty, or an earlier output (replaced)")
+    add_config_arguments(s, AnimationConfig)
+    add_config_arguments(s, DDIMConfig)
+    s.set_defaults(func=cmd_animate_body)
+
+    s = sub.add_parser("pose-sequence", help="an interpolation between two SMPL-X poses (pose files or THuman "
+                                             "smplx_param.pkl fits) as a driving file for `animate-body`")
+    s.add_argument("--from", dest="start", required=True, help="a pose file (its last frame) or a fit")
+    s.add_argument("--to", dest="end", required=True, help="a pose file (its first frame) or a fit")
+    s.add_argument("--frames", type=int, default=16)
+    s.add_argument("--fps", type=float, default=25.0)
+    s.add_argument("--out", required=True, help="the .npz to write")
+    s.set_defaults(func=cmd_pose_sequence)
 
     s = sub.add_parser("driving-sequence", help="an interpolation between two expressions (images, fitted, or "
                                                 "parameter files) as a driving file for `animate`")

@@ -99,8 +99,9 @@ def comparison_rows(records: list[MetricsRecord]) -> list[dict]:
     return rows
 
 
-def compare(settings, records: list[MetricsRecord]) -> ComparisonOutcome:
-    """The comparison table (parquet + markdown), its plot and the held-out sample sheet, from every metric record."""
+def compare(settings, records: list[MetricsRecord], animations: list | None = None) -> ComparisonOutcome:
+    """The comparison table (parquet + markdown), its plot and the held-out sample sheet, from every metric record;
+    and the animation table (metrics/animation.parquet) from the animation records there are."""
     from pipelines.reports import markdown_table
     from storage.hashing import hash_dataframe
     from storage.metric_tables import read_history, write_comparison
@@ -118,8 +119,22 @@ def compare(settings, records: list[MetricsRecord]) -> ComparisonOutcome:
         "comparison": Markdown(markdown_table(table, shown)),
         "masked_psnr_per_experiment": Markdown(markdown_png_file(plot, "masked PSNR per experiment")),
         "history_rows": len(read_history(settings.storage_root)), "metrics": JsonValue(list(COMPARED))}
+    if animations:
+        from pipelines.animations import SHOWN, comparison_rows as animation_rows
+        from storage.atomic import atomic_save
+
+        anim = pd.DataFrame(animation_rows(animations)).sort_values(["dataset", "experiment", "sequence", "sampler"])
+        anim_path = atomic_save(settings.storage_root / "metrics" / "animation.parquet",
+                                lambda tmp: anim.to_parquet(tmp, index=False))
+        metadata["animation"] = Markdown(markdown_table(anim, ["experiment", "sequence", "sampler", *SHOWN]))
+        metadata["animation_table"] = str(anim_path)
     if sheet:
         metadata["heldout_samples"] = Markdown(markdown_png_file(
             sheet, "held-out identities: input and generated views (upper row), ground truth (lower row), per "
                    "experiment and protocol"))
-    return ComparisonOutcome(ComparisonRecord(str(path), len(table)), hash_dataframe(table), metadata)
+    version = hash_dataframe(table)
+    if animations:  # (without animations, the version stays the table's alone, as before)
+        from storage.hashing import hash_json
+
+        version = hash_json([version, hash_dataframe(anim.reset_index(drop=True))], 32)
+    return ComparisonOutcome(ComparisonRecord(str(path), len(table)), version, metadata)

@@ -20,7 +20,7 @@ from pipelines.settings import Settings
 from storage.errors import InvalidContentError, MissingFileError
 
 if TYPE_CHECKING:
-    from model.bodies.flame import FlameModelData
+    from model.bodies.flame import FlameLandmarkEmbedding, FlameModelData
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FILE_FIX = ("give an .npz or .json with 'expression' (T, E) FLAME expression coefficients, optionally 'jaw_pose' "
@@ -178,16 +178,20 @@ def read_driving(settings: Settings, driving: str | Path, smoothing: float = 1.0
     return read_driving_file(path)
 
 
-def sequence_meshes(model: "FlameModelData", shape: np.ndarray, sequence: DrivingSequence) -> np.ndarray:
+def sequence_meshes(model: "FlameModelData", shape: np.ndarray, sequence: DrivingSequence,
+                    landmarks: "FlameLandmarkEmbedding | None" = None):
     """(T, V, 3) FLAME vertices (canonical frame, metres, no head rotation: what generation conditions on) of the
-    identity `shape` through the sequence's expressions."""
+    identity `shape` through the sequence's expressions; with a landmark embedding, (vertices, (T, 68, 3)
+    landmarks)."""
     import torch
 
     from model.bodies.flame_layer import build_flame_layer
 
-    layer = build_flame_layer(model, dtype=torch.float64)
+    layer = build_flame_layer(model, landmarks, dtype=torch.float64)
     t = sequence.frames
     with torch.no_grad():
         out = layer(shape=torch.as_tensor(np.asarray(shape, np.float64).reshape(1, -1)).expand(t, -1),
                     expression=torch.as_tensor(sequence.expression), jaw_pose=torch.as_tensor(sequence.jaw_pose))
-    return out.vertices.numpy()
+    if landmarks is None:
+        return out.vertices.numpy()
+    return out.vertices.numpy(), out.landmarks.numpy()

@@ -36,6 +36,7 @@ from typing import Any
 
 from model.diffusion.ddim import DDIMConfig
 from pipelines import catalog
+from pipelines.animate import AnimationConfig
 from pipelines.first_stage import FirstStageConfig
 from pipelines.train import TrainConfig
 from storage.errors import InvalidContentError, MissingFileError
@@ -62,6 +63,8 @@ class Experiment:
     sampler: DDIMConfig = field(default_factory=DDIMConfig)
     description: str = ""
     ablations: tuple[str, ...] = ()  # conditioning ablations evaluated with the model (evaluation_sets.ABLATIONS)
+    animations: tuple[str, ...] = ()  # driving sequences the graph animates it through (pipelines.animations)
+    animation: AnimationConfig = field(default_factory=AnimationConfig)  # how those frames are sampled
 
     @property
     def projection(self) -> str:
@@ -86,6 +89,8 @@ class Experiment:
         if doc["checkpoint"] is None:  # (a later field: absent, so earlier experiments keep their digests)
             doc.pop("checkpoint")
         doc["sampler"] = self.sampler.identity()  # (its later fields likewise)
+        for key in ("animations", "animation"):  # the animation assets version themselves by these; the model's
+            doc.pop(key)  # checkpoint and evaluations do not depend on them
         return hash_json(doc, 16, spaced=True)
 
     def needs_first_stage(self) -> bool:
@@ -147,7 +152,7 @@ def _resolve_paths(table: dict[str, Any], keys: tuple[str, ...], path: Path) -> 
 def _experiment(name: str, doc: dict, path: Path) -> Experiment:
     where = f"[experiments.{name}]"
     allowed = {"kind", "dataset", "topology", "training", "sampler", "file", "checkpoint", "method", "image_size",
-               "description", "enabled", "ablations"}
+               "description", "enabled", "ablations", "animations", "animation"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise InvalidContentError(path, f"{where}: unknown key(s) {unknown} (known: {sorted(allowed)})", FIX)
@@ -201,8 +206,33 @@ def _experiment(name: str, doc: dict, path: Path) -> Experiment:
             raise InvalidContentError(path, f"{where}: ablations {list(ablations)}: a trained or published "
                                             f"experiment's, each one of {ABLATIONS[1:]}", FIX)
         kw["ablations"] = ablations
+    kw.update(_animations(doc, where, path, kind))
     return Experiment(name=name, kind=kind, dataset=dataset, topology=topology, sampler=sampler,
                       description=str(doc.get("description", "")), **kw)
+
+
+def _animations(doc: dict, where: str, path: Path, kind: str) -> dict[str, Any]:
+    """`animations = ["<sequence>", ...]` (pipelines.animations.ANIMATIONS of the experiment's line) and
+    `animation = { mode = ..., strength = ... }` (AnimationConfig fields)."""
+    from pipelines.animations import ANIMATIONS
+
+    kw: dict[str, Any] = {}
+    names = doc.get("animations", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidContentError(path, f"{where}: animations must be a list of sequence names", FIX)
+    bad = [n for n in names if n not in ANIMATIONS or (ANIMATIONS[n].dataset, ANIMATIONS[n].topology) !=
+           (doc.get("dataset"), doc.get("topology", catalog.dataset(doc["dataset"]).default_topology))]
+    if names and (kind == "baseline" or bad):
+        raise InvalidContentError(path, f"{where}: animations {names}: a trained or published experiment's, each "
+                                        f"a sequence of its line ({sorted(ANIMATIONS)}, pipelines/animations.py)", FIX)
+    if names:
+        kw["animations"] = tuple(names)
+    if "animation" in doc:
+        try:
+            kw["animation"] = AnimationConfig(**_fields(AnimationConfig, doc["animation"], f"{where} animation", path))
+        except (TypeError, ValueError) as exc:
+            raise InvalidContentError(path, f"{where} animation: {exc}", FIX) from None
+    return kw
 
 
 def load_experiments(path: str | Path | None = None) -> ExperimentSet:

@@ -73,13 +73,29 @@ class MetricsRecord:
 
 
 @dataclass(frozen=True)
+class AnimationRecord:
+    """One experiment's animation through one sequence: where it is, and each sampler's scores (the experiment's,
+    the independent baseline, the ground truth's floor)."""
+
+    experiment: str
+    sequence: str
+    dataset: str
+    topology: str
+    kind: str
+    folder: str
+    checkpoint_hash: str
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ComparisonRecord:
     table: str
     rows: int
 
 
 RECORD_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    FirstStageRecord, CheckpointRecord, ProtocolViewsRecord, EvalSetRecord, MetricsRecord, ComparisonRecord)}
+    FirstStageRecord, CheckpointRecord, ProtocolViewsRecord, EvalSetRecord, MetricsRecord, AnimationRecord,
+    ComparisonRecord)}
 
 
 def record_json(record) -> str:

@@ -5,7 +5,8 @@ The orchestrator (assets_defs/gpu_steps.py) launches this with CUDA_VISIBLE_DEVI
 stage, streams logs, and reports the materialization (metadata + data version) back; a crash here cannot take the
 orchestrator down, and the process exit frees the GPU.
 
-Tasks: first_stage (FirstStageConfig), train (TrainConfig), eval_set (protocol / method / checkpoint / sampler).
+Tasks: first_stage (FirstStageConfig), train (TrainConfig), eval_set (protocol / method / checkpoint / sampler),
+import (a published file), animation (experiment / sequence / checkpoint / sampler).
 """
 from __future__ import annotations
 
@@ -130,7 +131,15 @@ def run_import(settings, config: dict, log: Callable[[str], None]) -> tuple[Meta
     return {"dagster/uri": str(folder), "checkpoint_hash": digest, **meta}, digest
 
 
-TASKS = {"first_stage": run_first_stage, "train": run_train, "eval_set": run_eval_set, "import": run_import}
+def run_animation(settings, config: dict, log: Callable[[str], None]) -> tuple[Metadata, str]:
+    """An experiment's checkpoint driven through an animation sequence (pipelines/animations.py)."""
+    from pipelines.animations import run_animation_task
+
+    return run_animation_task(settings, config, log)
+
+
+TASKS = {"first_stage": run_first_stage, "train": run_train, "eval_set": run_eval_set, "import": run_import,
+         "animation": run_animation}
 
 
 def main() -> None:

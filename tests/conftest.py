@@ -125,10 +125,7 @@ def quick_first_stage(model_data: Settings) -> Path:
     return train_first_stage(model_data, FirstStageConfig(steps=20), log=lambda *_: None).checkpoint
 
 
-@pytest.fixture(scope="module")
-def untrained_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny network with seeded random weights, saved as a checkpoint (the sampling paths' plumbing and
-    reproducibility do not need a trained model)."""
+def _untrained_tiny(folder: Path, projection: str = "perspective") -> Path:
     import dataclasses
 
     import torch
@@ -138,6 +135,18 @@ def untrained_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from storage.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
-    model = MorphableDiffusion(tiny())
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt"), "tiny", model.state_dict(),
-                           {"model": dataclasses.asdict(model.cfg)})
+    model = MorphableDiffusion(tiny(projection))
+    return save_checkpoint(folder, "tiny", model.state_dict(), {"model": dataclasses.asdict(model.cfg)})
+
+
+@pytest.fixture(scope="module")
+def untrained_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny network with seeded random weights, saved as a checkpoint (the sampling paths' plumbing and
+    reproducibility do not need a trained model)."""
+    return _untrained_tiny(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="module")
+def untrained_tiny_body_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same for the THuman line's orthographic cameras."""
+    return _untrained_tiny(tmp_path_factory.mktemp("ckpt_body"), "orthographic")

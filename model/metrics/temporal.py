@@ -46,9 +46,10 @@ def mesh_flow(vertices_prev: np.ndarray, vertices_next: np.ndarray, faces: np.nd
 
 
 def flow_from_hits(now, before, vertices_prev: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray,
-                   occlusion_tolerance: float) -> MeshFlow:
+                   occlusion_tolerance: float, projection: str = "perspective") -> MeshFlow:
     """`mesh_flow` from the two frames' casts at the camera (`model.render.raycast.RayHits`): a sequence casts
-    each frame once and pairs the casts."""
+    each frame once and pairs the casts. `projection` "orthographic": `k` is the THuman views' 4x4 NDC matrix
+    (`MeshRaycaster.cast_orthographic`'s pixel centres), else a pinhole K."""
     height, width = now.shape
     source = np.zeros((height, width, 2))
     valid = np.zeros((height, width), bool)
@@ -56,8 +57,12 @@ def flow_from_hits(now, before, vertices_prev: np.ndarray, faces: np.ndarray, k:
     tri = np.asarray(vertices_prev, np.float64)[np.asarray(faces)[now.face[ys, xs]]]  # the hit triangles, at t-1
     point = np.einsum("nk,nkc->nc", now.bary[ys, xs], tri)
     cam = point @ rt[:, :3].T + rt[:, 3]
-    uvw = cam @ np.asarray(k, np.float64).T
-    uv = uvw[:, :2] / uvw[:, 2:3]
+    if projection == "orthographic":
+        ndc = cam[:, :2] * np.diag(np.asarray(k, np.float64))[:2]
+        uv = (ndc + 1) / 2 * np.array([width, height]) - 0.5
+    else:
+        uvw = cam @ np.asarray(k, np.float64)[:3, :3].T
+        uv = uvw[:, :2] / uvw[:, 2:3]
     # inside: between the outer pixel centres (to rounding), where the bilinear read needs no clamping
     eps = 1e-9
     inside = (cam[:, 2] > 0) & (uv[:, 0] >= -eps) & (uv[:, 0] <= width - 1 + eps) & (uv[:, 1] >= -eps) \

@@ -104,12 +104,25 @@ class MeshRaycaster:
     def cast(self, k: np.ndarray, rt: np.ndarray, width: int, height: int,
              distortion: np.ndarray | None = None) -> RayHits:
         """One ray per pixel centre of a (possibly distorted) OpenCV camera, in the mesh's image region only."""
+        roi = mesh_roi(self.vertices, k, rt, width, height, distortion)
+        origins, dirs = pixel_rays(k, rt, width, height, distortion, roi)
+        return self._hits(origins, dirs, rt, roi, (height, width))
+
+    def cast_orthographic(self, rt: np.ndarray, size: int, ortho_scale: float | None = None) -> RayHits:
+        """One parallel ray per pixel centre of a square orthographic camera (the THuman views': NDC
+        ((u + 0.5) / size * 2 - 1) x ortho_scale / 2 in camera x, likewise y), over the whole image."""
+        from model.render.orthographic import ORTHO_SCALE, ortho_rays
+
+        origins, dirs = ortho_rays(np.asarray(rt, np.float64), size, ORTHO_SCALE if ortho_scale is None else ortho_scale)
+        return self._hits(origins, np.ascontiguousarray(dirs), rt, (0, 0, size, size), (size, size))
+
+    def _hits(self, origins: np.ndarray, dirs: np.ndarray, rt: np.ndarray, roi: tuple[int, int, int, int],
+              shape: tuple[int, int]) -> RayHits:
         import open3d as o3d
 
         vertices, faces = self.vertices, self.faces
-        roi = mesh_roi(vertices, k, rt, width, height, distortion)
         x0, y0, x1, y1 = roi
-        origins, dirs = pixel_rays(k, rt, width, height, distortion, roi)
+        height, width = shape
         rays = np.empty((len(dirs), 6), np.float32)
         rays[:, :3], rays[:, 3:] = origins, dirs
         ans = self.scene.cast_rays(o3d.core.Tensor(rays))

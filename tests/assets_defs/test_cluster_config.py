@@ -41,9 +41,11 @@ def test_gpu_steps_request_gpus_and_k8s_executor_is_selectable():
     graph = defs.get_repository_def().asset_graph
     heavy = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
              and graph.assets_def_for_key(k).op.pool == "gpu_heavy"]
+    from assets_defs.animation import ANIMATION_ASSETS
     from assets_defs.partitions import LINES
 
-    assert len(heavy) == 1 + 2 * len(LINES)  # first stage; per line its checkpoints and evaluation sets
+    # first stage; per line its checkpoints and evaluation sets; per face line with sequences, its animations
+    assert len(heavy) == 1 + 2 * len(LINES) + len(ANIMATION_ASSETS) and ANIMATION_ASSETS
     for key in heavy:
         tags = graph.assets_def_for_key(key).op.tags
         res = json.loads(tags["dagster-k8s/config"])["container_config"]["resources"]

@@ -68,7 +68,8 @@ def test_first_run_materializes_the_whole_graph(world):
         "thuman/smplx/views", "model/first_stage", "facescape/flame/checkpoint", "thuman/smplx/checkpoint",
         "evaluation/facescape/flame/protocol_views", "evaluation/thuman/smplx/protocol_views",
         "evaluation/facescape/flame/generated", "evaluation/facescape/flame/metrics",
-        "evaluation/thuman/smplx/generated", "evaluation/thuman/smplx/metrics", "evaluation/comparison"}
+        "evaluation/thuman/smplx/generated", "evaluation/thuman/smplx/metrics", "evaluation/facescape/flame/animation",
+        "evaluation/comparison"}
     # (no experiment uses the bilinear topology here: its tracks exist, its views are never rendered)
     failed = {name for name, passed in result.checks.items() if not passed}
     assert failed == {"model/first_stage:heldout_psnr"}  # 3 first-stage steps reach no bar, and it says so
@@ -107,6 +108,19 @@ def test_first_run_materializes_the_whole_graph(world):
     assert "ablation_sets" not in gen  # (the demo protocol's training identities: no ablations)
     nv = latest(["evaluation", "facescape", "flame", "generated"], "smoke-facescape|facescape_novel_view").metadata
     assert set(nv["ablation_sets"].value) == {"no_mesh"}
+    # the animation the experiment declares, and only it, with its strip, video and scores per sampler
+    animation = dg.AssetKey(["evaluation", "facescape", "flame", "animation"])
+    assert {r.partition_key for r in instance.fetch_materializations(animation, limit=10).records} == {
+        "smoke-facescape|heldout_smile"}
+    anim = latest(["evaluation", "facescape", "flame", "animation"], "smoke-facescape|heldout_smile").metadata
+    assert anim["strip"].value.startswith("![front view over time") and Path(anim["video"].value).is_file()
+    assert anim["sampler"].value == "shared_noise" and anim["warping_error_ratio_vs_independent"].value > 1
+    rows = pd.read_parquet(Path(result.pictures["comparison table and plot"]) / "animation.parquet")
+    assert sorted(rows["sampler"]) == ["ground_truth", "independent", "shared_noise"]
+    assert (rows.set_index("sampler")["warping_error"]["independent"]
+            > rows.set_index("sampler")["warping_error"]["shared_noise"])
+    frames = pd.read_parquet(Path(anim["dagster/uri"].value) / "frames.parquet")
+    assert len(frames) == 3 * 8 and frames[frames["sampler"] != "ground_truth"]["masked_psnr"].notna().all()
     world["first"] = result
 
 
@@ -414,7 +428,8 @@ def test_ui_launches_a_partition_and_shows_thumbnails_and_the_comparison(world, 
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # the newsletter prompt of a fresh instance may cover the page at any moment: dismiss it whenever shown
-            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+            page.add_locator_handler(page.get_by_role("button", name="Skip"),
+                                     lambda skip: skip.dispatch_event("click"))  # (even under another dialog)
             _launch_partition_in_ui(page, url, "thuman/smplx/checkpoint", "smoke-thuman")
             shots = {}
             for name, path, marker, alt in (

@@ -31,6 +31,27 @@ def test_the_flow_of_a_sideways_move_is_the_pinhole_shift():
     assert flow.valid[:, 2:].all() and not flow.valid[:, :2].any()
 
 
+def test_the_orthographic_flow_of_a_sideways_move_is_the_scaled_shift():
+    """The THuman views' parallel projection: a plane moved by dx shifts by dx x size / ortho_scale pixels at every
+    depth, and a texture attached to it warps with zero error."""
+    from model.metrics.temporal import flow_from_hits
+    from model.render.orthographic import ORTHO_SCALE, ortho_projection
+    from model.render.raycast import MeshRaycaster
+
+    size, shift = 32, 0.075  # 0.075 x 32 / 1.2 = 2 pixels
+    (v0, f), (v1, _) = plane(0.0, half=1.0), plane(shift, half=1.0)
+    before, now = MeshRaycaster(v0, f).cast_orthographic(RT, size), MeshRaycaster(v1, f).cast_orthographic(RT, size)
+    assert now.mask.all() and np.allclose(now.depth[now.mask], Z)
+    flow = flow_from_hits(now, before, v0, f, ortho_projection(), RT, 1e-6, projection="orthographic")
+    u, vv = np.meshgrid(np.arange(size, dtype=float), np.arange(size, dtype=float))
+    expected = shift * size / ORTHO_SCALE
+    assert np.allclose(flow.source[..., 0][flow.valid], (u - expected)[flow.valid], atol=1e-9)
+    assert np.allclose(flow.source[..., 1][flow.valid], vv[flow.valid], atol=1e-9)
+    assert flow.valid[:, 2:].all() and not flow.valid[:, :2].any()
+    attached = np.stack([0.5 + 0.1 * (h.points[..., 0] - s) for h, s in ((before, 0.0), (now, shift))])
+    assert warping_error(attached, [flow]) < 1e-24
+
+
 def test_a_texture_that_moves_with_the_mesh_has_no_warping_error_and_one_stuck_to_the_screen_has_its_slope():
     from model.render.raycast import MeshRaycaster
 

@@ -141,3 +141,35 @@ def test_animate_cli_on_a_folder_of_real_face_images(standin_root, tiny_checkpoi
                           "--out", str(tmp_path / "out2")], env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "nothing" in bad.stderr and "driving input not found" in bad.stderr
     assert not (tmp_path / "out2").exists()
+
+
+def test_animate_sequence_cli_scores_a_declared_sequence_against_its_ground_truth(model_data, tiny_checkpoint,
+                                                                                  tmp_path):
+    """`morphable animate-sequence`: the stand-in's ground truth, the sampler and the independent baseline of one
+    declared sequence, scored per frame; a folder holding other files is refused, not overwritten."""
+    import pandas as pd
+
+    env = {**os.environ, "MORPHABLE_SYNTHETIC_ROOT": str(model_data.synthetic_root),
+           "MORPHABLE_DATA_ROOT": str(model_data.data_root)}
+    out = tmp_path / "anim"
+    cmd = [sys.executable, "-m", "pipelines.cli", "animate-sequence", "--checkpoint", str(tiny_checkpoint),
+           "--sequence", "heldout_smile", "--frames", "3", "--out", str(out), "--steps", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| shared_noise |" in proc.stdout and "| independent |" in proc.stdout and "| ground_truth |" in proc.stdout
+    frames = pd.read_parquet(out / "frames.parquet")
+    assert sorted(frames["sampler"].unique()) == ["ground_truth", "independent", "shared_noise"]
+    assert len(frames) == 3 * 3 and frames["expression_nme"].notna().all()
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["sequence"]["name"] == "heldout_smile" and doc["sequence"]["frames"] == 3
+    assert doc["scores"]["ground_truth"]["identity_match"] == 1.0
+    assert doc["scores"]["independent"]["warping_error"] > doc["scores"]["shared_noise"]["warping_error"]
+    assert (out / "strip.png").is_file() and (out / "truth" / "grid.webp").is_file()
+    assert len(list((out / "shared_noise" / "views").glob("*.webp"))) == 16
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    refused = subprocess.run(cmd[:-4] + ["--out", str(other), "--steps", "1"], env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert refused.returncode != 0 and "holds files this command did not write" in refused.stderr + refused.stdout
+    assert (other / "keep.txt").read_text() == "mine"

@@ -38,6 +38,24 @@ def test_experiment_digests_are_unchanged_by_the_checkpoint_key(tmp_path):
                        "copy-input-facescape": "a9dd52434853359e", "released": "2a4bf502f42c75b9"}
 
 
+def test_animations_are_declared_by_name_and_leave_the_experiment_digest_alone(tmp_path):
+    """`animations` and `animation` version the animation assets only: the smoke file declares one, and its
+    digests above are those recorded before the keys existed."""
+    exp = load_experiments(_experiments(tmp_path, body='checkpoint = "0123456789abcdef"\n'
+                                                       'animations = ["heldout_jaw_sweep"]\n'
+                                                       'animation = { mode = "warm_start", strength = 0.3 }'))
+    pinned = exp.get("pinned")
+    assert pinned.animations == ("heldout_jaw_sweep",) and pinned.animation.mode == "warm_start"
+    assert exp.get("smoke-facescape").animations == ("heldout_smile",) and exp.get("smoke-thuman").animations == ()
+    assert pinned.digest() == load_experiments(_experiments(tmp_path)).get("pinned").digest()
+    for body, message in (('checkpoint = "0123456789abcdef"\nanimations = ["no_such_sequence"]', "animations"),
+                          ('checkpoint = "0123456789abcdef"\nanimations = "heldout_smile"', "list of sequence"),
+                          ('checkpoint = "0123456789abcdef"\nanimation = { mode = "slow" }', "animation mode")):
+        with pytest.raises(InvalidContentError, match=message) as err:
+            load_experiments(_experiments(tmp_path, body=body))
+        assert "[experiments.pinned]" in str(err.value)
+
+
 def test_a_published_experiment_names_a_file_or_a_hash(tmp_path):
     pinned = load_experiments(_experiments(tmp_path)).get("pinned")
     assert pinned.checkpoint == "0123456789abcdef" and pinned.file is None
