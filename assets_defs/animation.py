@@ -6,7 +6,8 @@ time (ground truth, the experiment's sampler, independent sampling) in its metad
 and the scores per sampler; the comparison collects its rows. The daemon keeps current the partitions an experiment
 declares (`animations = [...]` in the experiments file; none in the embedded demo, whose budget an animation would
 exceed); any other partition is materialized on request from the UI. A partition regenerates when its checkpoint's
-data version or its code changes; a re-rendered view store is read at the next run (its hash is in the version).
+data version, its code or its settings (the experiment's [sampler] and `animation`, the sequence) change; a
+re-rendered view store is read at the next run (its hash is in the version).
 """
 
 import dagster as dg
@@ -61,12 +62,51 @@ class AnimationDeclared(dg.AutomationCondition):
             keys))
 
 
+class AnimationSettingsChanged(dg.AutomationCondition):
+    """True for the materialized partitions whose recorded settings (sequence, sampler, animation sampler) differ
+    from what the experiments file asks for now: those settings are not in the experiment's digest (it versions the
+    checkpoint), so a changed `animation = {...}` or [sampler] is noticed here."""
+
+    @property
+    def name(self) -> str:
+        return "animation_settings_changed"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        from assets_defs.lineage import LineageIOManager
+        from pipelines.animations import experiment_settings_digest
+        from pipelines.experiments import load_experiments
+        from pipelines.settings import load_settings
+        from storage.errors import DataError
+
+        try:
+            experiments = load_experiments(load_settings().experiments_file).experiments
+        except DataError:
+            return dg.AutomationResult(context, true_subset=context.get_empty_subset())
+        lineage = LineageIOManager(settings=SettingsResource())
+        keys = set()
+        for key in context.candidate_subset.expensively_compute_partition_keys():
+            experiment, sequence = animation_partition(key)
+            if experiment not in experiments:
+                continue
+            try:
+                recorded = lineage.read_partitions(context.key, [str(key)]).get(str(key))
+            except DataError:  # an unreadable record: the partition's own run reports it
+                continue
+            if recorded is not None and recorded.settings != experiment_settings_digest(experiments[experiment],
+                                                                                         sequence):
+                keys.add(key)
+        return dg.AutomationResult(context, true_subset=context.candidate_subset.compute_intersection_with_partition_keys(
+            keys))
+
+
 def animation_policy(views: dg.AssetSelection) -> A:
-    """Declared partitions: missing, code or checkpoint changed (not a view store: read at the next run)."""
+    """Declared partitions: missing, code, checkpoint or their settings changed (not a view store: read at the next
+    run)."""
     events = A.code_version_changed() | DEPS_CHANGED.ignore(views)
     blocked = (A.any_deps_missing().ignore(views) | A.any_deps_in_progress() | A.in_progress()).with_label("blocked")
-    return ((MISSING | events.since_last_handled()) & ~blocked & AnimationDeclared()).with_label(
-        "declared by its experiment: missing, code or checkpoint changed")
+    changed = (AnimationSettingsChanged() & ~A.execution_failed()).with_label("settings_changed_not_failed")
+    return ((MISSING | events.since_last_handled() | changed) & ~blocked & AnimationDeclared()).with_label(
+        "declared by its experiment: missing, code, checkpoint or its settings changed")
 
 
 def _animation_asset(line: str) -> dg.AssetsDefinition:

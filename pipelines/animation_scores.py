@@ -6,11 +6,12 @@ work; the tiny preset's 64 px views are detected upscaled, `model.metrics.face`)
 - `expression_nme`: the detected landmarks against the driving FLAME's 68 landmarks projected into the view, as a
   normalised mean error (inter-ocular distance; lower is better). It follows the expression: a frame that keeps the
   first expression while the mesh opens the jaw scores the jaw's displacement. Where dlib's detector finds no face
-  (often, at 64 px), the 68 points are predicted in the box of the projected driving landmarks (the evaluation's
-  fallback to the ground truth's box), so every view is scored;
-- `face_found`: the fraction of those views in which the detector itself found the face.
+  (often, at 64 px), the 68 points are predicted in a fixed box per view: that of the first frame's projected
+  landmarks, the same in every frame, so that the box carries nothing of the expression being scored and any
+  change of the points over time comes from the image;
+- `face_found`: the fraction of those views in which the detector itself found the face;
 - `identity_distance`: the face descriptor's distance to the input image's (same person: < 0.6, `identity_match`;
-  the same box fallback).
+  the same fixed box where the detector misses).
 With a ground truth (the stand-in's sweep, `pipelines.standin_sweep`), over all views: `masked_psnr` inside the true
 silhouette, `ssim` (generated pixels outside it set white, as the evaluation does) and the `silhouette_iou` of the generated foreground with the true silhouette.
 """
@@ -49,18 +50,20 @@ def frame_scores(views: np.ndarray, landmarks: np.ndarray, ks: np.ndarray, rts: 
     reference = face_descriptor(input_image)
     rows = []
     for t in range(views.shape[0]):
-        detected = [landmarks68_px(views[t, i], fallback=points[t, i]) for i in front]
+        # the fallback box: the first frame's projected landmarks, the same in every frame (it carries nothing of
+        # the expression being scored)
+        detected = [landmarks68_px(views[t, i], fallback=points[0, i]) for i in front]
         row = {"frame": t,
                "expression_nme": _nanmean([landmark_error(p, points[t, i]) for (p, _), i in zip(detected, front)]),
                "face_found": float(np.mean([found for _, found in detected])) if len(front) else float("nan"),
-               "identity_distance": _nanmean([identity_distance(reference, views[t, i], points[t, i])
+               "identity_distance": _nanmean([identity_distance(reference, views[t, i], points[0, i])
                                               for i in front])}
         if truth is not None:
             n = views.shape[1]
-            row["masked_psnr"] = float(np.mean([psnr(truth[t, i], views[t, i], truth_masks[t, i]) for i in range(n)]))
-            row["ssim"] = float(np.mean([ssim(truth[t, i], mask_background(views[t, i], truth_masks[t, i]))
-                                         for i in range(n)]))  # (the evaluation's rule: white outside the truth)
-            row["silhouette_iou"] = float(np.mean([silhouette_iou(truth_masks[t, i], views[t, i]) for i in range(n)]))
+            row["masked_psnr"] = _nanmean(psnr(truth[t, i], views[t, i], truth_masks[t, i]) for i in range(n))
+            row["ssim"] = _nanmean(ssim(truth[t, i], mask_background(views[t, i], truth_masks[t, i]))
+                                   for i in range(n))  # (the evaluation's rule: white outside the truth)
+            row["silhouette_iou"] = _nanmean(silhouette_iou(truth_masks[t, i], views[t, i]) for i in range(n))
         rows.append(row)
     return pd.DataFrame(rows)
 

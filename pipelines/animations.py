@@ -73,8 +73,8 @@ def line_animations(dataset: str, topology: str) -> list[str]:
 
 @dataclass(frozen=True)
 class AnimationInputs:
-    image: np.ndarray  # (256, 256, 3) uint8: the input view
-    ks: np.ndarray  # (N, 3, 3) for 256 px
+    image: np.ndarray  # (S, S, 3) uint8: the input view, at the store's size
+    ks: np.ndarray  # (N, 3, 3) for S px
     rts: np.ndarray  # (N, 3, 4) model frame
     views: list[int]  # the cameras' indices in the store
     input_view: int
@@ -89,6 +89,14 @@ def animation_inputs(settings, spec: AnimationSpec) -> AnimationInputs:
     from storage.errors import MissingFileError
     from storage.views import ViewStore, store_path
 
+    from storage.errors import InvalidContentError
+
+    root, synthetic = Path(settings.facescape_root).resolve(), Path(settings.synthetic_root).resolve()
+    if not root.is_relative_to(synthetic):  # the truth is the stand-in's: never score a real person against it
+        raise InvalidContentError(root, f"animation sequences are the synthetic stand-in's, but this facescape_root "
+                                        f"(settings: {settings.source}) lies outside synthetic_root {synthetic}",
+                                  "animate real faces with `morphable animate --image ... --driving ...` (no "
+                                  "ground truth), or point facescape_root at the stand-in")
     topology = catalog.dataset(spec.dataset).default_topology  # the stores of every topology share images, cameras
     path = store_path(settings.storage_root, spec.dataset, topology, spec.subject)
     if not (path / "manifest.json").is_file():
@@ -100,10 +108,13 @@ def animation_inputs(settings, spec: AnimationSpec) -> AnimationInputs:
         raise MissingFileError(path, f"subject {spec.subject} has no views of {spec.start}",
                                "choose a sequence whose first expression the stand-in holds")
     inp = _frontal_view(st, items)
+    if inp is None:
+        raise MissingFileError(path, f"{spec.subject}/{spec.start} has no upright view for the input",
+                               "use a stand-in whose rig has upright cameras")
     upright = items[_upright(st.RT[items], 90.0) & (np.abs(st.angles[items, 0]) < 90.0) & (items != inp)]
     views = _spread(upright, st.angles[:, 0], spec.views)
     views = views[np.argsort(st.angles[views, 0], kind="stable")]
-    if inp is None or len(views) < spec.views:
+    if len(views) < spec.views:
         raise MissingFileError(path, f"{spec.subject}/{spec.start} has {len(views)} usable views besides the input; "
                                f"the model generates {spec.views}", "use a stand-in with more cameras")
     return AnimationInputs(st.rgb_many(np.array([inp]))[0], st.K[views][:, :3, :3].astype(np.float64),
@@ -169,7 +180,9 @@ def run_animation(settings, experiment: str, sequence: str, checkpoint: str | Pa
         for mode in modes:
             log(f"animation {sequence}: sampling with {mode.mode} ({len(outcomes) + 1}/{len(modes)})")
             outcomes[mode.mode] = animate(settings, checkpoint, tmp / "input.png", seq, tmp / mode.mode, sampler,
-                                          mode, face_check=False, log=log, cameras=(inputs.ks, inputs.rts, 256))
+                                          mode, face_check=False, log=log,
+                                          cameras=(inputs.ks, inputs.rts, inputs.image.shape[0]))
+            _record_input_path(tmp / mode.mode / "animation.json", folder / "input.png")
         first = next(iter(outcomes.values()))
         size = first.views.shape[2]
         gt = _resize(truth.views.reshape(-1, *truth.views.shape[2:]), size).reshape(first.views.shape)
@@ -178,13 +191,13 @@ def run_animation(settings, experiment: str, sequence: str, checkpoint: str | Pa
         (tmp / "truth").mkdir()
         write_animated(tmp / "truth" / "grid.webp", grid(gt), spec.fps)
         faces = np.load(tmp / modes[0].mode / "meshes.npz")["faces"]
-        image = _resize(inputs.image[None], size)[0]
         tables, rows = [], {}
         for name, out in [*outcomes.items(), (TRUTH, None)]:
             views = gt if out is None else out.views
             log(f"animation {sequence}: scoring {name}")
-            per_frame = frame_scores(views, first.landmarks, first.ks, first.rts, image, None if out is None else gt,
-                                     None if out is None else gt_mask)
+            per_frame = frame_scores(views, first.landmarks, first.ks, first.rts, inputs.image,
+                                     None if out is None else gt, None if out is None else gt_mask)
+            # (the truth too along the driving meshes: what a perfect rendering of the person scores along them)
             temporal = temporal_scores(views, first.meshes, faces, first.ks, first.rts)
             rows[name] = summary(per_frame, temporal)
             tables.append(per_frame.assign(sampler=name))
@@ -197,6 +210,13 @@ def run_animation(settings, experiment: str, sequence: str, checkpoint: str | Pa
             "seconds": round(seconds, 1), "scores": rows}, indent=1, default=float))
         Image.fromarray(front_strip(gt, {m: o.views for m, o in outcomes.items()}, first.rts)).save(tmp / "strip.png")
     return AnimationResult(folder, rows, seconds, version)
+
+
+def _record_input_path(path: Path, final: Path) -> None:
+    """An animation.json written inside the stage's temporary folder names its input where it will be."""
+    doc = json.loads(path.read_text())
+    doc["image"] = str(final)
+    path.write_text(json.dumps(doc, indent=1))
 
 
 def front_strip(truth: np.ndarray, sampled: dict[str, np.ndarray], rts: np.ndarray, frames: int = 8,
@@ -246,8 +266,8 @@ def animation_metadata(result: AnimationResult, config, sampler) -> dict:
             "sampler": mode, "ddim": JsonValue(dataclasses.asdict(sampler)), "seconds": round(result.seconds, 1),
             "warping_error": ours["warping_error"], "masked_psnr": ours.get("masked_psnr", float("nan")),
             "expression_nme": ours["expression_nme"],
-            "strip": Markdown(markdown_image(strip, "front view over time: ground truth (top), "
-                                                   f"{mode}, {BASELINE_MODE} (bottom)")),
+            "strip": Markdown(markdown_image(strip, "front view over time: ground truth (top), " + ", ".join(
+                [m for m in result.summary if m != TRUTH]) + " (bottom)")),
             "scores": Markdown(markdown_table(scores_table(result.summary), ["sampler", *SHOWN]))}
     if base is not None and ours["warping_error"] > 0:
         meta["warping_error_ratio_vs_independent"] = round(base["warping_error"] / ours["warping_error"], 2)
@@ -266,6 +286,19 @@ def run_animation_task(settings, config: dict, log) -> tuple[dict, str]:
     return animation_metadata(result, anim, sampler), result.version
 
 
+def settings_digest(sequence: dict, sampler: dict, animation: dict) -> str:
+    """What an animation ran with, beside its checkpoint: the sequence, the DDIM sampler and the animation sampler
+    (plain dicts, as summary.json records them). Not part of the experiment's digest (that versions its checkpoint
+    and evaluations), so the animation asset compares it itself (assets_defs/animation.py)."""
+    return hash_json({"sequence": sequence, "sampler": sampler, "animation": animation}, 16)
+
+
+def experiment_settings_digest(experiment, sequence: str) -> str:
+    """`settings_digest` of what an experiment's definition asks for now."""
+    return settings_digest(asdict(get_animation(sequence)), dataclasses.asdict(experiment.sampler),
+                           dataclasses.asdict(experiment.animation))
+
+
 def animation_record(experiment: str, sequence: str, checkpoint, folder: str | Path):
     """The lineage record of an animation partition, from the summary its stage wrote (NaN scores as None)."""
     from pipelines.records import AnimationRecord
@@ -277,7 +310,7 @@ def animation_record(experiment: str, sequence: str, checkpoint, folder: str | P
     spec = get_animation(sequence)
     return AnimationRecord(experiment=experiment, sequence=sequence, dataset=spec.dataset, topology=spec.topology,
                            kind=checkpoint.kind, folder=str(folder), checkpoint_hash=checkpoint.checkpoint_hash,
-                           rows=rows)
+                           rows=rows, settings=settings_digest(doc["sequence"], doc["sampler"], doc["animation"]))
 
 
 def animation_config(settings, experiment, sequence: str, checkpoint) -> dict:

@@ -179,14 +179,14 @@ def cmd_animate_sequence(args: argparse.Namespace) -> int:
     from pipelines.params import config_from_arguments
     from pipelines.reports import markdown_table
     from storage.checkpoints import checkpoint_hash
-
-    settings = _settings(args)
     from storage.hashing import hash_file
 
+    settings = _settings(args)
     digest = checkpoint_hash(args.checkpoint) if Path(args.checkpoint).is_dir() else hash_file(args.checkpoint)
+    out = args.out or Path(settings.storage_root) / "animations" / "cli" / args.label / args.sequence
     res = run_animation(settings, args.label, args.sequence, args.checkpoint, digest,
                         config_from_arguments(DDIMConfig, args), config_from_arguments(AnimationConfig, args),
-                        log=print, out_dir=args.out, frames=args.frames)
+                        log=print, out_dir=out, frames=args.frames)
     print(markdown_table(scores_table(res.summary), ["sampler", *SHOWN]))
     print(f"{res.folder} ({res.seconds:.0f} s): frames.parquet, summary.json, strip.png, "
           f"{args.mode}/grid.webp and per-view videos")
@@ -501,8 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sequence", required=True, choices=sorted(ANIMATIONS))
     s.add_argument("--label", default="cli", help="the experiment name it is filed under (default: cli)")
     s.add_argument("--frames", type=int, help="the same sweep in this many frames (default: as declared)")
-    s.add_argument("--out", help="output folder (default: <storage>/animations/<dataset>/<topology>/<label>/"
-                                 "<sequence>)")
+    s.add_argument("--out", help="output folder (default: <storage>/animations/cli/<label>/<sequence>, apart from "
+                                 "the graph's)")
     add_config_arguments(s, AnimationConfig)
     add_config_arguments(s, DDIMConfig)
     s.set_defaults(func=cmd_animate_sequence)

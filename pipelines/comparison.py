@@ -128,6 +128,8 @@ def compare(settings, records: list[MetricsRecord], animations: list | None = No
                                 lambda tmp: anim.to_parquet(tmp, index=False))
         metadata["animation"] = Markdown(markdown_table(anim, ["experiment", "sequence", "sampler", *SHOWN]))
         metadata["animation_table"] = str(anim_path)
+    elif (settings.storage_root / "metrics" / "animation.parquet").is_file():  # (no animation any more)
+        (settings.storage_root / "metrics" / "animation.parquet").unlink()
     if sheet:
         metadata["heldout_samples"] = Markdown(markdown_png_file(
             sheet, "held-out identities: input and generated views (upper row), ground truth (lower row), per "

@@ -454,13 +454,16 @@ def facescape_identity(root: str | Path, subject: str) -> StandinIdentity:
                                   f"choose one of {subjects}")
     rng = np.random.default_rng([int(doc["seed"]), 0, subjects.index(str(subject))])
     app, shape, tu_scale = _draw_identity(rng)
-    truth = next((root / "ground_truth" / "facescape" / str(subject)).glob("*.npz"), None)
-    if truth is not None:
-        with np.load(truth) as gt:
-            if not (np.array_equal(gt["shape"], shape) and float(gt["tu_scale"]) == tu_scale):
-                raise InvalidContentError(truth, f"subject {subject}'s recorded identity differs from the replayed "
-                                                 f"one (generator version {doc.get('generator_version')})",
-                                          "regenerate the stand-in with this code (`morphable demo-data --force`)")
+    folder = root / "ground_truth" / "facescape" / str(subject)
+    truth = next(iter(sorted(folder.glob("*.npz"))), None)
+    if truth is None:
+        raise MissingFileError(folder, f"no recorded parameters of subject {subject}",
+                               "regenerate the stand-in (`morphable demo-data --force`)")
+    with np.load(truth) as gt:
+        if not (np.array_equal(gt["shape"], shape) and float(gt["tu_scale"]) == tu_scale):
+            raise InvalidContentError(truth, f"subject {subject}'s recorded identity differs from the replayed one "
+                                             f"(generator version {doc.get('generator_version')})",
+                                      "regenerate the stand-in with this code (`morphable demo-data --force`)")
     return StandinIdentity(str(subject), app, shape, tu_scale, PROFILES[doc["spec"].get("profile", "demo")])
 
 

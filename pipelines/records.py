@@ -85,6 +85,7 @@ class AnimationRecord:
     folder: str
     checkpoint_hash: str
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settings: str = ""  # digest of the sequence, sampler and animation settings it ran with (animations.settings_digest)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ import pandas as pd
 
 def _cell(v) -> str:
     if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:.4f}"
+        if math.isnan(v):
+            return "n/a"
+        return f"{v:.3g}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"  # (small scores, e.g. warping errors: 3 digits)
     return str(v)
 
 

@@ -137,6 +137,33 @@ def test_second_run_does_nothing(world):
     assert seconds < 30, seconds
 
 
+def test_a_changed_animation_sampler_re_animates_only_its_partition(world):
+    """`animation = {...}` is not in the experiment's digest (its checkpoint does not retrain), yet the declared
+    animation it samples is requested again, and nothing else; restored, nothing is."""
+    from assets_defs.definitions import defs
+
+    instance = _instance()
+    key = dg.AssetKey(["evaluation", "facescape", "flame", "animation"])
+    everything = dg.AssetSelection.all()
+    settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=everything)
+    assert settled.total_requested == 0
+    original = world["experiments"].read_text()
+    changed = original.replace('animations = ["heldout_smile"]',
+                               'animations = ["heldout_smile"]\nanimation = { mode = "warm_start", strength = 0.5 }')
+    assert changed != original
+    try:
+        world["experiments"].write_text(changed)
+        after = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=everything,
+                                                  cursor=settled.cursor)
+        assert after.get_requested_partitions(key) == {"smoke-facescape|heldout_smile"}
+        assert after.total_requested == 1  # (no checkpoint, evaluation or comparison)
+    finally:
+        world["experiments"].write_text(original)
+    restored = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=everything,
+                                                 cursor=after.cursor)
+    assert restored.total_requested == 0
+
+
 def test_a_changed_raw_file_reruns_exactly_its_subject_and_the_protocols_that_read_it(world):
     """Two scans change: a thuman training subject's (its subject re-runs, every protocol records the stores it reads
     again, none changed, so no evaluation set is regenerated; the checkpoint's check reports the training views as

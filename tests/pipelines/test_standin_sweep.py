@@ -86,6 +86,9 @@ def test_frame_scores_of_the_truth_against_itself_are_perfect_and_the_summary_co
     assert (table["masked_psnr"] > 150).all() and (table["ssim"] == 1.0).all()  # the truth is its own ground truth
     assert (table["silhouette_iou"] > 0.99).all()
     assert table["expression_nme"].between(0, 0.5).all()  # the true face, the driving FLAME's landmarks
+    shifted = np.roll(truth.views, 4, axis=3)  # the same faces 4 px to the right: the landmarks follow the image
+    moved = frame_scores(shifted, landmarks, ks, rts, front)
+    assert (moved["expression_nme"] > table["expression_nme"] + 0.03).all(), (moved, table)
     assert (table["identity_distance"] < REID_THRESHOLD).all()  # the same person in every frame
     row = summary(table, {"warping_error": 0.0, "flicker": 0.0})
     assert row["identity_match"] == 1.0 and row["warping_error"] == 0.0
