@@ -37,43 +37,14 @@ def animation_partition(partition_key) -> tuple[str, str]:
     return keys["experiment"], keys["sequence"]
 
 
-class AnimationDeclared(dg.AutomationCondition):
-    """True for the partitions whose experiment lists the sequence in its `animations` (the experiments file)."""
+class _ByExperiment(dg.AutomationCondition):
+    """True for the candidate partitions that `keep` accepts, given the experiments file's definitions (none while
+    the file cannot be read: the experiments asset reports it)."""
 
-    @property
-    def name(self) -> str:
-        return "animation_declared"
-
-    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        from pipelines.experiments import load_experiments
-        from pipelines.settings import load_settings
-        from storage.errors import InvalidContentError, MissingFileError
-
-        try:
-            experiments = load_experiments(load_settings().experiments_file).experiments
-        except (InvalidContentError, MissingFileError):  # the experiments asset reports the file
-            return dg.AutomationResult(context, true_subset=context.get_empty_subset())
-        keys = set()
-        for key in context.candidate_subset.expensively_compute_partition_keys():
-            experiment, sequence = animation_partition(key)
-            if experiment in experiments and sequence in experiments[experiment].animations:
-                keys.add(key)
-        return dg.AutomationResult(context, true_subset=context.candidate_subset.compute_intersection_with_partition_keys(
-            keys))
-
-
-class AnimationSettingsChanged(dg.AutomationCondition):
-    """True for the materialized partitions whose recorded settings (sequence, sampler, animation sampler) differ
-    from what the experiments file asks for now: those settings are not in the experiment's digest (it versions the
-    checkpoint), so a changed `animation = {...}` or [sampler] is noticed here."""
-
-    @property
-    def name(self) -> str:
-        return "animation_settings_changed"
+    def keep(self, context: dg.AutomationContext, key, experiment, sequence: str) -> bool:
+        raise NotImplementedError
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        from assets_defs.lineage import LineageIOManager
-        from pipelines.animations import experiment_settings_digest
         from pipelines.experiments import load_experiments
         from pipelines.settings import load_settings
         from storage.errors import DataError
@@ -82,21 +53,46 @@ class AnimationSettingsChanged(dg.AutomationCondition):
             experiments = load_experiments(load_settings().experiments_file).experiments
         except DataError:
             return dg.AutomationResult(context, true_subset=context.get_empty_subset())
-        lineage = LineageIOManager(settings=SettingsResource())
         keys = set()
         for key in context.candidate_subset.expensively_compute_partition_keys():
-            experiment, sequence = animation_partition(key)
-            if experiment not in experiments:
-                continue
-            try:
-                recorded = lineage.read_partitions(context.key, [str(key)]).get(str(key))
-            except DataError:  # an unreadable record: the partition's own run reports it
-                continue
-            if recorded is not None and recorded.settings != experiment_settings_digest(experiments[experiment],
-                                                                                         sequence):
+            name, sequence = animation_partition(key)
+            if name in experiments and self.keep(context, key, experiments[name], sequence):
                 keys.add(key)
         return dg.AutomationResult(context, true_subset=context.candidate_subset.compute_intersection_with_partition_keys(
             keys))
+
+
+class AnimationDeclared(_ByExperiment):
+    """True for the partitions whose experiment lists the sequence in its `animations` (the experiments file)."""
+
+    @property
+    def name(self) -> str:
+        return "animation_declared"
+
+    def keep(self, context, key, experiment, sequence: str) -> bool:
+        return sequence in experiment.animations
+
+
+class AnimationSettingsChanged(_ByExperiment):
+    """True for the materialized partitions whose recorded settings (sequence, sampler, animation sampler) differ
+    from what the experiments file asks for now: those settings are not in the experiment's digest (it versions the
+    checkpoint), so a changed `animation = {...}` or [sampler] is noticed here."""
+
+    @property
+    def name(self) -> str:
+        return "animation_settings_changed"
+
+    def keep(self, context, key, experiment, sequence: str) -> bool:
+        from assets_defs.lineage import LineageIOManager
+        from pipelines.animations import experiment_settings_digest
+        from storage.errors import DataError
+
+        try:
+            recorded = LineageIOManager(settings=SettingsResource()).read_partitions(context.key, [str(key)])
+        except DataError:  # an unreadable record: the partition's own run reports it
+            return False
+        record = recorded.get(str(key))
+        return record is not None and record.settings != experiment_settings_digest(experiment, sequence)
 
 
 def animation_policy(views: dg.AssetSelection) -> A:

@@ -46,8 +46,7 @@ class PoseSequence:
 
 def read_pose_file(path: str | Path) -> PoseSequence:
     """A pose sequence from `.npz` / `.json`, or one pose from a THuman `smplx_param.pkl`."""
-    from storage.jsonfile import read_json
-    from storage.safe_pickle import load_npz
+    from pipelines.driving import read_parameter_file
 
     path = Path(path)
     if not path.is_file():
@@ -57,12 +56,7 @@ def read_pose_file(path: str | Path) -> PoseSequence:
 
         fit = read_smplx_fit(path)
         return PoseSequence(fit.body_pose[None], fit.global_orient[None], 25.0, str(path))
-    if path.suffix not in (".npz", ".json"):
-        raise InvalidContentError(path, f"unknown pose file type {path.suffix!r}", POSE_FIX)
-    doc = load_npz(path, "a pose sequence", POSE_FIX) if path.suffix == ".npz" else \
-        read_json(path, "a pose sequence", POSE_FIX)
-    if not isinstance(doc, dict) or "body_pose" not in doc:
-        raise InvalidContentError(path, "no 'body_pose' entry", POSE_FIX)
+    doc = read_parameter_file(path, "body_pose", "pose", POSE_FIX)
     try:
         body = np.asarray(doc["body_pose"], np.float64)
         body = body.reshape(1, -1) if body.ndim == 1 else body.reshape(len(body), -1)
@@ -74,14 +68,10 @@ def read_pose_file(path: str | Path) -> PoseSequence:
 
 def write_pose_file(path: str | Path, sequence: PoseSequence) -> Path:
     """The `.npz` form `read_pose_file` reads (written atomically)."""
-    import io
+    from pipelines.driving import write_parameter_file
 
-    from storage.atomic import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.savez(buf, body_pose=sequence.body_pose, global_orient=sequence.global_orient, fps=np.float64(sequence.fps))
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return write_parameter_file(path, body_pose=sequence.body_pose, global_orient=sequence.global_orient,
+                                fps=np.float64(sequence.fps))
 
 
 def _slerp(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:

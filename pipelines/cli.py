@@ -158,6 +158,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_animation(out) -> None:
+    n, views = out.views.shape[:2]
+    print(f"{n} frames x {views} views in {out.out_dir / 'frames'} ({out.seconds:.0f} s); videos: "
+          f"{out.out_dir / 'views'} (one per view), {out.out_dir / 'grid.webp'} (all views)")
+
+
 def cmd_animate(args: argparse.Namespace) -> int:
     from model.diffusion.ddim import DDIMConfig
     from pipelines.animate import AnimationConfig, animate
@@ -166,9 +172,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
     out = animate(_settings(args), args.checkpoint, args.image, args.driving, args.out,
                   sampler=config_from_arguments(DDIMConfig, args), config=config_from_arguments(AnimationConfig, args),
                   face_check=args.face_check, log=print)
-    n, views = out.views.shape[:2]
-    print(f"{n} frames x {views} views in {out.out_dir / 'frames'} ({out.seconds:.0f} s); videos: "
-          f"{out.out_dir / 'views'} (one per view), {out.out_dir / 'grid.webp'} (all views)")
+    _report_animation(out)
     return 0
 
 
@@ -202,9 +206,7 @@ def cmd_animate_body(args: argparse.Namespace) -> int:
     out = animate_body(_settings(args), args.checkpoint, args.subject, args.driving, args.out,
                        sampler=config_from_arguments(DDIMConfig, args),
                        config=config_from_arguments(AnimationConfig, args), log=print, topology=args.topology)
-    n, views = out.views.shape[:2]
-    print(f"{n} frames x {views} views in {out.out_dir / 'frames'} ({out.seconds:.0f} s); videos: "
-          f"{out.out_dir / 'views'} (one per view), {out.out_dir / 'grid.webp'} (all views)")
+    _report_animation(out)
     return 0
 
 
@@ -376,6 +378,15 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interpolation_arguments(s: argparse.ArgumentParser, start: str, end: str) -> None:
+    """driving-sequence and pose-sequence: two ends, a length, a rate, the file to write."""
+    s.add_argument("--from", dest="start", required=True, help=start)
+    s.add_argument("--to", dest="end", required=True, help=end)
+    s.add_argument("--frames", type=int, default=16)
+    s.add_argument("--fps", type=float, default=25.0)
+    s.add_argument("--out", required=True, help="the .npz to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from model.diffusion.ddim import DDIMConfig
     from pipelines.animate import AnimationConfig
@@ -522,20 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("pose-sequence", help="an interpolation between two SMPL-X poses (pose files or THuman "
                                              "smplx_param.pkl fits) as a driving file for `animate-body`")
-    s.add_argument("--from", dest="start", required=True, help="a pose file (its last frame) or a fit")
-    s.add_argument("--to", dest="end", required=True, help="a pose file (its first frame) or a fit")
-    s.add_argument("--frames", type=int, default=16)
-    s.add_argument("--fps", type=float, default=25.0)
-    s.add_argument("--out", required=True, help="the .npz to write")
+    _interpolation_arguments(s, "a pose file (its last frame) or a fit", "a pose file (its first frame) or a fit")
     s.set_defaults(func=cmd_pose_sequence)
 
     s = sub.add_parser("driving-sequence", help="an interpolation between two expressions (images, fitted, or "
                                                 "parameter files) as a driving file for `animate`")
-    s.add_argument("--from", dest="start", required=True, help="an image or a parameter file (its first frame)")
-    s.add_argument("--to", dest="end", required=True, help="an image or a parameter file (its last frame)")
-    s.add_argument("--frames", type=int, default=16)
-    s.add_argument("--fps", type=float, default=25.0)
-    s.add_argument("--out", required=True, help="the .npz to write")
+    _interpolation_arguments(s, "an image or a parameter file (its first frame)",
+                             "an image or a parameter file (its last frame)")
     s.set_defaults(func=cmd_driving_sequence)
 
     s = sub.add_parser("evaluate", help="generate a protocol's evaluation set and compute its metric tables")

@@ -49,18 +49,37 @@ class DrivingSequence:
         return len(self.expression)
 
 
-def read_driving_file(path: str | Path) -> DrivingSequence:
-    """A FLAME parameter sequence from `.npz` (no pickled objects) or `.json`."""
+def read_parameter_file(path: Path, key: str, kind: str, fix: str) -> dict:
+    """The arrays of a parameter-sequence file (`.npz` read without pickled objects, or `.json`), which must hold
+    `key`; a driving sequence's (faces) and a pose sequence's (bodies, `pipelines.body_driving`)."""
     from storage.jsonfile import read_json
     from storage.safe_pickle import load_npz
 
-    path = Path(path)
     if path.suffix not in (".npz", ".json"):
-        raise InvalidContentError(path, f"unknown driving file type {path.suffix!r}", FILE_FIX)
-    doc = load_npz(path, "a driving sequence", FILE_FIX) if path.suffix == ".npz" else \
-        read_json(path, "a driving sequence", FILE_FIX)
-    if not isinstance(doc, dict) or "expression" not in doc:
-        raise InvalidContentError(path, "no 'expression' entry", FILE_FIX)
+        raise InvalidContentError(path, f"unknown {kind} file type {path.suffix!r}", fix)
+    what = f"a {kind} sequence"
+    doc = load_npz(path, what, fix) if path.suffix == ".npz" else read_json(path, what, fix)
+    if not isinstance(doc, dict) or key not in doc:
+        raise InvalidContentError(path, f"no {key!r} entry", fix)
+    return doc
+
+
+def write_parameter_file(path: str | Path, **arrays) -> Path:
+    """An `.npz` that `read_parameter_file` reads, written atomically."""
+    import io
+
+    from storage.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def read_driving_file(path: str | Path) -> DrivingSequence:
+    """A FLAME parameter sequence from `.npz` (no pickled objects) or `.json`."""
+    path = Path(path)
+    doc = read_parameter_file(path, "expression", "driving", FILE_FIX)
     try:
         expression = np.asarray(doc["expression"], np.float64)
         if expression.ndim == 1:
@@ -74,14 +93,8 @@ def read_driving_file(path: str | Path) -> DrivingSequence:
 
 def write_driving_file(path: str | Path, sequence: DrivingSequence) -> Path:
     """The `.npz` form `read_driving_file` reads (written atomically)."""
-    import io
-
-    from storage.atomic import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.savez(buf, expression=sequence.expression, jaw_pose=sequence.jaw_pose, fps=np.float64(sequence.fps))
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return write_parameter_file(path, expression=sequence.expression, jaw_pose=sequence.jaw_pose,
+                                fps=np.float64(sequence.fps))
 
 
 def interpolate(start: np.ndarray, end: np.ndarray, frames: int, jaw_start: np.ndarray | None = None,
