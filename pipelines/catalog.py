@@ -137,7 +137,7 @@ DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
         render_views="pipelines.views:thuman_views",
         heldout=lambda subject, split: int(subject) >= split.thuman_first_val_uid,
         item_layout="scan", min_target_views=16, first_stage_bar_db=21.0, face_metrics=False,
-        mesh_silhouettes=False),
+        mesh_silhouettes=True),
 )}
 #: the datasets' names, in catalog order (CLI choices, partitions, first-stage datasets)
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pipelines.settings import SettingsError, describe_keys, load_settings
+from model.diffusion.config import PRESETS as _PRESETS
 
 
 def _settings(args: argparse.Namespace):
@@ -27,7 +28,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else s.synthetic_root
     seed = s.synthetic_seed if args.seed is None else args.seed
     spec = StandinSpec.with_counts(args.facescape_subjects, args.thuman_subjects, args.expressions, args.heldout,
-                                   args.first_id, args.profile)
+                                   args.first_id, args.profile, args.thuman_poses, args.thuman_pose_variants)
     report = ensure_demo_data(root, seed, force=args.force, spec=spec, workers=args.workers)
     verb = f"written in {report.seconds:.1f} s" if report.created else "already complete (use --force to rebuild)"
     print(f"synthetic stand-in at {report.root}: {verb}")
@@ -297,7 +298,11 @@ HELDOUT_TABLES = (
     ("facescape_novel_expression", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_input_mesh"),
      "FaceScape, held-out identity, novel expression 06 + novel views (input: another expression); mesh IoU with "
      "the target / the input expression's mesh"),
-    ("thuman_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "psnr"), "THuman, held-out scan, 16 novel views"),
+    ("thuman_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_condition_mesh"),
+     "THuman, held-out scan, 16 novel views; IoU with its SMPL-X and (wrong_mesh) with the other body's it was given"),
+    ("thuman_novel_pose", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_input_mesh"),
+     "THuman, held-out person, novel pose + novel views (input: the same person in another pose); SMPL-X IoU with "
+     "the target / the input pose"),
 )
 
 
@@ -420,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="of those, identities with the paper's held-out ids (FaceScape 122, 212, 326..; THuman 2201..)")
     s.add_argument("--first-id", type=int, default=1, help="first training id (FaceScape id; THuman uid)")
     s.add_argument("--workers", type=int, help="processes writing subjects (default: one per CPU core)")
+    s.add_argument("--thuman-poses", choices=("standing", "varied"), default="standing",
+                   help="THuman scans near an A-pose (the demo's) or over a wide range of poses (the body reference's)")
+    s.add_argument("--thuman-pose-variants", type=int, default=2,
+                   help="other poses of each held-out scan's person (uids +100, +200: the novel-pose ground truth)")
     s.add_argument("--profile", choices=("demo", "real-size"), default="demo",
                    help="sizes: demo (laptop) or real-size (the real files' mesh, image and texture sizes, ~60 "
                         "cameras per expression; use a handful of subjects, docs/benchmarks.md)")
@@ -561,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): recognised from the keys (a Morphable Diffusion file holds the 3DMM branch, "
                         "spatial_volume.xyzc_net.*); morphable: every key must match (generation, fine-tuning); "
                         "syncdreamer: the release's drop filter (a training init)")
-    s.add_argument("--preset", choices=["paper", "tiny"], help="default: recognised from the weights' keys and shapes")
+    s.add_argument("--preset", choices=list(_PRESETS), help="default: recognised from the weights' keys and shapes")
     s.add_argument("--projection", choices=PROJECTIONS,
                    help="default: the cameras of --topology's dataset (smplx: orthographic), else perspective")
     s.add_argument("--topology", choices=topology_names(graph_only=True), help="the 3DMM the model was trained with")
@@ -571,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("inspect-model", help="the network's state-dict keys, shapes and dtypes (meta device, "
                                              "no weights allocated)")
-    s.add_argument("--preset", choices=["paper", "tiny"], default="paper")
+    s.add_argument("--preset", choices=list(_PRESETS), default="paper")
     s.add_argument("--projection", choices=PROJECTIONS, default="perspective")
     s.add_argument("--json", action="store_true", help="print {key: {shape, dtype}} (compare with the manifests)")
     s.set_defaults(func=cmd_inspect_model)

@@ -12,7 +12,7 @@ from pipelines.records import ComparisonRecord, MetricsRecord
 
 #: the columns of the comparison, per protocol (higher is better except LPIPS and FID)
 COMPARED = ("psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr", "silhouette_iou", "iou_target_mesh",
-            "iou_input_mesh")
+            "iou_input_mesh", "iou_condition_mesh")
 
 
 def comparison_table(per_protocol_rows: list[dict]) -> pd.DataFrame:
@@ -53,11 +53,12 @@ def comparison_plot(per_protocol_rows: list[dict], path: str | Path, metric: str
 
 
 def sample_sheet(records: list[MetricsRecord], path: str | Path, views: int = 8,
-                 protocols: tuple[str, ...] = ("facescape_novel_view", "facescape_novel_expression"),
+                 protocols: tuple[str, ...] = ("facescape_novel_view", "facescape_novel_expression",
+                                               "thuman_novel_view", "thuman_novel_pose"),
                  kinds: tuple[str, ...] = ("trained", "published")) -> Path | None:
-    """One picture of what the models do on held-out identities: per (experiment, protocol), the first pair's input
-    and `views` generated views above the ground truth (the left cell of the second row is left blank). None when
-    no record has such a set. Written atomically."""
+    """One picture of what the models do on held-out identities and persons: per (experiment, protocol), the first
+    pair's input and `views` generated views above the ground truth (the left cell of the second row is left
+    blank). None when no record has such a set. Written atomically."""
     import numpy as np
     from PIL import Image
 

@@ -48,6 +48,7 @@ from storage.facescape import FaceScapeCamera, write_params
 from storage.hashing import hash_file, hash_json
 from storage.images import write_jpeg
 from storage.meshes import Mesh, write_obj, write_ply
+from storage.thuman import SAME_PERSON_FILE
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,17 @@ class StandinSpec:
     thuman_uids: tuple[str, ...] = DEFAULT_THUMAN_UIDS
     expressions: int = 3
     profile: str = "demo"  # sizes of meshes, images and textures (PROFILES)
+    #: "standing": every scan near an A-pose (the demo's); "varied": arms, legs, spine and head drawn over a wide
+    #: range (the body reference model's training scans, so that it learns to follow the SMPL-X it is given)
+    thuman_poses: str = "standing"
+    #: each held-out scan (uid >= 2201) is also written in this many other poses of the same person (uids +100,
+    #: +200, ...): the novel-pose protocol's ground truth (THuman's own format has no person ids)
+    thuman_pose_variants: int = 0
 
     @staticmethod
     def with_counts(facescape: int = 4, thuman: int = 4, expressions: int = 3, heldout: int = 1,
-                    first_id: int = 1, profile: str = "demo") -> "StandinSpec":
+                    first_id: int = 1, profile: str = "demo", thuman_poses: str = "standing",
+                    thuman_pose_variants: int = 2) -> "StandinSpec":
         if not 1 <= expressions <= len(FACESCAPE_EXPRESSION_TABLE):
             raise ValueError(f"expressions must be 1..{len(FACESCAPE_EXPRESSION_TABLE)}, not {expressions}")
         if not 0 <= heldout <= min(facescape, thuman) or heldout > len(FACESCAPE_TEST_IDS):
@@ -112,7 +120,16 @@ class StandinSpec:
             th = DEFAULT_THUMAN_UIDS  # the demo's set: 0526 is the first scan written z-up (frames test it)
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-        return StandinSpec(fs, th, expressions, profile)
+        if thuman_poses not in THUMAN_POSE_MODES:
+            raise ValueError(f"unknown thuman_poses {thuman_poses!r}; choose one of {THUMAN_POSE_MODES}")
+        if not 0 <= thuman_pose_variants <= 7:
+            raise ValueError(f"thuman_pose_variants must be 0..7, not {thuman_pose_variants}")
+        return StandinSpec(fs, th, expressions, profile, thuman_poses, thuman_pose_variants)
+
+    def pose_variants(self) -> dict[str, tuple[str, int]]:
+        """{variant uid: (the person's held-out uid, pose number)} of the extra poses this stand-in writes."""
+        return {f"{int(u) + 100 * k:04d}": (u, k) for u in self.thuman_uids if int(u) >= THUMAN_FIRST_VAL_UID
+                for k in range(1, self.thuman_pose_variants + 1)}
 
     @property
     def expression_folders(self) -> tuple[str, ...]:
@@ -123,6 +140,10 @@ class StandinSpec:
                "expressions": self.expressions}
         if self.profile != "demo":  # (kept out for the demo profile, so existing stand-ins stay complete)
             out["profile"] = self.profile
+        if self.thuman_poses != "standing":  # (likewise)
+            out["thuman_poses"] = self.thuman_poses
+        if self.thuman_pose_variants:
+            out["thuman_pose_variants"] = self.thuman_pose_variants
         return out
 
     @property
@@ -130,7 +151,8 @@ class StandinSpec:
         return PROFILES[self.profile]
 
 
-DEFAULT_SPEC = StandinSpec()
+THUMAN_POSE_MODES = ("standing", "varied")
+DEFAULT_SPEC = StandinSpec(thuman_pose_variants=2)
 FACESCAPE_SUBJECTS = DEFAULT_SPEC.facescape_subjects
 THUMAN_UIDS = DEFAULT_SPEC.thuman_uids
 FACESCAPE_EXPRESSIONS = {k: FACESCAPE_EXPRESSION_TABLE[k] for k in DEFAULT_SPEC.expression_folders}
@@ -232,13 +254,16 @@ def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = F
         _write_bilinear_and_toolkit(out, tu_model, lmk_points, sizes.tu_grid)
         _write_smplx(out / "body_models" / "smplx", seed)  # (each THuman task reads it from there)
         heads = (flame_model, flame_lmk, tu_model, tu_sample, scan_model, scan_sample)
-        tasks = ([("facescape", i, sid) for i, sid in enumerate(spec.facescape_subjects)]
-                 + [("thuman", i, uid) for i, uid in enumerate(spec.thuman_uids)])
+        variants = spec.pose_variants()
+        tasks = ([("facescape", i, sid, 0) for i, sid in enumerate(spec.facescape_subjects)]
+                 + [("thuman", i, uid, 0) for i, uid in enumerate(spec.thuman_uids)]
+                 + [("thuman", spec.thuman_uids.index(person), uid, k) for uid, (person, k) in variants.items()])
         n_workers = max(1, min(workers or default_workers(), len(tasks)))
         bar = Progress(len(tasks), "stand-in subjects", log or log_info)
         alignment: dict[str, dict[str, list]] = {}
         n_images = 0
-        args = [(str(out), seed, kind, i, sid, spec.expression_folders, sizes) for kind, i, sid in tasks]
+        args = [(str(out), seed, kind, i, sid, spec.expression_folders, sizes, spec.thuman_poses, k)
+                for kind, i, sid, k in tasks]
         if n_workers == 1:
             _set_heads(heads)
             for res in map(_write_subject, args):
@@ -250,7 +275,10 @@ def generate_demo_data(root: str | Path, seed: int = 0, reuse_complete: bool = F
         bar.close()
         (out / "facescape_toolkit" / "predef" / "Rt_scale_dict.json").write_text(json.dumps(alignment))
         counts = {"facescape_subjects": len(spec.facescape_subjects), "facescape_expressions": spec.expressions,
-                  "facescape_images": n_images, "thuman_scans": len(spec.thuman_uids)}
+                  "facescape_images": n_images, "thuman_scans": len(spec.thuman_uids) + len(variants)}
+        if variants:  # (the dataset's own same-person table: storage.thuman.THumanDataset.same_person)
+            (out / "thuman" / "model" / SAME_PERSON_FILE).write_text(json.dumps(
+                {uid: person for uid, (person, _k) in variants.items()}, indent=1))
         paths = [p for p in sorted(out.rglob("*")) if p.is_file()]
         files = {str(p.relative_to(out)): p.stat().st_size for p in paths}
         digests = {str(p.relative_to(out)): hash_file(p) for p in paths}
@@ -287,10 +315,12 @@ def _set_heads(heads: tuple) -> None:
 
 def _write_subject(args: tuple) -> tuple[int, dict]:
     """One subject (a worker's task): FaceScape -> (images, alignment entries); THuman -> (0, {})."""
-    out_s, seed, kind, index, sid, expressions, sizes = args
+    out_s, seed, kind, index, sid, expressions, sizes, poses, variant = args
     heads = _HEADS[0]
     out = Path(out_s)
     rng = np.random.default_rng([seed, 0 if kind == "facescape" else 1, index])
+    # a pose variant replays its person's stream (body shape, clothes, scale, placement) with another pose's draws
+    pose_rng = np.random.default_rng([seed, 1, index, variant]) if variant or poses == "varied" else None
     if kind == "facescape":
         alignment: dict[str, dict[str, list]] = {}
         n = _write_facescape_subject(out, sid, rng, *heads, alignment, expressions, sizes)
@@ -303,7 +333,8 @@ def _write_subject(args: tuple) -> tuple[int, dict]:
         arrays = read_smplx_arrays(smplx_model_file(smplx_dir, str(THUMAN_SMPLX_KWARGS["gender"])))
         _THUMAN_CACHE[str(smplx_dir)] = (arrays, _body_layout(smplx_dir))
     model, layout = _THUMAN_CACHE[str(smplx_dir)]
-    _write_thuman_scan(out, sid, rng, model, layout, sizes)
+    _write_thuman_scan(out, sid, rng, model, layout, sizes, pose_rng, person=None if not variant else
+                       f"{int(sid) - 100 * variant:04d}")
     return 0, {}
 
 
@@ -593,8 +624,35 @@ def _body_layout(smplx_dir: Path) -> _BodyLayout:
     return _BodyLayout(np.array([_CLOTH_OFFSET[k] for k in kinds]), uv, uv_faces, _tile_kinds(mesh), mesh.uv_tile)
 
 
+def varied_body_pose(rng: np.random.Generator) -> np.ndarray:
+    """A SMPL-X body pose (21 joints x axis-angle) over a wide natural range: arms from hanging to raised and
+    forward, bent elbows, a leg forward or back, bent knees, a turned and bent spine and head."""
+    pose = rng.normal(scale=0.05, size=63)
+
+    def joint(j: int, axis: int, value: float) -> None:
+        pose[j * 3 + axis] = value
+
+    for side, sign in ((15, -1.0), (16, 1.0)):  # shoulders: z lowers (left: negative) or raises the arm
+        joint(side, 2, sign * rng.uniform(-0.5, 1.3))
+        joint(side, 1, sign * rng.uniform(-0.9, 0.4))  # forward / back
+    joint(17, 1, -rng.uniform(0.0, 1.8))  # elbows
+    joint(18, 1, rng.uniform(0.0, 1.8))
+    for hip in (0, 1):  # a leg forward (negative x) or back, and a little sideways
+        joint(hip, 0, rng.uniform(-0.8, 0.4))
+        joint(hip, 2, (1 if hip else -1) * rng.uniform(0.0, 0.3))
+    joint(3, 0, rng.uniform(0.0, 1.2))  # knees
+    joint(4, 0, rng.uniform(0.0, 1.2))
+    joint(2, 1, rng.uniform(-0.4, 0.4))  # spine twist and bend
+    joint(5, 0, rng.uniform(-0.2, 0.3))
+    joint(14, 1, rng.uniform(-0.5, 0.5))  # head turn
+    return pose
+
+
 def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, smplx_arrays: dict,
-                       layout: _BodyLayout, sizes: StandinProfile = PROFILES["demo"]) -> None:
+                       layout: _BodyLayout, sizes: StandinProfile = PROFILES["demo"],
+                       pose_rng: np.random.Generator | None = None, person: str | None = None) -> None:
+    """One scan. With `pose_rng` the body pose is drawn from it (`varied_body_pose`) after `rng`'s draws, which
+    are made as for a standing scan: so a pose variant of a person (the same `rng`) is that person in another pose."""
     import trimesh
 
     from model.bodies.smplx_body import THUMAN_SMPLX_KWARGS as K
@@ -612,6 +670,8 @@ def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, smplx_arra
               "body_pose": body_pose, "left_hand_pose": rng.normal(scale=0.5, size=12),
               "right_hand_pose": rng.normal(scale=0.5, size=12), "jaw_pose": np.array([rng.uniform(0, 0.15), 0, 0]),
               "leye_pose": np.zeros(3), "reye_pose": np.zeros(3), "expression": rng.normal(scale=0.5, size=10)}
+    if pose_rng is not None:
+        params["body_pose"] = varied_body_pose(pose_rng)
     verts = smplx_forward(smplx_arrays, params, num_betas=K["num_betas"], num_expression=K["num_expression_coeffs"],
                           num_pca=K["num_pca_comps"], flat_hand_mean=K["flat_hand_mean"])
     faces = np.asarray(smplx_arrays["f"]).astype(np.int64)
@@ -622,6 +682,8 @@ def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, smplx_arra
     scan_y_up = (verts + normals * layout.offset[:, None] + noise) * scale + translation
     fit_y_up = verts * scale + translation
     z_up = int(uid) >= frames.THUMAN_Z_UP_FROM_UID
+    if person is not None and z_up != (int(person) >= frames.THUMAN_Z_UP_FROM_UID):
+        raise ValueError(f"pose variant {uid} would be written in another up axis than its person {person}")
     sdir = out / "thuman" / "model" / uid
     sdir.mkdir(parents=True)
     scan_faces, uv, uv_faces = faces, layout.uv, layout.uv_faces
@@ -646,7 +708,7 @@ def _write_thuman_scan(out: Path, uid: str, rng: np.random.Generator, smplx_arra
     gt = out / "ground_truth" / "thuman"
     gt.mkdir(parents=True, exist_ok=True)
     np.savez(gt / f"{uid}.npz", **params, scale=scale, translation=translation, up_axis="z" if z_up else "y",
-             smplx_vertices_scan_frame=fit_y_up)
+             smplx_vertices_scan_frame=fit_y_up, **({"person": person} if person else {}))
 
 
 def _tile_kinds(mesh: "body.BodyMesh") -> list[str]:

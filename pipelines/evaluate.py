@@ -6,10 +6,11 @@ release's masking) for SSIM, LPIPS, FID and PSNR; `masked_psnr` (inside the GT m
 generated image (the demo's comparison with the baselines). PCK@0.2 only on views with |azimuth| <= 60 and
 |elevation| <= 30, and Re-ID only where the GT has exactly one face, as released; both only for FaceScape. FID is
 pooled over every view of the protocol. A metric whose weights are missing is a column of NaN, named in
-`missing_metrics`; the others still run. Where the set holds mesh silhouettes (FaceScape), `iou_target_mesh` /
-`iou_input_mesh` are the generated silhouette's IoU with the target mesh's and the input expression's mesh's
-silhouettes at the same camera: on a novel-expression protocol, a model that follows the mesh it was given scores
-the first higher.
+`missing_metrics`; the others still run. Where the set holds mesh silhouettes, `iou_target_mesh` /
+`iou_input_mesh` are the generated silhouette's IoU with the target mesh's and the input expression's (or, on the
+novel-pose protocol, the input pose's SMPL-X's) silhouettes at the same camera: a model that follows the mesh it was
+given scores the first higher. Under the `wrong_mesh` ablation, `iou_condition_mesh` is the IoU with the other
+identity's mesh the model was conditioned on (elsewhere the condition is the target mesh and it is NaN).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from storage.eval_sets import EvalSet
 from storage.metric_tables import tables_dir, update_history, write_tables
 
 PER_VIEW_METRICS = ("psnr", "ssim", "lpips", "masked_psnr", "silhouette_iou", "pck", "reid", "iou_target_mesh",
-                    "iou_input_mesh")
+                    "iou_input_mesh", "iou_condition_mesh")
 PCK_MAX_ABS_AZIMUTH, PCK_MAX_ABS_ELEVATION = 60.0, 30.0
 
 
@@ -88,11 +89,12 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
         base = [{"view": int(v), "azimuth": float(ang[0]), "elevation": float(ang[1]), "psnr": psnr(gt, gm),
                  "ssim": ssim(gt, gm), "masked_psnr": psnr(gt, g, m), "silhouette_iou": silhouette_iou(m, g)}
                 for v, ang, gt, g, gm, m in zip(a["view"], a["angles"], a["gt"], a["generated"], masked, a["mask"])]
-        for r, key in ((r, k) for r in base for k in ("iou_target_mesh", "iou_input_mesh")):
+        for r, key in ((r, k) for r in base for k in ("iou_target_mesh", "iou_input_mesh", "iou_condition_mesh")):
             r[key] = np.nan
-        if "mesh_mask_target" in a:
-            for r, g, mt, mi in zip(base, a["generated"], a["mesh_mask_target"], a["mesh_mask_input"]):
-                r["iou_target_mesh"], r["iou_input_mesh"] = silhouette_iou(mt, g), silhouette_iou(mi, g)
+        for array, key in (("mesh_mask_target", "iou_target_mesh"), ("mesh_mask_input", "iou_input_mesh"),
+                           ("mesh_mask_condition", "iou_condition_mesh")):
+            for r, g, mesh_mask in zip(base, a["generated"], a[array] if array in a else ()):
+                r[key] = silhouette_iou(mesh_mask, g)
         timing["psnr_ssim"] += time.perf_counter() - t
         t = time.perf_counter()
         lp = models.lpips.distance(a["gt"], masked) if models.lpips is not None else np.full(len(base), np.nan)

@@ -119,7 +119,8 @@ def generate_eval_set(settings: Settings, protocol: str | Protocol, checkpoint: 
             arrays = _pair_arrays(settings, proto, topology, pair, size, method, model, sampler, mean_img, ablation,
                                   subjects, faces)
             writer.add(pair.key, {"subject": pair.subject, "item": pair.item, "input_item": pair.input_item,
-                                  "input_view": pair.input_view, "views": pair.target_views}, **arrays)
+                                  "input_view": pair.input_view, "views": pair.target_views,
+                                  **({"input_subject": pair.input_subject} if pair.input_subject else {})}, **arrays)
             n_views += len(pair.target_views)
             bar.update(len(pair.target_views), note=pair.key)
 
@@ -175,12 +176,16 @@ def _mesh_faces(settings: Settings, dataset: str, topology: str, subject: str) -
 
 def wrong_mesh(settings: Settings, dataset: str, topology: str, subject: str, item: str,
                subjects: list[str]) -> np.ndarray:
-    """Another identity's mesh of the same item: the next subject (cyclically) whose store has that item; the
-    subject's own other item when no other identity has it."""
+    """Another identity's mesh of the same item: the next subject (cyclically) whose store has that item and that
+    is not another scan of the same person; the subject's own other item when no other identity has it."""
     order = subjects[subjects.index(subject) + 1:] + subjects[:subjects.index(subject)] if subject in subjects \
         else subjects
+    own = ViewStore.open(store_path(settings.storage_root, dataset, topology, subject))
+    person = own.attrs.get("same_person_as") or subject
     for other in order:
         st = ViewStore.open(store_path(settings.storage_root, dataset, topology, other))
+        if (st.attrs.get("same_person_as") or other) == person:  # another pose of the same body is no other body
+            continue
         if item in st.items:
             return st.geometry(item).vertices
     st = ViewStore.open(store_path(settings.storage_root, dataset, topology, subject))
@@ -192,23 +197,44 @@ def wrong_mesh(settings: Settings, dataset: str, topology: str, subject: str, it
 
 
 def mesh_silhouettes(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray,
-                     size: int) -> np.ndarray:
-    """(N, size, size) uint8 silhouettes of a mesh (model frame) at N pinhole cameras (K (N, 3, 3|4, 4))."""
+                     size: int, projection: str = "perspective") -> np.ndarray:
+    """(N, size, size) uint8 silhouettes of a mesh (model frame) at N cameras: pinhole (K (N, 3, 3|4, 4) in pixels)
+    or orthographic (K the NDC matrices of the THuman views: ortho scale 2 / K[0, 0])."""
     from model.render.raycast import MeshRaycaster
 
     caster = MeshRaycaster(vertices, faces)
     out = np.zeros((len(rt), size, size), np.uint8)
     for i in range(len(rt)):
-        hits = caster.cast(np.asarray(k[i])[:3, :3], np.asarray(rt[i])[:3], size, size)
+        if projection == "orthographic":
+            hits = caster.cast_orthographic(np.asarray(rt[i])[:3], size, 2.0 / float(np.asarray(k[i])[0, 0]))
+        else:
+            hits = caster.cast(np.asarray(k[i])[:3, :3], np.asarray(rt[i])[:3], size, size)
         out[i] = hits.mask.astype(np.uint8) * 255
     return out
+
+
+def other_pose_in_frame(settings: Settings, dataset: str, topology: str, person: str, subject: str) -> np.ndarray:
+    """The SMPL-X of `person` (another scan of the same body), placed in `subject`'s model frame: both scans share
+    the fit scale, rotation and placement of their raw files (one person), and each store is centred on its own
+    fit's bounding box, so the offset is the difference of the two centres (pipelines.track's normalisation)."""
+    from storage.tracks import read_track
+
+    version = catalog.topology(dataset, topology).tracker_version
+    norms = [np.asarray(read_track(settings.storage_root, dataset, s, version).params["scan"]["normalization"],
+                        np.float64) for s in (person, subject)]
+    if not np.isclose(norms[0][0], norms[1][0], rtol=1e-6):
+        raise ValueError(f"{dataset} scans {person} and {subject} are paired as one person but their fits' scales "
+                         f"differ ({norms[0][0]:.6g} vs {norms[1][0]:.6g}): check same_person.json")
+    st = ViewStore.open(store_path(settings.storage_root, dataset, topology, person))
+    # model = R v s - centre, normalization = [s, *(-centre)]: the person's points in the subject's frame
+    return st.geometry("scan").vertices + (norms[1][1:] - norms[0][1:])
 
 
 def _inputs_digest(proto: Protocol, pairs: list[EvalPair], stores: dict[str, str], sampler: DDIMConfig | None,
                    ablation: str = "none", topology: str | None = None) -> str:
     """Hash of what the set depends on besides the weights: protocol, pairs, view-store contents (`stores`:
     pipelines.protocols.protocol_inputs), sampler, topology."""
-    doc = {"format": FORMAT, "protocol": proto.digest(), "pairs": [p.__dict__ for p in pairs], "stores": stores,
+    doc = {"format": FORMAT, "protocol": proto.digest(), "pairs": [p.as_doc() for p in pairs], "stores": stores,
            "sampler": sampler.identity() if sampler else None}
     if ablation != "none":  # (kept out of the digest otherwise, so existing sets keep their names)
         doc["ablation"] = ablation
@@ -223,20 +249,22 @@ def _pair_arrays(settings: Settings, proto: Protocol, topology: str, pair: EvalP
     from pipelines.generate import sample_views
 
     st = ViewStore.open(store_path(settings.storage_root, proto.dataset, topology, pair.subject))
+    src = st if not pair.input_subject else \
+        ViewStore.open(store_path(settings.storage_root, proto.dataset, topology, pair.input_subject))
     views = np.asarray(pair.target_views)
     gt = _resize(st.rgb_many(views), size)
     mask = _resize(st.mask_many(views), size, nearest=True)
-    inp = _resize(st.rgb_many(np.array([pair.input_view])), size)[0]
+    inp = _resize(src.rgb_many(np.array([pair.input_view])), size)[0]
     k = scale_intrinsics(st.K[views], proto.dataset, size)
     rt = st.RT[views].astype(np.float64)
+    verts = st.geometry(pair.item).vertices  # the condition
+    if ablation == "wrong_mesh":
+        verts = wrong_mesh(settings, proto.dataset, topology, pair.subject, pair.item, subjects or [])
     if method == "copy_input":
         gen = np.repeat(inp[None], len(views), 0)
     elif method == "mean_train":
         gen = np.repeat(mean_img[None], len(views), 0)
     else:
-        verts = st.geometry(pair.item).vertices
-        if ablation == "wrong_mesh":
-            verts = wrong_mesh(settings, proto.dataset, topology, pair.subject, pair.item, subjects or [])
         position = {v: i for i, v in enumerate(pair.target_views)}
         gen = np.empty_like(gt)
         x_in = inp.astype(np.float32) / 127.5 - 1.0
@@ -247,9 +275,14 @@ def _pair_arrays(settings: Settings, proto: Protocol, topology: str, pair: EvalP
             for j, i in enumerate(idx):
                 gen[i] = out[j]
     extra = {}
-    if faces is not None:  # which mesh do the generated views follow: the target's or the input expression's?
-        extra = {"mesh_mask_target": mesh_silhouettes(st.geometry(pair.item).vertices, faces, k, rt, size),
-                 "mesh_mask_input": mesh_silhouettes(st.geometry(pair.input_item).vertices, faces, k, rt, size)}
+    if faces is not None:  # which mesh do the generated views follow: the target's, the input's, the condition's?
+        projection = catalog.dataset(proto.dataset).projection
+        input_mesh = (other_pose_in_frame(settings, proto.dataset, topology, pair.input_subject, pair.subject)
+                      if pair.input_subject else src.geometry(pair.input_item).vertices)
+        extra = {"mesh_mask_target": mesh_silhouettes(st.geometry(pair.item).vertices, faces, k, rt, size, projection),
+                 "mesh_mask_input": mesh_silhouettes(input_mesh, faces, k, rt, size, projection)}
+        if ablation == "wrong_mesh":  # (another body's: do the views follow it rather than the true one?)
+            extra["mesh_mask_condition"] = mesh_silhouettes(verts, faces, k, rt, size, projection)
     return {"generated": gen, "gt": gt, "mask": mask, "input": inp, "view": views.astype(np.int32),
             "angles": st.angles[views].astype(np.float32),
             "K": k.astype(np.float32), "RT": rt.astype(np.float32), **extra}

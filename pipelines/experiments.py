@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.diffusion.config import TINY_PRESETS
 from model.diffusion.ddim import DDIMConfig
 from pipelines import catalog
 from pipelines.animate import AnimationConfig
@@ -97,7 +98,7 @@ class Experiment:
         """Whether producing its checkpoint reads the graph's first stage: a tiny-preset training without an init
         checkpoint or an autoencoder of its own. A published model brings its own autoencoder, a paper-preset
         training SyncDreamer's."""
-        return self.kind == "trained" and self.training is not None and self.training.preset == "tiny" \
+        return self.kind == "trained" and self.training is not None and self.training.preset in TINY_PRESETS \
             and not self.training.init and not self.training.first_stage
 
     def reads_training_views(self) -> bool:

@@ -86,7 +86,7 @@ def recognise_preset(state_dict: dict, projection: str, kind: str, source: str) 
         if kind == "syncdreamer" and all(ours.get(k) == s for k, s in theirs.items() if k in ours) and \
                 len(set(theirs) & set(ours)) > 0.9 * len(ours):
             return name
-    raise CheckpointError(source, f"its {len(theirs)} weights match neither the paper nor the tiny preset "
+    raise CheckpointError(source, f"its {len(theirs)} weights match none of the presets ({', '.join(PRESETS)}) "
                                   f"(kind {kind!r})", "check --kind; this may be another architecture's checkpoint")
 
 

@@ -8,7 +8,10 @@ target views each evaluation pair uses, resolved against the view stores that ex
 * facescape_novel_expression: target expression 06; the input expression is drawn from the subject's other
   expressions with a fixed seed (the release uses unseeded `random`) and stored with the pair; same input-view rule.
 * thuman_novel_view: validation uids (>= 2201); input = the input-only render with the smallest |elevation|; targets =
-  the 16 fixed views.
+  the 16 fixed views. A scan that the dataset's same-person table names as another pose of a person
+  (`same_person.json`, storage.thuman) is left to the next protocol, so each person counts once.
+* thuman_novel_pose: each such held-out scan is the target (its 16 views, its SMPL-X as the condition); the input
+  is its person's other scan's input render (same rule): input in one pose, the SMPL-X of another.
 * demo: what `make demo` can judge after minutes of CPU training: the stand-in's *training* identities with their
   held-out expression 06 (never seen in training), the input from another expression (seeded), 16 targets spread
   over the azimuth range. It measures mesh-driven novel expression + novel views on known identities; with three
@@ -36,7 +39,7 @@ GROUP = 16  # views per generated batch element (the model's view_num)
 class Protocol:
     name: str
     dataset: str
-    kind: str  # "novel_view" | "novel_expression"
+    kind: str  # "novel_view" | "novel_expression" | "novel_pose"
     subjects: tuple[str, ...] | None = None  # None: the dataset's held-out subjects
     training_subjects: bool = False  # True: the dataset's training subjects instead (the demo)
     target_expression: int | None = None  # novel_expression only
@@ -56,6 +59,18 @@ class EvalPair:
     input_item: str
     input_view: int  # index in the subject's view store
     target_views: list[int] = field(default_factory=list)
+    input_subject: str = ""  # the input view's store when it is another subject's (novel pose); "": `subject`
+
+    def as_doc(self) -> dict:
+        """The pair as digests see it (`input_subject` only where set: the other protocols' digests unchanged)."""
+        doc = asdict(self)
+        if not self.input_subject:
+            del doc["input_subject"]
+        return doc
+
+    @property
+    def input_store_subject(self) -> str:
+        return self.input_subject or self.subject
 
     @property
     def key(self) -> str:
@@ -69,6 +84,9 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              description="FaceScape test subjects, target expression 06, input expression drawn with a fixed seed"),
     Protocol("thuman_novel_view", "thuman", "novel_view",
              description="THuman validation uids, 16 fixed orthographic target views"),
+    Protocol("thuman_novel_pose", "thuman", "novel_pose",
+             description="THuman held-out scans of a person seen in another pose: the input render of one scan, "
+                         "the SMPL-X and 16 views of the other"),
     Protocol("demo", "facescape", "novel_expression", target_expression=6, max_targets=16, training_subjects=True,
              description="stand-in training identities, held-out expression 06 from another expression's input, "
                          "16 targets over the azimuth range"),
@@ -84,9 +102,11 @@ def get_protocol(name: str) -> Protocol:
 def ablation_protocol(protocol: str | Protocol) -> bool:
     """Whether an experiment's conditioning ablations are generated on this protocol: only on held-out identities,
     where they prove that the views come from the conditioning rather than from memory (the demo protocol's
-    training identities would add sets and minutes to `make demo` without that proof)."""
+    training identities would add sets and minutes to `make demo` without that proof; the novel-pose protocol
+    asks another question, whether the views follow a new pose, and the held-out novel views already hold the
+    ablations of the same person)."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    return not proto.training_subjects
+    return not proto.training_subjects and proto.kind != "novel_pose"
 
 
 def _split_subjects(storage_root: Path, dataset: str, topology: str, heldout: bool = True) -> list[str]:
@@ -99,6 +119,13 @@ def _frontal_view(st: ViewStore, views: np.ndarray) -> int | None:
         return None
     score = np.abs(st.angles[ok, 0]) + np.abs(st.angles[ok, 1])
     return int(ok[np.argmin(score)])
+
+
+def _scan_input_view(st: ViewStore) -> int:
+    """A scan's input view: its input-only render nearest the horizon (a target view where it has none)."""
+    inputs = st.views_of("scan", role=1)
+    inputs = inputs if len(inputs) else st.views_of("scan", role=0)
+    return int(inputs[np.argmin(np.abs(st.angles[inputs, 1]))])
 
 
 def _spread(views: np.ndarray, azimuth: np.ndarray, n: int | None) -> np.ndarray:
@@ -123,10 +150,17 @@ def resolve(protocol: Protocol, storage_root: str | Path, topology: str | None =
             continue
         st = ViewStore.open(path)
         if spec.item_layout == "scan":
-            inputs = st.views_of("scan", role=1)
-            inputs = inputs if len(inputs) else st.views_of("scan", role=0)
-            inp = int(inputs[np.argmin(np.abs(st.angles[inputs, 1]))])
-            pairs.append(EvalPair(subject, "scan", "scan", inp, [int(v) for v in st.views_of("scan", role=0)]))
+            person = st.attrs.get("same_person_as")
+            if (protocol.kind == "novel_pose") != bool(person):
+                continue
+            source = st
+            if person:  # the input: the person's other scan (skipped while its store is missing)
+                other = store_path(root, protocol.dataset, topology, person)
+                if not (other / "manifest.json").is_file():
+                    continue
+                source = ViewStore.open(other)
+            pairs.append(EvalPair(subject, "scan", "scan", _scan_input_view(source),
+                                  [int(v) for v in st.views_of("scan", role=0)], input_subject=person or ""))
             continue
         names = list(st.items)
         if protocol.kind == "novel_expression":
@@ -182,8 +216,8 @@ def protocol_inputs(protocol: str | Protocol, storage_root: str | Path, topology
     topology = catalog.topology(proto.dataset, topology).name
     pairs = resolve(proto, storage_root, topology)
     stores = {s: ViewStore.open(store_path(storage_root, proto.dataset, topology, s)).manifest["content_hash"]
-              for s in sorted({p.subject for p in pairs})}
-    doc = {"protocol": proto.digest(), "pairs": [asdict(p) for p in pairs], "stores": stores}
+              for s in sorted({p.subject for p in pairs} | {p.input_subject for p in pairs if p.input_subject})}
+    doc = {"protocol": proto.digest(), "pairs": [p.as_doc() for p in pairs], "stores": stores}
     if topology != catalog.dataset(proto.dataset).default_topology:  # (the default's digests stay as they were)
         doc["topology"] = topology
     return ProtocolInputs(proto.name, topology, tuple(pairs), stores, hash_json(doc))

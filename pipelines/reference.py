@@ -48,9 +48,17 @@ class ReferenceConfig:
     """The reference model's recipe; the single source of `morphable train-reference`'s flags."""
 
     dataset: str = _train("dataset", "facescape")
+    preset: str = _p("", "network preset; empty: the dataset's (facescape: tiny; thuman: tiny-narrow, 6 MB, so "
+                         "that both shipped models keep the repository's weights under 30 MB)")
     data_seed: int = _p(1000, "seed of the reference stand-in (the demo's is 0: other identities)")
-    facescape_subjects: int = _p(64, "FaceScape identities of the reference stand-in")
+    facescape_subjects: int = _p(-1, "FaceScape identities of the reference stand-in; -1: the dataset's "
+                                     "(facescape: 64; thuman: 0, a body model reads no face)")
     thuman_subjects: int = _p(64, "THuman scans of the reference stand-in")
+    thuman_poses: str = _p("", "the stand-in's body poses (standing | varied); empty: the dataset's (facescape: "
+                               "standing; thuman: varied, so that the model learns to follow the SMPL-X it is given)")
+    first_stage_init: str = _p("", "autoencoder to use as it is (a checkpoint folder) instead of training one; "
+                                   "empty: the dataset's (facescape: trained; thuman: the FaceScape reference's, "
+                                   "the one first stage every tiny experiment of the demo shares)")
     expressions: int = _p(4, "expressions per identity (06 is held out of training, as in the paper)")
     first_id: int = _p(4, "first identity id (the demo stand-in uses 1-3 and 122)")
     # the diffusion training's fields (TrainConfig's help and choices; bf16 ran 2.7x slower than 32 on the 2-core
@@ -68,6 +76,16 @@ class ReferenceConfig:
 
     def model_name(self) -> str:
         return self.name or f"tiny-{self.dataset}-reference"
+
+    def resolved(self) -> "ReferenceConfig":
+        """The recipe with every dataset-dependent default filled in (what is recorded and run)."""
+        body = self.dataset == "thuman"
+        return dataclasses.replace(
+            self, preset=self.preset or ("tiny-narrow" if body else "tiny"),
+            facescape_subjects=(0 if body else 64) if self.facescape_subjects < 0 else self.facescape_subjects,
+            thuman_poses=self.thuman_poses or ("varied" if body else "standing"),
+            first_stage_init=self.first_stage_init or (str(PRETRAINED_DIR / "tiny-facescape-reference") if body
+                                                       else ""))
 
 
 def reference_settings(settings: Settings) -> Settings:
@@ -102,14 +120,15 @@ def prepare_reference_data(settings: Settings, cfg: ReferenceConfig, log=print) 
     from pipelines.progress import Progress
 
     spec = StandinSpec.with_counts(cfg.facescape_subjects, cfg.thuman_subjects, cfg.expressions, heldout=0,
-                                   first_id=cfg.first_id)
+                                   first_id=cfg.first_id, thuman_poses=cfg.thuman_poses)
     t0 = time.perf_counter()
     workers = cfg.workers or default_workers()
     report = ensure_demo_data(settings.synthetic_root, cfg.data_seed, spec=spec, workers=workers)
     t1 = time.perf_counter()
     log(f"reference stand-in: {report.counts} ({'written' if report.created else 'already there'}, "
         f"{t1 - t0:.0f} s)")
-    tasks = [(settings, d, s) for d in catalog.DATASET_NAMES for s in discover_subjects(settings, d)]
+    datasets = [d for d in catalog.DATASET_NAMES if d != "facescape" or cfg.facescape_subjects]
+    tasks = [(settings, d, s) for d in datasets for s in discover_subjects(settings, d)]
     bar = Progress(len(tasks), "reference subjects tracked and rendered", log)
     with process_pool(max(1, min(workers, len(tasks)))) as pool:
         for _dataset, _subject, _sec in pool.map(_prepare_subject, tasks):
@@ -126,7 +145,7 @@ def _standin_hash(root: Path) -> str:
 
 def train_config(cfg: ReferenceConfig, first_stage: str | None) -> TrainConfig:
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in _TRAIN_FIELDS and f.name != "name"}
-    return TrainConfig(preset="tiny", **shared, first_stage=first_stage, preview_steps=20, name=cfg.model_name())
+    return TrainConfig(**shared, first_stage=first_stage, preview_steps=20, name=cfg.model_name())
 
 
 def train_reference(settings: Settings, cfg: ReferenceConfig, out_dir: Path = PRETRAINED_DIR, log=print) -> Path:
@@ -136,6 +155,7 @@ def train_reference(settings: Settings, cfg: ReferenceConfig, out_dir: Path = PR
     from storage.atomic import atomic_write_text
 
     t0 = time.perf_counter()
+    asked, cfg = cfg, cfg.resolved()
     ref = reference_settings(settings)
     data = prepare_reference_data(ref, cfg, log)
     run_dir = Path(ref.storage_root) / "runs" / cfg.model_name()
@@ -143,7 +163,9 @@ def train_reference(settings: Settings, cfg: ReferenceConfig, out_dir: Path = PR
     record = run_dir / "first_stage"
     t_fs = time.perf_counter()
     if not record.is_file():
-        fs = train_first_stage(ref, FirstStageConfig(steps=cfg.first_stage_steps), log=log)
+        datasets = catalog.DATASET_NAMES if cfg.facescape_subjects else ("thuman",)
+        fs = train_first_stage(ref, FirstStageConfig(steps=0 if cfg.first_stage_init else cfg.first_stage_steps,
+                                                     init=cfg.first_stage_init or None, datasets=datasets), log=log)
         atomic_write_text(record, str(fs.checkpoint))
         atomic_write_text(run_dir / "first_stage_psnr.json", json.dumps(fs.psnr_heldout))
     first_stage = record.read_text().strip()
@@ -163,12 +185,14 @@ def train_reference(settings: Settings, cfg: ReferenceConfig, out_dir: Path = PR
     timing["checkpoint_intervals"] = checkpoint_intervals(run_dir)
     return export_reference(result.checkpoint, cfg, tcfg, data, timing, result.losses, out_dir,
                             json.loads((run_dir / "first_stage_psnr.json").read_text())
-                            if (run_dir / "first_stage_psnr.json").is_file() else {})
+                            if (run_dir / "first_stage_psnr.json").is_file() else {}, asked)
 
 
 def export_reference(checkpoint: Path, cfg: ReferenceConfig, tcfg, data: dict, timing: dict, losses: list[float],
-                     out_dir: Path, first_stage_psnr: dict) -> Path:
-    """float16 weights + config + recipe into `out_dir/<name>/` (atomically)."""
+                     out_dir: Path, first_stage_psnr: dict, asked: ReferenceConfig | None = None) -> Path:
+    """float16 weights + config + recipe into `out_dir/<name>/` (atomically). The recipe's command holds the flags
+    given (`asked`; the dataset-dependent defaults resolve on any machine), its `reference_config` what they
+    resolved to here."""
     import numpy as np
     from safetensors.torch import load_file
 
@@ -180,7 +204,7 @@ def export_reference(checkpoint: Path, cfg: ReferenceConfig, tcfg, data: dict, t
     config = json.loads((Path(checkpoint) / "config.json").read_text())
     recipe = {
         "command": "morphable train-reference " + " ".join(
-            f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in dataclasses.asdict(cfg).items()
+            f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in dataclasses.asdict(asked or cfg).items()
             if v != getattr(ReferenceConfig, k, None) and k != "workers"),
         "argv": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "reference_config": dataclasses.asdict(cfg), "training_config": dataclasses.asdict(tcfg),

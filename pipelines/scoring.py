@@ -24,7 +24,7 @@ RANGES = {"psnr": (0.0, PSNR_CAP), "masked_psnr": (0.0, PSNR_CAP), "ssim": (-1.0
 PER_VIEW_REQUIRED = ("psnr", "ssim", "masked_psnr", "silhouette_iou", "lpips")
 FACE_METRICS = ("pck", "reid")
 SUMMARY_COLUMNS = ["experiment", "method", "psnr", "ssim", "lpips", "fid", "pck", "reid", "masked_psnr",
-                   "silhouette_iou", "iou_target_mesh", "iou_input_mesh", "views"]
+                   "silhouette_iou", "iou_target_mesh", "iou_input_mesh", "iou_condition_mesh", "views"]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.diffusion.config import PRESETS
 from pipelines import catalog
 from pipelines.settings import Settings
 from storage.atomic import atomic_directory, atomic_write_text
@@ -48,7 +49,8 @@ def _p(default, help: str, **meta):
 class TrainConfig:
     """One diffusion training run; the single source of the CLI flags and the checkpoint assets' run config."""
 
-    preset: str = _p("tiny", "network preset", choices=("paper", "tiny"))
+    preset: str = _p("tiny", "network preset (tiny-narrow: the body reference model's narrower UNet)",
+                     choices=tuple(PRESETS))
     dataset: str = _p("facescape", "training data", choices=catalog.DATASET_NAMES)
     topology: str | None = _p(None, "the tracked meshes the views are conditioned on; none: the dataset's default",
                               choices=catalog.topology_names())
@@ -247,7 +249,7 @@ def _first_stage(settings: Settings, cfg: TrainConfig, run_dir: Path, dist_: _Di
     if dist_.main:
         from pipelines.first_stage import FirstStageConfig, train_first_stage
 
-        res = train_first_stage(settings, FirstStageConfig(preset=cfg.preset, steps=cfg.first_stage_steps,
+        res = train_first_stage(settings, FirstStageConfig(preset="tiny", steps=cfg.first_stage_steps,  # (one VAE)
                                                            seed=cfg.seed), log=log, writer=writer)
         atomic_write_text(record, str(res.checkpoint))
     if dist_.world > 1:

@@ -152,10 +152,18 @@ def thuman_views(settings: Settings, uid: str, topology: TopologySpec, n_input: 
                     role=np.r_[np.zeros(len(rt_t)), np.ones(n_input)].astype(np.int8),
                     items={"scan": _geometry(track.vertices["scan"])},
                     attrs={"projection": catalog.dataset("thuman").projection, "tracker_version": track.tracker_version,
-                           "track_data_version": track.data_version, "render_version": RENDER_VERSION})
+                           "track_data_version": track.data_version, "render_version": RENDER_VERSION,
+                           **_same_person(settings, uid)})
     path = write_views(settings.storage_root, "thuman", topology.name, uid, views)
     seconds = time.perf_counter() - t0
     return ViewsOutcome(path, n, seconds, seconds / n, {}, track.data_version)
+
+
+def _same_person(settings: Settings, uid: str) -> dict[str, str]:
+    """{"same_person_as": uid} where the dataset's same-person table pairs this scan with another scan of its
+    person (the novel-pose protocol's input), else nothing (so other stores keep their content hash)."""
+    other = catalog.dataset("thuman").open(settings).same_person().get(str(uid))
+    return {"same_person_as": other} if other else {}
 
 
 def views(settings: Settings, dataset: str, subject: str, topology: str | None = None) -> ViewsOutcome:

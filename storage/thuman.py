@@ -114,6 +114,9 @@ def _texture_of(obj_path: Path, mesh: Mesh) -> Path:
     raise InvalidContentError(mtl, "no map_Kd texture line", "restore the released material0.mtl")
 
 
+SAME_PERSON_FILE = "same_person.json"
+
+
 class THumanDataset:
     def __init__(self, root: str | Path, fits_root: str | Path | None = None, mesh_cache: MeshCache | None = None
                  ) -> None:
@@ -127,6 +130,22 @@ class THumanDataset:
 
     def subjects(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def same_person(self) -> dict[str, str]:
+        """{scan uid: uid of another scan of the same person} from `<root>/same_person.json` (optional; THuman's
+        release names no persons, the stand-in writes one for its held-out scans' other poses): what the novel-pose
+        protocol pairs. A malformed file is an error naming it."""
+        path = self.root / SAME_PERSON_FILE
+        if not path.is_file():
+            return {}
+        from storage.jsonfile import read_json
+
+        doc = read_json(path, "the same-person table", f"write {{\"<scan uid>\": \"<uid of the same person>\"}}")
+        if not isinstance(doc, dict) or not all(isinstance(k, str) and isinstance(v, str) and k.isdigit()
+                                                and v.isdigit() and k != v for k, v in doc.items()):
+            raise InvalidContentError(path, "not a table of scan uid -> another scan uid of the same person",
+                                      'write {"2301": "2201", ...} (digits only, a scan never its own person)')
+        return dict(doc)
 
     def scan_path(self, uid: str) -> Path:
         uid = validate_subject_id(str(uid))

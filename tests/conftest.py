@@ -107,7 +107,7 @@ def model_data(standin_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         for subject in ("1", "2", "3", "122"):
             track(s, "facescape", subject, "flame")
             views(s, "facescape", subject)
-        for uid in ("0003", "0526", "1024", "2201"):
+        for uid in ("0003", "0526", "1024", "2201", "2301", "2401"):  # (2301, 2401: 2201's person in other poses)
             track(s, "thuman", uid)
             views(s, "thuman", uid)
 

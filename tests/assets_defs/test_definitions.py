@@ -84,7 +84,7 @@ def test_discovery_sensor_adds_partitions_and_requests_observations(embedded):
     context = dg.build_sensor_context(instance=instance, resources={"settings": defs.resources["settings"]})
     result = sensor(context)
     assert instance.get_dynamic_partitions("facescape_subjects") == ["1", "2", "3", "122"]
-    assert len(instance.get_dynamic_partitions("thuman_subjects")) == 4
+    assert len(instance.get_dynamic_partitions("thuman_subjects")) == 6  # (2301, 2401: 2201's other poses)
     assert set(instance.get_dynamic_partitions("facescape_flame_experiments")) == {
         "tiny-facescape", "reference-facescape", "copy-input-facescape",
         "mean-train-facescape"}  # the embedded demo experiments

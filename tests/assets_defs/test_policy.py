@@ -73,14 +73,15 @@ def test_first_run_materializes_the_whole_graph(world):
     # (no experiment uses the bilinear topology here: its tracks exist, its views are never rendered)
     failed = {name for name, passed in result.checks.items() if not passed}
     assert failed == {"model/first_stage:heldout_psnr"}  # 3 first-stage steps reach no bar, and it says so
-    assert result.subject_partitions == {"facescape": 4, "thuman": 4}
+    assert result.subject_partitions == {"facescape": 4, "thuman": 6}  # (2301, 2401: 2201 in other poses)
     assert result.experiment_partitions == {"facescape_flame": 2, "facescape_bilinear": 0, "thuman_smplx": 1}
     table = result.comparison
     assert sorted(table["experiment"]) == ["copy-input-facescape", "smoke-facescape", "smoke-facescape:no_mesh",
                                            "smoke-thuman"]  # one row each, the ablation's included
     ablation = table.set_index("experiment").loc["smoke-facescape:no_mesh"]
     assert ablation.notna()["facescape_novel_view/masked_psnr"] and ablation.isna()["demo/masked_psnr"]
-    assert {"demo/masked_psnr", "facescape_novel_view/psnr", "thuman_novel_view/ssim"} <= set(table.columns)
+    assert {"demo/masked_psnr", "facescape_novel_view/psnr", "thuman_novel_view/ssim", "thuman_novel_pose/iou_input_mesh"
+            } <= set(table.columns)
     instance = _instance()
     evals = instance.fetch_materializations(dg.AssetKey(["evaluation", "facescape", "flame", "metrics"]), limit=100).records
     assert {r.partition_key for r in evals} == {f"{e}|{p}" for e in ("smoke-facescape", "copy-input-facescape")
@@ -187,7 +188,7 @@ def test_a_changed_raw_file_reruns_exactly_its_subject_and_the_protocols_that_re
     held_out = ("facescape_novel_expression", "facescape_novel_view")
     assert sorted(new) == sorted(
         [(f"thuman/{a}", "0526") for a in ("raw_inventory", "smplx/tracks", "smplx/views")]
-        + [("evaluation/thuman/smplx/protocol_views", "thuman_novel_view")]
+        + [("evaluation/thuman/smplx/protocol_views", p) for p in ("thuman_novel_view", "thuman_novel_pose")]
         + [(f"facescape/{a}", "122") for a in ("raw_inventory", "flame/tracks", "bilinear/tracks", "flame/views")]
         + [("evaluation/facescape/flame/protocol_views", p) for p in ("demo", *held_out)]
         + [(f"evaluation/facescape/flame/{a}", f"{e}|{p}") for a in ("generated", "metrics")

@@ -34,7 +34,7 @@ def test_demo_data_is_idempotent(env, standin_root, tmp_path):
 def test_validate_reports_ok_and_named_errors(env, standin_root, tmp_path):
     out = run(["validate", "--dataset", "all", "--body-models"], env, tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count(" ok") == 8 and "flame" in out.stdout
+    assert out.stdout.count(" ok") == 10 and "flame" in out.stdout  # 4 FaceScape subjects, 6 THuman scans
     broken = tmp_path / "broken"
     shutil.copytree(standin_root / "facescape", broken / "facescape")
     (broken / "facescape" / "122" / "1_neutral" / "params.json").write_text("{")

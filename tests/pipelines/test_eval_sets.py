@@ -61,11 +61,11 @@ def test_protocol_inputs_are_exactly_the_stores_a_protocol_reads(model_data, tmp
     from pipelines.protocols import changed_protocol_inputs, protocol_inputs
 
     root = model_data.storage_root
-    names = ("demo", "facescape_novel_view", "facescape_novel_expression", "thuman_novel_view")
+    names = ("demo", "facescape_novel_view", "facescape_novel_expression", "thuman_novel_view", "thuman_novel_pose")
     before = {name: protocol_inputs(name, root) for name in names}
     for name, reads in before.items():
         pairs = resolve(PROTOCOLS[name], root)
-        assert list(reads.pairs) == pairs and set(reads.stores) == {p.subject for p in pairs}
+        assert list(reads.pairs) == pairs and set(reads.stores) == {s for p in pairs for s in (p.subject, p.input_store_subject)}
         assert all(h == ViewStore.open(store_path(root, PROTOCOLS[name].dataset, catalog.dataset(PROTOCOLS[name].dataset).default_topology, s)).manifest["content_hash"]
                    for s, h in reads.stores.items())
         assert changed_protocol_inputs(name, root, reads.stores) == []

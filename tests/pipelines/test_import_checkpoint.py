@@ -91,7 +91,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, model_data):
     torch.save({"state_dict": other}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="neither a Morphable Diffusion nor a SyncDreamer network"):
         import_checkpoint(model_data, tmp_path / "other.ckpt", log=lambda *_: None)
-    with pytest.raises(CheckpointError, match="match neither the paper nor the tiny preset"):
+    with pytest.raises(CheckpointError, match=r"match none of the presets \(paper, tiny, tiny-narrow\)"):
         import_checkpoint(model_data, tmp_path / "other.ckpt", "morphable", log=lambda *_: None)
     with pytest.raises(CheckpointError, match="does not match the model"):
         import_checkpoint(model_data, tmp_path / "other.ckpt", "morphable", preset="tiny", log=lambda *_: None)

@@ -200,7 +200,8 @@ def test_val_split_and_thuman(view_settings):
     b = th[0]
     assert b["target_K"].shape == (16, 4, 4) and b["input_K"].shape == (4, 4) and b["vertices"].shape[1] == 3
     th_val = MultiViewDataset(view_settings.storage_root, "thuman", SplitConfig(split="val"))
-    assert [th_val.describe(i) for i in range(len(th_val))] == ["thuman/2201/scan"]
+    assert [th_val.describe(i) for i in range(len(th_val))] == ["thuman/2201/scan", "thuman/2301/scan",
+                                                               "thuman/2401/scan"]
     small = MultiViewDataset(view_settings.storage_root, "facescape", SplitConfig(image_size=64))
     assert small[0]["target_image"].shape == (16, 64, 64, 3)
 
