@@ -188,12 +188,11 @@ def wrong_mesh(settings: Settings, dataset: str, topology: str, subject: str, it
             continue
         if item in st.items:
             return st.geometry(item).vertices
-    st = ViewStore.open(store_path(settings.storage_root, dataset, topology, subject))
-    others = [i for i in st.items if i != item]
+    others = [i for i in own.items if i != item]
     if not others:
         raise ValueError(f"wrong_mesh ablation: no other identity or item than {subject}/{item} in the {dataset} "
                          "stores")
-    return st.geometry(others[0]).vertices
+    return own.geometry(others[0]).vertices
 
 
 def mesh_silhouettes(vertices: np.ndarray, faces: np.ndarray, k: np.ndarray, rt: np.ndarray,
@@ -257,7 +256,8 @@ def _pair_arrays(settings: Settings, proto: Protocol, topology: str, pair: EvalP
     inp = _resize(src.rgb_many(np.array([pair.input_view])), size)[0]
     k = scale_intrinsics(st.K[views], proto.dataset, size)
     rt = st.RT[views].astype(np.float64)
-    verts = st.geometry(pair.item).vertices  # the condition
+    target_verts = st.geometry(pair.item).vertices
+    verts = target_verts  # the condition
     if ablation == "wrong_mesh":
         verts = wrong_mesh(settings, proto.dataset, topology, pair.subject, pair.item, subjects or [])
     if method == "copy_input":
@@ -279,7 +279,7 @@ def _pair_arrays(settings: Settings, proto: Protocol, topology: str, pair: EvalP
         projection = catalog.dataset(proto.dataset).projection
         input_mesh = (other_pose_in_frame(settings, proto.dataset, topology, pair.input_subject, pair.subject)
                       if pair.input_subject else src.geometry(pair.input_item).vertices)
-        extra = {"mesh_mask_target": mesh_silhouettes(st.geometry(pair.item).vertices, faces, k, rt, size, projection),
+        extra = {"mesh_mask_target": mesh_silhouettes(target_verts, faces, k, rt, size, projection),
                  "mesh_mask_input": mesh_silhouettes(input_mesh, faces, k, rt, size, projection)}
         if ablation == "wrong_mesh":  # (another body's: do the views follow it rather than the true one?)
             extra["mesh_mask_condition"] = mesh_silhouettes(verts, faces, k, rt, size, projection)

@@ -19,6 +19,7 @@ from pipelines import catalog
 from pipelines.catalog import TopologySpec
 from pipelines.settings import Settings
 from storage.tracks import read_track
+from storage.thuman import THumanDataset
 from storage.views import ItemGeometry, ViewSet, write_views
 
 RENDER_VERSION = "views-5"  # 3: store format 4 (manifest lists every file); 4: one store per topology;
@@ -135,7 +136,8 @@ def thuman_views(settings: Settings, uid: str, topology: TopologySpec, n_input: 
     track = read_track(settings.storage_root, "thuman", uid, topology.tracker_version)
     norm = track.params["scan"]["normalization"]
     s, centre = float(norm[0]), -np.asarray(norm[1:], np.float64)
-    scan = catalog.dataset("thuman").open(settings).read_scan(uid)
+    dataset = catalog.dataset("thuman").open(settings)
+    scan = dataset.read_scan(uid)
     verts = frames.thuman_file_to_model_points(scan.mesh.vertices, uid, s, centre)
     az_t, el_t, rt_t = target_cameras()
     rng = np.random.default_rng([seed, int(uid)])
@@ -153,16 +155,16 @@ def thuman_views(settings: Settings, uid: str, topology: TopologySpec, n_input: 
                     items={"scan": _geometry(track.vertices["scan"])},
                     attrs={"projection": catalog.dataset("thuman").projection, "tracker_version": track.tracker_version,
                            "track_data_version": track.data_version, "render_version": RENDER_VERSION,
-                           **_same_person(settings, uid)})
+                           **_same_person(dataset, uid)})
     path = write_views(settings.storage_root, "thuman", topology.name, uid, views)
     seconds = time.perf_counter() - t0
     return ViewsOutcome(path, n, seconds, seconds / n, {}, track.data_version)
 
 
-def _same_person(settings: Settings, uid: str) -> dict[str, str]:
+def _same_person(dataset: "THumanDataset", uid: str) -> dict[str, str]:
     """{"same_person_as": uid} where the dataset's same-person table pairs this scan with another scan of its
     person (the novel-pose protocol's input), else nothing (so other stores keep their content hash)."""
-    other = catalog.dataset("thuman").open(settings).same_person().get(str(uid))
+    other = dataset.same_person().get(str(uid))
     return {"same_person_as": other} if other else {}
 
 
