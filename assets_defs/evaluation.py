@@ -25,9 +25,10 @@ from pipelines.catalog import TopologySpec
 
 EVAL_GROUP = "evaluation"
 PROTOCOL_VIEWS_VERSION = "protocol-views-1"
-EVAL_SET_VERSION = "eval-set-3"  # 3: conditioning ablations, mesh silhouettes
+EVAL_SET_VERSION = "eval-set-4"  # 3: conditioning ablations, mesh silhouettes; 4: body sets hold SMPL-X vertices
 #: 3: mesh IoU columns, ablation rows, held-out sample sheet; 4: face metrics judged where a ground-truth face is
-METRICS_VERSION = "metrics-4"
+#: (visible); 5: body PCK (fitted SMPL-X keypoints) on THuman
+METRICS_VERSION = "metrics-5"
 COMPARISON_KEY = dg.AssetKey(["evaluation", "comparison"])
 
 

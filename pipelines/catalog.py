@@ -70,6 +70,9 @@ class DatasetSpec:
     first_stage_bar_db: float
     face_metrics: bool  # PCK and Re-ID are scored (face landmarks / identity)
     mesh_silhouettes: bool  # evaluation scores the generated silhouettes against the conditioning mesh's
+    #: PCK on body keypoints: SMPL-X fitted to the generated silhouettes, its joints against the target's
+    #: (model.metrics.body_keypoints; the sets then hold the target's and the condition's vertices)
+    body_keypoints: bool = False
 
     def topology(self, name: str | None = None) -> TopologySpec:
         name = name or self.default_topology
@@ -137,7 +140,7 @@ DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
         render_views="pipelines.views:thuman_views",
         heldout=lambda subject, split: int(subject) >= split.thuman_first_val_uid,
         item_layout="scan", min_target_views=16, first_stage_bar_db=21.0, face_metrics=False,
-        mesh_silhouettes=True),
+        mesh_silhouettes=True, body_keypoints=True),
 )}
 #: the datasets' names, in catalog order (CLI choices, partitions, first-stage datasets)
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)

@@ -298,11 +298,12 @@ HELDOUT_TABLES = (
     ("facescape_novel_expression", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_input_mesh"),
      "FaceScape, held-out identity, novel expression 06 + novel views (input: another expression); mesh IoU with "
      "the target / the input expression's mesh"),
-    ("thuman_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_condition_mesh"),
-     "THuman, held-out scan, 16 novel views; IoU with its SMPL-X and (wrong_mesh) with the other body's it was given"),
-    ("thuman_novel_pose", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_input_mesh"),
+    ("thuman_novel_view", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_condition_mesh", "pck"),
+     "THuman, held-out scan, 16 novel views; IoU with its SMPL-X and (wrong_mesh) with the other body's it was given; "
+     "PCK@0.2 of the SMPL-X fitted to the generated silhouettes"),
+    ("thuman_novel_pose", ("masked_psnr", "ssim", "silhouette_iou", "iou_target_mesh", "iou_input_mesh", "pck"),
      "THuman, held-out person, novel pose + novel views (input: the same person in another pose); SMPL-X IoU with "
-     "the target / the input pose"),
+     "the target / the input pose; PCK@0.2 of the fitted SMPL-X"),
 )
 
 

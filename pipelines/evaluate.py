@@ -4,7 +4,9 @@ per-protocol tables.
 All on white-composited images at the set's resolution, generated pixels outside the GT alpha set to white (the
 release's masking) for SSIM, LPIPS, FID and PSNR; `masked_psnr` (inside the GT mask) and `silhouette_iou` use the raw
 generated image (the demo's comparison with the baselines). PCK@0.2 only on views with |azimuth| <= 60 and
-|elevation| <= 30, and Re-ID only where the GT has exactly one face, as released; both only for FaceScape. FID is
+|elevation| <= 30, and Re-ID only where the GT has exactly one face, as released; both only for FaceScape. On
+THuman, PCK@0.2 is on 14 body keypoints in every view: SMPL-X fitted to the generated views' silhouettes, its
+joints against the target SMPL-X's (model.metrics.body_keypoints: fitted, not detected, and why). FID is
 pooled over every view of the protocol. A metric whose weights are missing is a column of NaN, named in
 `missing_metrics`; the others still run. Where the set holds mesh silhouettes, `iou_target_mesh` /
 `iou_input_mesh` are the generated silhouette's IoU with the target mesh's and the input expression's (or, on the
@@ -79,8 +81,11 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
     es = EvalSet.open(eval_set)
     models = models or load_metric_models(settings)
     man = es.manifest
-    face_metrics = catalog.dataset(man["protocol_definition"]["dataset"]).face_metrics
-    timing = dict.fromkeys(("psnr_ssim", "lpips", "fid", "face"), 0.0)
+    spec = catalog.dataset(man["protocol_definition"]["dataset"])
+    face_metrics = spec.face_metrics
+    missing = dict(models.missing)
+    body = _body_model(settings, es, missing) if spec.body_keypoints else None
+    timing = dict.fromkeys(("psnr_ssim", "lpips", "fid", "face", "body_fit"), 0.0)
     rows, real_feats, fake_feats = [], [], []
     for pair in es.pairs():
         a = pair.arrays
@@ -113,8 +118,13 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
                 r["reid"], r["reid_distance"] = fs.reid, fs.reid_distance
                 if abs(r["azimuth"]) <= PCK_MAX_ABS_AZIMUTH and abs(r["elevation"]) <= PCK_MAX_ABS_ELEVATION:
                     r["pck"] = fs.pck
-            rows.append({"subject": pair.info["subject"], "item": pair.info["item"], **r})
         timing["face"] += time.perf_counter() - t
+        t = time.perf_counter()
+        if body is not None:
+            for r, score in zip(base, _body_pck(body, a)):
+                r["pck"] = score
+        timing["body_fit"] += time.perf_counter() - t
+        rows.extend({"subject": pair.info["subject"], "item": pair.info["item"], **r} for r in base)
     ablation = man.get("ablation", "none")
     method = man["method"] if ablation == "none" else f"{man['method']}-{ablation}"
     ident = {"protocol": man["protocol"], "experiment": experiment, "method": method,
@@ -128,17 +138,49 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
                                   "fid": float(fid), "views": len(per_view),
                                   "pck_views": int(per_view["pck"].notna().sum()),
                                   "reid_views": int(per_view["reid"].notna().sum()),
-                                  "missing_metrics": ",".join(sorted(models.missing))}])
+                                  "missing_metrics": ",".join(sorted(missing))}])
     tables = {"per_view": per_view.sort_values(["subject", "item", "view"]).reset_index(drop=True),
               "per_subject": per_subject, "per_protocol": per_protocol}
     folder = f"{experiment}/{es.path.name}" if experiment else es.path.name
     paths = write_tables(tables_dir(settings.storage_root, man["protocol"], folder), tables)
     update_history(settings.storage_root, per_protocol)
     n = max(len(per_view), 1)
-    for name, why in models.missing.items():
+    for name, why in missing.items():
         log(f"{name}: not computed: {why}")
-    return Evaluation(tables, paths, time.perf_counter() - t0, {k: v / n for k, v in timing.items()},
-                      dict(models.missing))
+    return Evaluation(tables, paths, time.perf_counter() - t0, {k: v / n for k, v in timing.items()}, missing)
+
+
+def _body_model(settings: Settings, es: EvalSet, missing: dict[str, str]):
+    """SMPL-X as THuman's fits use it, for body PCK; None (and why, in `missing`) where its file is missing or the
+    set predates the vertices the fit needs."""
+    from model.bodies.errors import BodyModelError
+    from model.bodies.smplx_body import load_thuman_smplx
+
+    first = next(iter(es.pairs()), None)
+    if first is not None and "target_vertices" not in first.arrays:
+        missing["pck"] = (f"{es.path} holds no target_vertices (written before body keypoints): materialize its "
+                          "evaluation set again")
+        return None
+    try:
+        return load_thuman_smplx(settings.smplx_model_dir)
+    except (BodyModelError, FileNotFoundError) as exc:
+        missing["pck"] = f"body keypoints need the SMPL-X model: {exc}"
+        return None
+
+
+def _body_pck(model, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-view body PCK of one pair: SMPL-X fitted to the silhouettes of its generated views that show a body; a
+    view showing none scores 0 (no keypoint found there)."""
+    from model.metrics.body_keypoints import body_pck
+    from model.metrics.image import silhouette
+
+    masks = np.stack([silhouette(g) for g in arrays["generated"]])
+    shown = masks.any(axis=(1, 2))
+    out = np.zeros(len(masks))
+    if shown.any():
+        out[shown] = body_pck(model, masks[shown], arrays["K"][shown], arrays["RT"][shown],
+                              arrays["target_vertices"], arrays["condition_vertices"]).pck
+    return out
 
 
 def format_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:

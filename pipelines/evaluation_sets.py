@@ -12,9 +12,11 @@ identity's mesh of the same expression (the next subject of the dataset's stores
 
 Every set reads the view stores of one topology (pipelines.catalog): a model's, the one it was trained on (its
 config.json; the dataset's default for a model that records none), a baseline's, the one asked for. Where the
-dataset's spec scores mesh silhouettes (FaceScape), the set also stores, per target view, the silhouettes of that
-topology's tracked meshes of the target and of the input expression at that camera (`mesh_mask_target`, `mesh_mask_input`): whether generated views follow the mesh
-they were given is measured against both.
+dataset's spec scores mesh silhouettes (FaceScape, THuman), the set also stores, per target view, the silhouettes
+of that topology's tracked meshes of the target and of the input expression (or pose) at that camera
+(`mesh_mask_target`, `mesh_mask_input`): whether generated views follow the mesh they were given is measured
+against both. Where it scores body keypoints (THuman), the set also holds the target's and the condition's SMPL-X
+vertices (`target_vertices`, `condition_vertices`), which body PCK fits against.
 Images are at the checkpoint's resolution (the released evaluation: 256; `tiny`: 64), on white.
 """
 from __future__ import annotations
@@ -36,6 +38,8 @@ from storage.views import ViewStore, store_path, store_subjects
 
 METHODS = ("model", "copy_input", "mean_train")
 ABLATIONS = ("none", "no_mesh", "no_image", "wrong_mesh")
+#: sets of a dataset with body keypoints also hold `target_vertices` and `condition_vertices` (in their digest)
+BODY_ARRAYS_VERSION = "body-vertices-1"
 
 
 @dataclass
@@ -239,6 +243,8 @@ def _inputs_digest(proto: Protocol, pairs: list[EvalPair], stores: dict[str, str
         doc["ablation"] = ablation
     if topology not in (None, catalog.dataset(proto.dataset).default_topology):  # (likewise)
         doc["topology"] = topology
+    if catalog.dataset(proto.dataset).body_keypoints:  # (the sets hold the vertices body PCK fits against)
+        doc["arrays"] = BODY_ARRAYS_VERSION
     return hash_json(doc, 10, spaced=True)
 
 
@@ -283,6 +289,9 @@ def _pair_arrays(settings: Settings, proto: Protocol, topology: str, pair: EvalP
                  "mesh_mask_input": mesh_silhouettes(input_mesh, faces, k, rt, size, projection)}
         if ablation == "wrong_mesh":  # (another body's: do the views follow it rather than the true one?)
             extra["mesh_mask_condition"] = mesh_silhouettes(verts, faces, k, rt, size, projection)
+    if catalog.dataset(proto.dataset).body_keypoints:  # body PCK: the joints to reach, the body the fit starts on
+        extra.update(target_vertices=np.asarray(target_verts, np.float32),
+                     condition_vertices=np.asarray(verts, np.float32))
     return {"generated": gen, "gt": gt, "mask": mask, "input": inp, "view": views.astype(np.int32),
             "angles": st.angles[views].astype(np.float32),
             "K": k.astype(np.float32), "RT": rt.astype(np.float32), **extra}

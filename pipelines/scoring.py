@@ -50,13 +50,14 @@ def ablation_label(experiment: str, ablation: str) -> str:
 
 
 def applicable_metrics(protocol: str, missing: str) -> tuple[list[str], list[str]]:
-    """(per-view columns, per-protocol columns) that must be finite for this protocol: face metrics only where the
-    protocol's dataset scores them (catalog); metrics whose weight files are missing (named in `missing`)
-    excluded."""
+    """(per-view columns, per-protocol columns) that must be finite for this protocol: face metrics (PCK on body
+    keypoints) only where the protocol's dataset scores them (catalog); metrics whose weight or model files are
+    missing (named in `missing`) excluded."""
     absent = set(missing.split(","))
     per_view = [c for c in PER_VIEW_REQUIRED if c not in absent]
-    faces = FACE_METRICS if catalog.dataset(get_protocol(protocol).dataset).face_metrics else ()
-    aggregate = [c for c in ("fid",) + faces if c not in absent]
+    spec = catalog.dataset(get_protocol(protocol).dataset)
+    judged = FACE_METRICS if spec.face_metrics else ("pck",) if spec.body_keypoints else ()
+    aggregate = [c for c in ("fid",) + judged if c not in absent]
     return per_view, aggregate
 
 
@@ -65,8 +66,10 @@ def judge_tables(protocol: str, per_protocol: pd.DataFrame, per_view: pd.DataFra
     view_cols, protocol_cols = applicable_metrics(protocol, str(per_protocol["missing_metrics"].iloc[0]))
     # PCK / Re-ID are defined on views whose ground truth shows a detectable face; a protocol whose every ground
     # truth shows none (`<metric>_views` = 0, e.g. one held-out pair) has nothing to judge, which is reported
-    unjudged = [c for c in FACE_METRICS
-                if f"{c}_views" in per_protocol and int(per_protocol[f"{c}_views"].iloc[0]) == 0]
+    # (body PCK is scored in every view: nothing is unjudged there)
+    face = catalog.dataset(get_protocol(protocol).dataset).face_metrics
+    unjudged = [c for c in FACE_METRICS if face
+                and f"{c}_views" in per_protocol and int(per_protocol[f"{c}_views"].iloc[0]) == 0]
     nan_cols = [c for c in view_cols if c in per_view and per_view[c].isna().any()] + \
         [c for c in protocol_cols if per_protocol[c].isna().any() and c not in unjudged]
     out_of_range = {}

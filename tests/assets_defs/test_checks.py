@@ -101,15 +101,23 @@ def _tables(protocol, pck=0.8, reid=0.5, ssim=0.9):
     return per_protocol, per_view
 
 
-def test_metric_checks_cover_face_metrics_on_face_protocols_only():
+def test_metric_checks_cover_face_metrics_on_face_protocols_and_body_pck_on_body_protocols():
     assert {"pck", "reid"} <= set(applicable_metrics("facescape_novel_view", "")[1])
-    assert not {"pck", "reid"} & set(applicable_metrics("thuman_novel_view", "")[1])
+    assert "pck" in applicable_metrics("thuman_novel_view", "")[1]  # (fitted body keypoints, every view)
+    assert "reid" not in applicable_metrics("thuman_novel_view", "")[1]
+    assert "pck" not in applicable_metrics("thuman_novel_view", "fid,pck")[1]  # (no SMPL-X model: named, excluded)
     no_nan, ranges = judge_tables("facescape_novel_view", *_tables("facescape_novel_view"))
     assert no_nan.passed and ranges.passed  # per-view PCK / Re-ID may be undefined (no face in that ground truth)
     no_nan, _ = judge_tables("facescape_novel_view", *_tables("facescape_novel_view", pck=np.nan))
     assert not no_nan.passed and no_nan.info["columns_with_nan"].value == ["pck"]
-    no_nan, _ = judge_tables("thuman_novel_view", *_tables("thuman_novel_view", pck=np.nan, reid=np.nan))
-    assert no_nan.passed
+    no_nan, _ = judge_tables("thuman_novel_view", *_tables("thuman_novel_view", reid=np.nan))
+    assert no_nan.passed  # no Re-ID for bodies
+    per_protocol, per_view = _tables("thuman_novel_view", pck=np.nan, reid=np.nan)
+    per_protocol["pck_views"] = [0]
+    no_nan, _ = judge_tables("thuman_novel_view", per_protocol, per_view)
+    assert not no_nan.passed and no_nan.info["columns_with_nan"].value == ["pck"]  # a body set must score PCK
+    per_protocol["missing_metrics"] = ["pck"]
+    assert judge_tables("thuman_novel_view", per_protocol, per_view)[0].passed
     per_protocol, per_view = _tables("facescape_novel_expression", pck=np.nan, reid=np.nan)
     per_protocol["pck_views"], per_protocol["reid_views"] = [0], [2]  # no ground truth with a face: PCK unjudged
     no_nan, _ = judge_tables("facescape_novel_expression", per_protocol, per_view)
