@@ -84,7 +84,7 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
     spec = catalog.dataset(man["protocol_definition"]["dataset"])
     face_metrics = spec.face_metrics
     missing = dict(models.missing)
-    body = _body_model(settings, es, missing) if spec.body_keypoints else None
+    body = _body_model(settings, missing) if spec.body_keypoints else None
     timing = dict.fromkeys(("psnr_ssim", "lpips", "fid", "face", "body_fit"), 0.0)
     rows, real_feats, fake_feats = [], [], []
     for pair in es.pairs():
@@ -120,6 +120,10 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
                     r["pck"] = fs.pck
         timing["face"] += time.perf_counter() - t
         t = time.perf_counter()
+        if body is not None and "target_vertices" not in a:  # (a set written before body keypoints)
+            missing["pck"] = (f"{es.path} holds no target_vertices (written before body keypoints): materialize "
+                              "its evaluation set again")
+            body = None
         if body is not None:
             for r, score in zip(base, _body_pck(body, a)):
                 r["pck"] = score
@@ -150,17 +154,11 @@ def evaluate_set(settings: Settings, eval_set: str | Path, models: MetricModels 
     return Evaluation(tables, paths, time.perf_counter() - t0, {k: v / n for k, v in timing.items()}, missing)
 
 
-def _body_model(settings: Settings, es: EvalSet, missing: dict[str, str]):
-    """SMPL-X as THuman's fits use it, for body PCK; None (and why, in `missing`) where its file is missing or the
-    set predates the vertices the fit needs."""
+def _body_model(settings: Settings, missing: dict[str, str]):
+    """SMPL-X as THuman's fits use it, for body PCK; None (and why, in `missing`) where its file is missing."""
     from model.bodies.errors import BodyModelError
     from model.bodies.smplx_body import load_thuman_smplx
 
-    first = next(iter(es.pairs()), None)
-    if first is not None and "target_vertices" not in first.arrays:
-        missing["pck"] = (f"{es.path} holds no target_vertices (written before body keypoints): materialize its "
-                          "evaluation set again")
-        return None
     try:
         return load_thuman_smplx(settings.smplx_model_dir)
     except (BodyModelError, FileNotFoundError) as exc:

@@ -161,7 +161,7 @@ def thuman_views(settings: Settings, uid: str, topology: TopologySpec, n_input: 
     return ViewsOutcome(path, n, seconds, seconds / n, {}, track.data_version)
 
 
-def _same_person(dataset: "THumanDataset", uid: str) -> dict[str, str]:
+def _same_person(dataset: THumanDataset, uid: str) -> dict[str, str]:
     """{"same_person_as": uid} where the dataset's same-person table pairs this scan with another scan of its
     person (the novel-pose protocol's input), else nothing (so other stores keep their content hash)."""
     other = dataset.same_person().get(str(uid))

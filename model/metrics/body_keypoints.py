@@ -29,7 +29,6 @@ KEYPOINT_JOINTS = np.array(list(LSP_JOINTS.values()), np.int64)
 TORSO_JOINTS = (LSP_JOINTS["l_shoulder"], LSP_JOINTS["r_hip"])  # the LSP torso diameter
 PCK_THRESHOLD = 0.2
 TORSO_LBS_JOINTS = (0, 3, 6, 9)  # pelvis, spine1-3: vertices skinned to them move rigidly enough for a placement
-FIT_VERSION = "smplx-silhouette-fit-1"  # part of the evaluation sets' and metrics' identity (pipelines)
 
 
 @dataclass(frozen=True)
